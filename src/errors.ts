@@ -1,0 +1,100 @@
+// One table of error codes. Codes survive IPC and logs; classes do not, so the
+// code is the contract. Every code here is documented in README.md (a test checks).
+
+export const ErrorCodes = {
+  TLSGATE_E_CONFIG_PARSE: 'the config file is not valid YAML',
+  TLSGATE_E_CONFIG_READ: 'the config file cannot be read',
+  TLSGATE_E_CONFIG_INVALID: 'the config does not match the schema',
+  TLSGATE_E_REF_UNKNOWN: 'an id refers to an object that does not exist',
+  TLSGATE_E_DUPLICATE_ID: 'two objects of one kind share an id',
+  TLSGATE_E_SNI_INVALID: 'an SNI is not a valid host name or wildcard pattern',
+  TLSGATE_E_SNI_CONFLICT: 'two SSL objects claim the same SNI',
+  TLSGATE_E_SNI_NOT_COVERED: "an SNI of a server SSL object is not covered by the certificate's SANs",
+  TLSGATE_E_CERT_PARSE: 'a certificate is not valid PEM / X.509',
+  TLSGATE_E_KEY_PARSE: 'a private key is not valid PEM',
+  TLSGATE_E_CERT_KEY_MISMATCH: 'the private key does not match the certificate',
+  TLSGATE_E_CERT_CHAIN_ORDER: 'a certificate in the chain is not issued by the next one',
+  TLSGATE_E_CERT_EXPIRED: 'the certificate is past its not-after date',
+  TLSGATE_E_CERT_NOT_YET_VALID: 'the certificate is before its not-before date',
+  TLSGATE_E_CERT_EXPIRING: 'warning: the certificate expires within warn_days',
+  TLSGATE_E_CERT_EKU: 'the Extended Key Usage does not allow the SSL object type',
+  TLSGATE_E_CA_PARSE: 'a CA bundle holds no valid certificate',
+  TLSGATE_E_SECRET_REF: 'a secret reference is malformed',
+  TLSGATE_E_SECRET_UNRESOLVED: 'a secret reference cannot be resolved',
+  TLSGATE_E_SECRET_PROVIDER: 'a secret reference names a provider that is not configured',
+  TLSGATE_E_ENGINE_UNSUPPORTED: 'the listener engine cannot enforce what the config asks',
+  TLSGATE_E_ENGINE_LOAD: 'the listener engine cannot be loaded on this Node.js',
+  TLSGATE_E_LISTEN: 'a listener cannot bind its address',
+  TLSGATE_E_WORKER_ACK_TIMEOUT: 'a worker did not acknowledge a snapshot in time',
+  TLSGATE_E_ADMIN_UNAUTHORIZED: 'admin API request without a valid X-API-KEY',
+  TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
+  TLSGATE_E_MISDIRECTED: 'the Host is not covered by the SNIs of the mTLS connection (421)',
+  TLSGATE_E_UPSTREAM_CONNECT: 'the upstream refused or failed the connection (502)',
+  TLSGATE_E_UPSTREAM_TLS: 'TLS to the upstream failed (502)',
+  TLSGATE_E_UPSTREAM_RESET: 'the upstream reset the connection (502)',
+  TLSGATE_E_UPSTREAM_TIMEOUT: 'the upstream did not connect or answer in time (504)',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class TlsgateError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ErrorCodes[code], options);
+    this.name = 'TlsgateError';
+    this.code = code;
+  }
+}
+
+/** One problem found in a config, with the path of the offending field. */
+export interface ConfigIssue {
+  path: string;
+  code: ErrorCode;
+  message: string;
+  severity: 'error' | 'warning';
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.path}: ${i.message} [${i.code}]`;
+}
+
+/** Every problem of a refused config at once, not the first one. */
+export class ConfigError extends TlsgateError {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    const errors = issues.filter((i) => i.severity === 'error');
+    super(
+      errors[0]?.code === 'TLSGATE_E_CONFIG_PARSE' || errors[0]?.code === 'TLSGATE_E_CONFIG_READ'
+        ? errors[0].code
+        : 'TLSGATE_E_CONFIG_INVALID',
+      `config refused, ${errors.length} problem(s):\n` + errors.map((i) => '  ' + formatIssue(i)).join('\n'),
+    );
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export class SecretError extends TlsgateError {
+  readonly reference: string;
+  constructor(code: ErrorCode, reference: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'SecretError';
+    this.reference = reference;
+  }
+}
+
+export class ListenError extends TlsgateError {
+  constructor(listener: string, address: string, cause: unknown) {
+    super('TLSGATE_E_LISTEN', `listeners.${listener}: cannot listen on ${address}: ${(cause as Error).message ?? cause}`, { cause });
+    this.name = 'ListenError';
+  }
+}
+
+export class UpstreamError extends TlsgateError {
+  readonly status: number;
+  constructor(code: ErrorCode, status: number, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'UpstreamError';
+    this.status = status;
+  }
+}

@@ -1,0 +1,92 @@
+// The snapshot: everything a worker needs, nothing it must not hold (no provider
+// credentials, no references). It crosses process boundaries only as msgpack bytes.
+
+export type TlsProtocol = 'TLSv1.2' | 'TLSv1.3';
+export type EngineName = 'node' | 'uws';
+
+export interface CertKeyPair {
+  /** PEM chain: leaf first. */
+  cert: string;
+  /** PEM private key. Never logged, never shown by the admin API. */
+  key: string;
+}
+
+export interface SslSnapshot {
+  id: string;
+  type: 'server' | 'client';
+  /** Normalised (lower-case, no trailing dot). */
+  snis: string[];
+  /** First pair is `cert`/`key`, then `certs[i]`/`keys[i]`. */
+  pairs: CertKeyPair[];
+  /** PEM bundle of the client CA; present = mTLS on. */
+  clientCa?: string;
+  /** Maximum number of intermediates between the client certificate and the CA. */
+  clientDepth: number;
+  protocols: TlsProtocol[];
+  /** sha256 over pairs + clientCa + protocols: the SecureContext cache key. */
+  hash: string;
+}
+
+export interface ListenerSnapshot {
+  name: string;
+  host: string;
+  port: number;
+  engine: EngineName;
+  defaultSsl?: string;
+}
+
+export interface RespondSnapshot {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+export interface RouteSnapshot {
+  id: string;
+  /** Normalised; undefined = any host. `*` alone also means any host. */
+  hosts?: string[];
+  /** Path prefixes. */
+  paths: string[];
+  upstream?: string;
+  respond?: RespondSnapshot;
+}
+
+export interface UpstreamNodeSnapshot {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export interface UpstreamTlsSnapshot {
+  verify: boolean;
+  /** PEM bundle; absent = system store. */
+  ca?: string;
+  /** id of an SSL object of type client, presented to the upstream. */
+  clientSsl?: string;
+  sni?: string;
+}
+
+export interface UpstreamSnapshot {
+  id: string;
+  scheme: 'http' | 'https';
+  nodes: UpstreamNodeSnapshot[];
+  /** Overrides the Host header sent upstream. */
+  host?: string;
+  tls?: UpstreamTlsSnapshot;
+  timeout: { connectMs: number; readMs: number };
+  /** Client identity headers for mTLS routes; undefined = not sent. */
+  clientIdentityHeaders?: { subject: string; fingerprint: string; verify: string };
+  /** sha256 over the fields above: pools are kept while it does not change. */
+  hash: string;
+}
+
+export interface Snapshot {
+  version: number;
+  createdAt: number;
+  listeners: ListenerSnapshot[];
+  ssls: SslSnapshot[];
+  /** [normalised sni pattern, ssl id] for enabled server SSL objects. */
+  sni: Array<[string, string]>;
+  routes: RouteSnapshot[];
+  upstreams: UpstreamSnapshot[];
+}

@@ -1,0 +1,32 @@
+// Every message between the primary and a worker. IPC uses the 'advanced'
+// serialization, so Uint8Array crosses as bytes.
+
+/** primary → worker */
+export type PrimaryMessage =
+  | { type: 'snapshot'; version: number; bytes: Uint8Array }
+  | { type: 'drain'; timeoutMs: number }
+  | { type: 'stats?'; id: number };
+
+export interface WorkerStats {
+  handshakes: number;
+  handshakeFailures: Record<string, number>;
+  requests: Record<string, number>;
+  connections: number;
+}
+
+/** worker → primary */
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'ack'; version: number }
+  | { type: 'snapshot-error'; version: number; code: string; message: string }
+  | { type: 'listening'; version: number }
+  | { type: 'listen-error'; code: string; message: string }
+  | { type: 'stats'; id: number; stats: WorkerStats }
+  | { type: 'log'; level: 'warn' | 'error' | 'info'; msg: string; fields?: Record<string, string | number | boolean> };
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
