@@ -27,6 +27,7 @@ export const ErrorCodes = {
   TLSGATE_E_LISTEN: 'a listener cannot bind its address',
   TLSGATE_E_WORKER_ACK_TIMEOUT: 'a worker did not acknowledge a snapshot in time',
   TLSGATE_E_ADMIN_UNAUTHORIZED: 'admin API request without a valid X-API-KEY',
+  TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
   TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
   TLSGATE_E_MISDIRECTED: 'the Host is not covered by the SNIs of the mTLS connection (421)',
   TLSGATE_E_UPSTREAM_CONNECT: 'the upstream refused or failed the connection (502)',

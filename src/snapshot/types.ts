@@ -89,4 +89,6 @@ export interface Snapshot {
   sni: Array<[string, string]>;
   routes: RouteSnapshot[];
   upstreams: UpstreamSnapshot[];
+  /** 48 bytes shared by every worker so a session ticket resumes on any of them. */
+  ticketKeys?: Uint8Array;
 }

@@ -1,0 +1,97 @@
+// Admin API on its own listener (plain HTTP on loopback, or its own TLS).
+import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { Logger } from '../log';
+import { ListenError } from '../errors';
+
+export type Handler = (req: IncomingMessage, url: URL) => Promise<{ status: number; body: unknown; type?: string }>;
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  apiKeys: string[];
+  tls?: { cert: string; key: string };
+  log: Logger;
+  routes: Record<string, Handler>;
+  /** Unauthenticated routes (health checks). */
+  open: Record<string, Handler>;
+}
+
+export class AdminServer {
+  private readonly server: Server;
+  private keyDigests: Buffer[];
+
+  constructor(private readonly o: AdminOptions) {
+    this.keyDigests = o.apiKeys.map(digest);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
+    this.server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttp(handler);
+  }
+
+  setApiKeys(keys: string[]): void {
+    this.keyDigests = keys.map(digest);
+  }
+
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (err) => reject(new ListenError('admin', `${this.o.host}:${this.o.port}`, err)));
+      this.server.listen(this.o.port, this.o.host, () => {
+        const a = this.server.address();
+        resolve({ host: this.o.host, port: typeof a === 'object' && a ? a.port : this.o.port });
+      });
+    });
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const given = req.headers['x-api-key'];
+    if (typeof given !== 'string' || given.length === 0) return false;
+    // Compare digests: constant time and independent of the key's length.
+    const d = digest(given);
+    let ok = false;
+    for (const k of this.keyDigests) ok = timingSafeEqual(d, k) || ok;
+    return ok;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const key = `${req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+    const open = this.o.open[key];
+    const route = open ?? this.o.routes[key] ?? this.matchParam(key);
+    try {
+      if (!open && !this.authorized(req)) return send(res, 401, { error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' } });
+      if (!route) return send(res, 404, { error: { code: 'TLSGATE_E_NO_ROUTE', message: `no admin endpoint ${key}` } });
+      const r = await route(req, url);
+      send(res, r.status, r.body, r.type);
+    } catch (err) {
+      this.o.log.error({ err, endpoint: key }, 'admin endpoint failed');
+      send(res, 500, { error: { code: (err as { code?: string }).code ?? 'TLSGATE_E_INTERNAL', message: (err as Error).message } });
+    }
+  }
+
+  /** `GET /v1/ssls/:id` style routes. */
+  private matchParam(key: string): Handler | undefined {
+    for (const [pattern, h] of Object.entries(this.o.routes)) {
+      if (!pattern.endsWith('/:id')) continue;
+      const base = pattern.slice(0, -3);
+      if (key.startsWith(base) && !key.slice(base.length).includes('/')) return h;
+    }
+    return undefined;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(status, { 'content-type': type ?? 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}

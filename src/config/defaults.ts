@@ -1,0 +1,27 @@
+// Every default in one place.
+import { availableParallelism } from 'node:os';
+
+export const defaults = {
+  workers: () => Math.max(1, availableParallelism()),
+  logLevel: 'info' as const,
+  warnDays: 30, // days before not-after that a certificate is reported as expiring
+  drainTimeout: 10_000, // 10 s: SIGTERM waits this long for in-flight requests
+  engine: 'node' as const,
+  sslType: 'server' as const,
+  sslProtocols: ['TLSv1.2', 'TLSv1.3'] as const,
+  sslStatus: 'enabled' as const,
+  clientDepth: 1, // intermediates allowed between a client certificate and its CA
+  upstreamScheme: 'http' as const,
+  nodeWeight: 1,
+  connectTimeout: 5_000, // 5 s
+  readTimeout: 30_000, // 30 s
+  upstreamVerify: true,
+  clientIdentityHeaders: {
+    subject: 'x-client-cert-subject',
+    fingerprint: 'x-client-cert-fingerprint',
+    verify: 'x-client-verify',
+  },
+  respondStatus: 200,
+  workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
+  reloadDebounce: 100, // ms: editors write a file in several steps
+};

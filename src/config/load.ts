@@ -1,0 +1,44 @@
+import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, type ConfigIssue } from '../errors';
+import { validateConfig } from './schema';
+import type { GatewayConfig } from './types';
+
+export interface Loaded {
+  config: GatewayConfig;
+  /** Warnings only (errors throw). */
+  issues: ConfigIssue[];
+  /** Raw text: the reload watcher skips a write that changed nothing. */
+  text: string;
+}
+
+/** Read + parse + schema. Throws ConfigError with every problem. No secret is resolved here. */
+export async function loadConfigFile(path: string): Promise<Loaded> {
+  const file = resolvePath(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new ConfigError([{ path: file, code: 'TLSGATE_E_CONFIG_READ', message: `cannot read the config file (${code})`, severity: 'error' }]);
+  }
+  return { ...parseConfigText(text, file), text };
+}
+
+export function parseConfigText(text: string, file: string): { config: GatewayConfig; issues: ConfigIssue[] } {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => ({
+        path: `${file}:${(e.linePos?.[0]?.line ?? 0)}:${(e.linePos?.[0]?.col ?? 0)}`,
+        code: 'TLSGATE_E_CONFIG_PARSE' as const,
+        message: e.message.split('\n')[0]!,
+        severity: 'error' as const,
+      })),
+    );
+  }
+  const { config, issues } = validateConfig(doc.toJS({ maxAliasCount: 100 }), file);
+  if (!config) throw new ConfigError(issues);
+  return { config, issues };
+}

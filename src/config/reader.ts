@@ -1,0 +1,153 @@
+// Field readers that record a problem with its path instead of throwing, so a
+// config is checked whole and every problem is reported at once.
+import type { ConfigIssue, ErrorCode } from '../errors';
+import { parseValue } from '../secrets/reference';
+import { parseDuration } from './duration';
+import type { HostPort } from './types';
+
+export type Obj = Record<string, unknown>;
+
+export class Reader {
+  readonly issues: ConfigIssue[] = [];
+
+  error(path: string, message: string, code: ErrorCode = 'TLSGATE_E_CONFIG_INVALID'): void {
+    this.issues.push({ path, message, code, severity: 'error' });
+  }
+  warn(path: string, message: string, code: ErrorCode = 'TLSGATE_E_CONFIG_INVALID'): void {
+    this.issues.push({ path, message, code, severity: 'warning' });
+  }
+
+  obj(v: unknown, path: string): Obj | undefined {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
+    this.error(path, `must be a mapping, got ${describe(v)}`);
+    return undefined;
+  }
+
+  /** Reports keys the schema does not know: a typo must not be silently ignored. */
+  known(o: Obj, path: string, keys: readonly string[]): void {
+    for (const k of Object.keys(o)) if (!keys.includes(k)) this.error(join(path, k), `unknown field (expected one of: ${keys.join(', ')})`);
+  }
+
+  list(o: Obj, key: string, path: string, required = false): unknown[] | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) {
+      if (required) this.error(join(path, key), 'is required');
+      return undefined;
+    }
+    if (Array.isArray(v)) return v;
+    this.error(join(path, key), `must be a list, got ${describe(v)}`);
+    return undefined;
+  }
+
+  str(o: Obj, key: string, path: string, opts: { required?: boolean; pattern?: RegExp; hint?: string } = {}): string | undefined {
+    const v = o[key];
+    const p = join(path, key);
+    if (v === undefined || v === null) {
+      if (opts.required) this.error(p, 'is required');
+      return undefined;
+    }
+    if (typeof v !== 'string' || v.length === 0) {
+      this.error(p, `must be a non-empty string, got ${describe(v)}`);
+      return undefined;
+    }
+    if (opts.pattern && !opts.pattern.test(v)) {
+      this.error(p, `"${v}" ${opts.hint ?? `does not match ${opts.pattern}`}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  /** A value that may be a literal or a `$env/$file/$secret` reference. Never echoes a literal. */
+  secret(o: Obj, key: string, path: string, required = false): string | undefined {
+    const v = o[key];
+    const p = join(path, key);
+    if (v === undefined || v === null) {
+      if (required) this.error(p, 'is required');
+      return undefined;
+    }
+    if (typeof v !== 'string' || v.length === 0) {
+      this.error(p, `must be a non-empty string (PEM, $env://, $file:// or $secret://), got ${describe(v)}`);
+      return undefined;
+    }
+    const parsed = parseValue(v);
+    if (!parsed.ok) {
+      this.error(p, parsed.message, 'TLSGATE_E_SECRET_REF');
+      return undefined;
+    }
+    return v;
+  }
+
+  secretAt(v: unknown, p: string): string | undefined {
+    return this.secret({ v }, 'v', '') === undefined ? (this.relocate(p), undefined) : (v as string);
+  }
+
+  /** Moves the last issue (recorded at a placeholder path) to the real one. */
+  private relocate(p: string): void {
+    const last = this.issues[this.issues.length - 1];
+    if (last) last.path = p;
+  }
+
+  int(o: Obj, key: string, path: string, opts: { min?: number; max?: number } = {}): number | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) return undefined;
+    const p = join(path, key);
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      this.error(p, `must be an integer, got ${describe(v)}`);
+      return undefined;
+    }
+    if ((opts.min !== undefined && v < opts.min) || (opts.max !== undefined && v > opts.max)) {
+      this.error(p, `must be between ${opts.min ?? '-∞'} and ${opts.max ?? '∞'}, got ${v}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  bool(o: Obj, key: string, path: string): boolean | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'boolean') return v;
+    this.error(join(path, key), `must be true or false, got ${describe(v)}`);
+    return undefined;
+  }
+
+  oneOf<T extends string>(o: Obj, key: string, path: string, values: readonly T[]): T | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
+    this.error(join(path, key), `must be one of ${values.join(' | ')}, got ${describe(v)}`);
+    return undefined;
+  }
+
+  duration(o: Obj, key: string, path: string): number | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) return undefined;
+    const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : null;
+    if (ms === null) this.error(join(path, key), `must be a duration like "500ms", "5s", "2m", got ${describe(v)}`);
+    return ms ?? undefined;
+  }
+
+  hostPort(o: Obj, key: string, path: string, required = false): HostPort | undefined {
+    const v = this.str(o, key, path, { required });
+    if (v === undefined) return undefined;
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port > 65535) {
+      this.error(join(path, key), `"${v}" must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443)`);
+      return undefined;
+    }
+    return { host: m[1] ?? m[2]!, port };
+  }
+}
+
+export function join(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return path ? `${path}.${key}` : key;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
+  return String(v);
+}

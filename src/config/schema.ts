@@ -1,0 +1,359 @@
+// The one schema: raw YAML value → GatewayConfig, or every problem with its path.
+import { dirname } from 'node:path';
+import type { ConfigIssue } from '../errors';
+import { normalizePattern } from '../routing/names';
+import type { TlsProtocol } from '../snapshot/types';
+import { defaults } from './defaults';
+import { join, Reader, type Obj } from './reader';
+import type { GatewayConfig, ListenerConfig, RouteConfig, SslConfig, UpstreamConfig } from './types';
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ID_HINT = 'must be 1-64 characters: letters, digits, ".", "_", "-"';
+const TOP = ['workers', 'log', 'warn_days', 'drain_timeout', 'admin', 'audit', 'listeners', 'secret_providers', 'ssls', 'upstreams', 'routes'] as const;
+
+export interface SchemaResult {
+  config?: GatewayConfig;
+  issues: ConfigIssue[];
+}
+
+export function validateConfig(raw: unknown, file: string): SchemaResult {
+  const r = new Reader();
+  const root = raw === null || raw === undefined ? {} : r.obj(raw, '(root)');
+  if (!root) return { issues: r.issues };
+  r.known(root, '', TOP);
+
+  let workers = defaults.workers();
+  if (root.workers !== undefined && root.workers !== 'auto') workers = r.int(root, 'workers', '', { min: 1, max: 256 }) ?? workers;
+
+  const logObj = root.log === undefined ? {} : r.obj(root.log, 'log') ?? {};
+  r.known(logObj, 'log', ['level', 'file']);
+  const log = {
+    level: r.oneOf(logObj, 'level', 'log', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? defaults.logLevel,
+    ...optional('file', r.str(logObj, 'file', 'log')),
+  };
+
+  const config: GatewayConfig = {
+    file,
+    baseDir: dirname(file),
+    workers,
+    log,
+    warn_days: r.int(root, 'warn_days', '', { min: 0, max: 3650 }) ?? defaults.warnDays,
+    drain_timeout: r.duration(root, 'drain_timeout', '') ?? defaults.drainTimeout,
+    listeners: [],
+    secret_providers: [],
+    ssls: [],
+    upstreams: [],
+    routes: [],
+  };
+
+  if (root.admin !== undefined) {
+    const a = r.obj(root.admin, 'admin');
+    if (a) {
+      r.known(a, 'admin', ['listen', 'api_keys', 'tls']);
+      const listen = r.hostPort(a, 'listen', 'admin', true);
+      const keys = (r.list(a, 'api_keys', 'admin', true) ?? []).map((k, i) => r.secretAt(k, `admin.api_keys[${i}]`));
+      if (a.api_keys !== undefined && keys.length === 0) r.error('admin.api_keys', 'must hold at least one key');
+      let tls: { cert: string; key: string } | undefined;
+      if (a.tls !== undefined) {
+        const t = r.obj(a.tls, 'admin.tls');
+        if (t) {
+          r.known(t, 'admin.tls', ['cert', 'key']);
+          const cert = r.secret(t, 'cert', 'admin.tls', true);
+          const key = r.secret(t, 'key', 'admin.tls', true);
+          if (cert && key) tls = { cert, key };
+        }
+      }
+      if (listen) config.admin = { listen, api_keys: keys.filter((k): k is string => k !== undefined), ...optional('tls', tls) };
+    }
+  }
+
+  if (root.audit !== undefined) {
+    const a = r.obj(root.audit, 'audit');
+    if (a) {
+      r.known(a, 'audit', ['path']);
+      const path = r.str(a, 'path', 'audit', { required: true });
+      if (path) config.audit = { path };
+    }
+  }
+
+  (r.list(root, 'listeners', '', true) ?? []).forEach((v, i) => {
+    const l = listener(r, v, `listeners[${i}]`);
+    if (l) config.listeners.push(l);
+  });
+  if (Array.isArray(root.listeners) && root.listeners.length === 0) r.error('listeners', 'must hold at least one listener');
+
+  (r.list(root, 'secret_providers', '') ?? []).forEach((v, i) => {
+    const p = r.obj(v, `secret_providers[${i}]`);
+    if (!p) return;
+    const id = r.str(p, 'id', `secret_providers[${i}]`, { required: true, pattern: ID, hint: ID_HINT });
+    const type = r.oneOf(p, 'type', `secret_providers[${i}]`, ['vault', 'aws'] as const);
+    if (p.type === undefined) r.error(`secret_providers[${i}].type`, 'is required');
+    if (id && type) config.secret_providers.push({ ...p, id, type });
+  });
+
+  (r.list(root, 'ssls', '') ?? []).forEach((v, i) => {
+    const s = ssl(r, v, `ssls[${i}]`);
+    if (s) config.ssls.push(s);
+  });
+  (r.list(root, 'upstreams', '') ?? []).forEach((v, i) => {
+    const u = upstream(r, v, `upstreams[${i}]`);
+    if (u) config.upstreams.push(u);
+  });
+  (r.list(root, 'routes', '') ?? []).forEach((v, i) => {
+    const rt = route(r, v, `routes[${i}]`);
+    if (rt) config.routes.push(rt);
+  });
+
+  crossChecks(r, root, config);
+  const ok = !r.issues.some((i) => i.severity === 'error');
+  return ok ? { config, issues: r.issues } : { issues: r.issues };
+}
+
+function listener(r: Reader, v: unknown, path: string): ListenerConfig | undefined {
+  const o = r.obj(v, path);
+  if (!o) return undefined;
+  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl']);
+  const name = r.str(o, 'name', path, { required: true, pattern: ID, hint: ID_HINT });
+  const listen = r.hostPort(o, 'listen', path, true);
+  const engine = r.oneOf(o, 'engine', path, ['node', 'uws'] as const) ?? defaults.engine;
+  const default_ssl = r.str(o, 'default_ssl', path);
+  if (!name || !listen) return undefined;
+  return { name, listen, engine, ...optional('default_ssl', default_ssl) };
+}
+
+function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
+  const o = r.obj(v, path);
+  if (!o) return undefined;
+  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status']);
+  const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
+  const type = r.oneOf(o, 'type', path, ['server', 'client'] as const) ?? defaults.sslType;
+  const snis: string[] = [];
+  (r.list(o, 'snis', path, type === 'server') ?? []).forEach((s, j) => {
+    const p = `${path}.snis[${j}]`;
+    const n = typeof s === 'string' ? normalizePattern(s) : null;
+    if (n === null) r.error(p, `${JSON.stringify(s)} is not a valid SNI (a host name, or "*." and a host name; ≤ 253 bytes)`, 'TLSGATE_E_SNI_INVALID');
+    else if (snis.includes(n)) r.error(p, `"${n}" is listed twice`, 'TLSGATE_E_SNI_CONFLICT');
+    else snis.push(n);
+  });
+  if (type === 'server' && Array.isArray(o.snis) && o.snis.length === 0) r.error(join(path, 'snis'), 'a server SSL object needs at least one SNI');
+  const cert = r.secret(o, 'cert', path, true);
+  const key = r.secret(o, 'key', path, true);
+  const certs = (r.list(o, 'certs', path) ?? []).map((c, j) => r.secretAt(c, `${path}.certs[${j}]`));
+  const keys = (r.list(o, 'keys', path) ?? []).map((c, j) => r.secretAt(c, `${path}.keys[${j}]`));
+  if (certs.length !== keys.length) r.error(join(path, 'keys'), `has ${keys.length} key(s) for ${certs.length} extra certificate(s) in certs; they pair by index`);
+  let client: SslConfig['client'];
+  if (o.client !== undefined) {
+    const c = r.obj(o.client, join(path, 'client'));
+    if (c) {
+      r.known(c, join(path, 'client'), ['ca', 'depth']);
+      const ca = r.secret(c, 'ca', join(path, 'client'), true);
+      const depth = r.int(c, 'depth', join(path, 'client'), { min: 0, max: 10 }) ?? defaults.clientDepth;
+      if (ca) client = { ca, depth };
+    }
+    if (type === 'client') r.error(join(path, 'client'), 'client CA (mTLS) applies to server SSL objects only');
+  }
+  const protocols: TlsProtocol[] = [];
+  const rawProtocols = r.list(o, 'ssl_protocols', path);
+  (rawProtocols ?? [...defaults.sslProtocols]).forEach((p, j) => {
+    if (p === 'TLSv1.2' || p === 'TLSv1.3') protocols.includes(p) || protocols.push(p);
+    else r.error(`${path}.ssl_protocols[${j}]`, `must be TLSv1.2 or TLSv1.3, got ${JSON.stringify(p)}`);
+  });
+  if (rawProtocols && rawProtocols.length === 0) r.error(join(path, 'ssl_protocols'), 'must hold at least one protocol');
+  const status = r.oneOf(o, 'status', path, ['enabled', 'disabled'] as const) ?? defaults.sslStatus;
+  if (!id || !cert || !key) return undefined;
+  return {
+    id,
+    type,
+    snis,
+    cert,
+    key,
+    certs: certs.filter((c): c is string => c !== undefined),
+    keys: keys.filter((c): c is string => c !== undefined),
+    ...optional('client', client),
+    ssl_protocols: protocols,
+    status,
+  };
+}
+
+function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefined {
+  const o = r.obj(v, path);
+  if (!o) return undefined;
+  r.known(o, path, ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers']);
+  const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
+  const scheme = r.oneOf(o, 'scheme', path, ['http', 'https'] as const) ?? defaults.upstreamScheme;
+  const nodes: UpstreamConfig['nodes'] = [];
+  (r.list(o, 'nodes', path, true) ?? []).forEach((n, j) => {
+    const p = `${path}.nodes[${j}]`;
+    const no = r.obj(n, p);
+    if (!no) return;
+    r.known(no, p, ['host', 'port', 'weight']);
+    const host = r.str(no, 'host', p, { required: true });
+    const port = r.int(no, 'port', p, { min: 1, max: 65535 });
+    if (no.port === undefined) r.error(join(p, 'port'), 'is required');
+    const weight = r.int(no, 'weight', p, { min: 0, max: 10_000 }) ?? defaults.nodeWeight;
+    if (host && port) nodes.push({ host, port, weight });
+  });
+  if (Array.isArray(o.nodes) && o.nodes.length === 0) r.error(join(path, 'nodes'), 'must hold at least one node');
+  const host = r.str(o, 'host', path);
+  let tls: UpstreamConfig['tls'];
+  if (o.tls !== undefined) {
+    const t = r.obj(o.tls, join(path, 'tls'));
+    if (t) {
+      const p = join(path, 'tls');
+      r.known(t, p, ['verify', 'ca', 'client_ssl', 'sni']);
+      tls = {
+        verify: r.bool(t, 'verify', p) ?? defaults.upstreamVerify,
+        ...optional('ca', r.secret(t, 'ca', p)),
+        ...optional('client_ssl', r.str(t, 'client_ssl', p)),
+        ...optional('sni', r.str(t, 'sni', p)),
+      };
+      if (scheme === 'http') r.error(p, 'is set but scheme is http (use scheme: https)');
+    }
+  }
+  const timeout = { connect: defaults.connectTimeout, read: defaults.readTimeout };
+  if (o.timeout !== undefined) {
+    const t = r.obj(o.timeout, join(path, 'timeout'));
+    if (t) {
+      r.known(t, join(path, 'timeout'), ['connect', 'read']);
+      timeout.connect = r.duration(t, 'connect', join(path, 'timeout')) ?? timeout.connect;
+      timeout.read = r.duration(t, 'read', join(path, 'timeout')) ?? timeout.read;
+    }
+  }
+  let identity: UpstreamConfig['client_identity_headers'];
+  const cih = o.client_identity_headers;
+  if (cih === true) identity = { ...defaults.clientIdentityHeaders };
+  else if (cih !== undefined && cih !== false) {
+    const c = r.obj(cih, join(path, 'client_identity_headers'));
+    if (c) {
+      const p = join(path, 'client_identity_headers');
+      r.known(c, p, ['subject', 'fingerprint', 'verify']);
+      const h = /^[A-Za-z0-9-]+$/;
+      identity = {
+        subject: (r.str(c, 'subject', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.subject).toLowerCase(),
+        fingerprint: (r.str(c, 'fingerprint', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.fingerprint).toLowerCase(),
+        verify: (r.str(c, 'verify', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.verify).toLowerCase(),
+      };
+    }
+  }
+  if (!id) return undefined;
+  return { id, scheme, nodes, ...optional('host', host), ...optional('tls', tls), timeout, ...optional('client_identity_headers', identity) };
+}
+
+function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
+  const o = r.obj(v, path);
+  if (!o) return undefined;
+  r.known(o, path, ['id', 'hosts', 'paths', 'upstream', 'respond']);
+  const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
+  let hosts: string[] | undefined;
+  const rawHosts = r.list(o, 'hosts', path);
+  if (rawHosts) {
+    hosts = [];
+    rawHosts.forEach((h, j) => {
+      const n = h === '*' ? '*' : typeof h === 'string' ? normalizePattern(h) : null;
+      if (n === null) r.error(`${path}.hosts[${j}]`, `${JSON.stringify(h)} is not a host name, "*." pattern or "*"`);
+      else hosts!.push(n);
+    });
+    if (hosts.includes('*')) hosts = undefined;
+  }
+  const paths: string[] = [];
+  (r.list(o, 'paths', path) ?? ['/']).forEach((p, j) => {
+    if (typeof p === 'string' && p.startsWith('/')) paths.push(p);
+    else r.error(`${path}.paths[${j}]`, `${JSON.stringify(p)} must be a path prefix starting with "/"`);
+  });
+  const upstreamId = r.str(o, 'upstream', path);
+  let respond: RouteConfig['respond'];
+  if (o.respond !== undefined) {
+    const p = join(path, 'respond');
+    const ro = r.obj(o.respond, p);
+    if (ro) {
+      r.known(ro, p, ['status', 'body', 'headers']);
+      const headers: Record<string, string> = {};
+      if (ro.headers !== undefined) {
+        const ho = r.obj(ro.headers, join(p, 'headers'));
+        for (const [k, hv] of Object.entries(ho ?? {})) {
+          if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(k)) r.error(join(join(p, 'headers'), k), 'is not a valid header name');
+          else if (typeof hv !== 'string' && typeof hv !== 'number') r.error(join(join(p, 'headers'), k), 'must be a string');
+          else headers[k.toLowerCase()] = String(hv);
+        }
+      }
+      const body = ro.body === undefined ? '' : typeof ro.body === 'string' ? ro.body : (r.error(join(p, 'body'), 'must be a string'), '');
+      respond = { status: r.int(ro, 'status', p, { min: 100, max: 599 }) ?? defaults.respondStatus, body, headers };
+    }
+  }
+  if (upstreamId && respond) r.error(path, 'has both upstream and respond; a route does one');
+  if (!upstreamId && !respond && id) r.error(path, 'needs an upstream or a respond block');
+  if (!id) return undefined;
+  return { id, ...optional('hosts', hosts), paths, ...optional('upstream', upstreamId), ...optional('respond', respond) };
+}
+
+function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
+  unique(r, c.listeners.map((l) => l.name), 'listeners', 'name', root);
+  unique(r, c.ssls.map((s) => s.id), 'ssls', 'id', root);
+  unique(r, c.upstreams.map((u) => u.id), 'upstreams', 'id', root);
+  unique(r, c.routes.map((x) => x.id), 'routes', 'id', root);
+  unique(r, c.secret_providers.map((p) => p.id), 'secret_providers', 'id', root);
+  const addrs = new Map<string, string>();
+  c.listeners.forEach((l, i) => {
+    const a = `${l.listen.host}:${l.listen.port}`;
+    const other = addrs.get(a);
+    if (other) r.error(`listeners[${i}].listen`, `${a} is also the address of listener "${other}"`);
+    addrs.set(a, l.name);
+  });
+  const ssls = new Map(c.ssls.map((s) => [s.id, s]));
+  c.listeners.forEach((l, i) => {
+    if (l.default_ssl === undefined) return;
+    const s = ssls.get(l.default_ssl);
+    if (!s) r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
+  });
+  // Two SSL objects claiming one SNI: an error naming both ids.
+  const owner = new Map<string, string>();
+  c.ssls.forEach((s, i) => {
+    if (s.type !== 'server' || s.status !== 'enabled') return;
+    s.snis.forEach((n, j) => {
+      const prev = owner.get(n);
+      if (prev !== undefined) r.error(`ssls[${i}].snis[${j}]`, `"${n}" is claimed by SSL objects "${prev}" and "${s.id}"`, 'TLSGATE_E_SNI_CONFLICT');
+      else owner.set(n, s.id);
+    });
+  });
+  const upstreams = new Set(c.upstreams.map((u) => u.id));
+  c.routes.forEach((rt, i) => {
+    if (rt.upstream !== undefined && !upstreams.has(rt.upstream)) {
+      r.error(`routes[${i}].upstream`, `"${rt.upstream}" is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
+    }
+  });
+  c.upstreams.forEach((u, i) => {
+    const cs = u.tls?.client_ssl;
+    if (cs === undefined) return;
+    const s = ssls.get(cs);
+    if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
+  });
+  const mtls = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled' && s.client);
+  c.listeners.forEach((l, i) => {
+    if (l.engine !== 'uws') return;
+    for (const s of mtls) {
+      r.error(
+        `listeners[${i}].engine`,
+        `uws cannot enforce mTLS (it lets a client with no certificate through and does not apply a per-SNI CA), but SSL object "${s.id}" has client.ca: use engine: node for this listener`,
+        'TLSGATE_E_ENGINE_UNSUPPORTED',
+      );
+    }
+  });
+}
+
+function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj): void {
+  const raw = Array.isArray(root[kind]) ? (root[kind] as unknown[]) : [];
+  const seen = new Map<string, number>();
+  raw.forEach((v, i) => {
+    const id = typeof v === 'object' && v !== null ? (v as Obj)[field] : undefined;
+    if (typeof id !== 'string' || !ids.includes(id)) return;
+    const first = seen.get(id);
+    if (first !== undefined) r.error(`${kind}[${i}].${field}`, `"${id}" is also the ${field} of ${kind}[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
+    else seen.set(id, i);
+  });
+}
+
+function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
+  return (v === undefined ? {} : { [key]: v }) as { [P in K]?: V };
+}

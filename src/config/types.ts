@@ -1,0 +1,70 @@
+import type { EngineName, TlsProtocol } from '../snapshot/types';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface AdminConfig {
+  listen: HostPort;
+  /** Literals or references; resolved by the primary. */
+  api_keys: string[];
+  tls?: { cert: string; key: string };
+}
+
+export interface ListenerConfig {
+  name: string;
+  listen: HostPort;
+  engine: EngineName;
+  default_ssl?: string;
+}
+
+export interface SslConfig {
+  id: string;
+  type: 'server' | 'client';
+  snis: string[];
+  cert: string;
+  key: string;
+  certs: string[];
+  keys: string[];
+  client?: { ca: string; depth: number };
+  ssl_protocols: TlsProtocol[];
+  status: 'enabled' | 'disabled';
+}
+
+export interface UpstreamConfig {
+  id: string;
+  scheme: 'http' | 'https';
+  nodes: Array<{ host: string; port: number; weight: number }>;
+  host?: string;
+  tls?: { verify: boolean; ca?: string; client_ssl?: string; sni?: string };
+  timeout: { connect: number; read: number };
+  client_identity_headers?: { subject: string; fingerprint: string; verify: string };
+}
+
+export interface RouteConfig {
+  id: string;
+  hosts?: string[];
+  paths: string[];
+  upstream?: string;
+  respond?: { status: number; body: string; headers: Record<string, string> };
+}
+
+export interface GatewayConfig {
+  /** Absolute path of the config file; `$file://` is relative to its directory. */
+  file: string;
+  baseDir: string;
+  workers: number;
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'; file?: string };
+  warn_days: number;
+  /** SIGTERM: stop accepting, finish in-flight requests, at most this long (ms). */
+  drain_timeout: number;
+  admin?: AdminConfig;
+  audit?: { path: string };
+  listeners: ListenerConfig[];
+  /** Validated by src/secrets (provider-specific fields). */
+  secret_providers: Array<{ id: string; type: string; [k: string]: unknown }>;
+  ssls: SslConfig[];
+  upstreams: UpstreamConfig[];
+  routes: RouteConfig[];
+}

@@ -1,0 +1,40 @@
+// One small interface, two adapters (node:tls today, uWebSockets.js later).
+import type { SniMap } from '../routing/sni-map';
+import type { Router } from '../routing/router';
+import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
+import type { ContextCache } from './context-cache';
+import type { Counters } from './counters';
+
+/** What a worker builds from one snapshot; swapped into engines by one assignment. */
+export interface DataPlaneState {
+  readonly version: number;
+  readonly snapshot: Snapshot;
+  readonly sni: SniMap;
+  readonly router: Router;
+  readonly contexts: ContextCache;
+  readonly proxy: RequestProxy | undefined;
+}
+
+/** The proxy stage as an engine sees it (implemented in src/proxy). */
+export interface RequestProxy {
+  handle(
+    req: import('node:http').IncomingMessage,
+    res: import('node:http').ServerResponse,
+    upstreamId: string,
+    ctx: { clientCert?: { subject: string; fingerprint: string }; remoteAddress: string; proto: 'https' },
+  ): void;
+}
+
+export interface Engine {
+  readonly listener: ListenerSnapshot;
+  listen(): Promise<void>;
+  /** Swap in a new state; existing connections keep the context they shook hands with. */
+  update(state: DataPlaneState, listener: ListenerSnapshot): void;
+  /** Stop accepting, let in-flight requests finish (at most timeoutMs), then destroy the rest. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export interface EngineDeps {
+  counters: Counters;
+  log: import('../log').Logger;
+}

@@ -1,0 +1,247 @@
+// The node engine: node:https (OpenSSL 3) with SNICallback over the precompiled map,
+// per-SNI mTLS set on the connection inside the callback, hitless swaps.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { ListenError } from '../errors';
+import { hostFromHeader, patternCovers } from '../routing/names';
+import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
+import type { DataPlaneState, Engine, EngineDeps } from './engine';
+import { sendError } from './respond';
+
+const SSL = Symbol('tlsgate.ssl');
+type GateSocket = TLSSocket & { [SSL]?: SslSnapshot };
+
+/**
+ * Private fields of node:tls that per-SNI mTLS relies on (Node 20, measured).
+ * `setVerifyMode` asks for the certificate; `_requestCert` and `_rejectUnauthorized`
+ * make Node check the chain after the handshake (without them a certificate from a
+ * foreign CA was accepted with authorized === false). test/mtls-per-sni.test.ts fails
+ * loudly if a Node release changes them.
+ */
+interface TlsSocketInternals {
+  _handle: { setVerifyMode(request: boolean, reject: boolean): void } | null;
+  _requestCert: boolean;
+  _rejectUnauthorized: boolean;
+}
+
+function setVerify(socket: TLSSocket, on: boolean): void {
+  const s = socket as unknown as TlsSocketInternals;
+  s._handle?.setVerifyMode(on, on);
+  s._requestCert = on;
+  s._rejectUnauthorized = on;
+}
+
+export class NodeEngine implements Engine {
+  listener: ListenerSnapshot;
+  private state: DataPlaneState;
+  private readonly server: Server;
+  private draining = false;
+
+  constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
+    this.listener = listener;
+    this.state = state;
+    const engine = this;
+    this.server = createServer(
+      {
+        requestCert: false,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+        // A `function`, not an arrow: Node calls it with `this` = the TLSSocket.
+        SNICallback: function (this: TLSSocket, servername, cb) {
+          engine.onSni(this as GateSocket, servername, cb);
+        },
+        keepAliveTimeout: 5_000,
+        headersTimeout: 30_000,
+        requestTimeout: 60_000,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
+    this.server.on('tlsClientError', (err: Error & { code?: string }) => this.onTlsError(err));
+    this.server.on('clientError', (err: Error & { code?: string }, socket) => {
+      // Garbage on the socket after TLS: 400 when the socket can still take it.
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    this.applyDefault();
+  }
+
+  listen(): Promise<void> {
+    const { host, port, name } = this.listener;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(new ListenError(name, `${host}:${port}`, err));
+      this.server.once('error', onError);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  update(state: DataPlaneState, listener: ListenerSnapshot): void {
+    this.state = state;
+    this.listener = listener;
+    this.applyDefault();
+  }
+
+  /** No-SNI clients get the server's own context: the listener's default SSL object, if any. */
+  private applyDefault(): void {
+    const d = this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
+    const srv = this.server as Server & { requestCert: boolean; rejectUnauthorized: boolean; _sharedCreds: unknown };
+    if (d) {
+      srv._sharedCreds = this.state.contexts.get(d);
+    } else {
+      // A context with no certificate: a handshake without SNI fails with an alert.
+      srv.setSecureContext({ minVersion: 'TLSv1.2' });
+    }
+    srv.requestCert = !!d?.clientCa;
+    srv.rejectUnauthorized = !!d?.clientCa;
+  }
+
+  private onSni(socket: GateSocket, servername: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void): void {
+    const state = this.state;
+    const { ssl } = state.sni.lookup(servername, this.listener.defaultSsl);
+    if (!ssl) {
+      this.deps.counters.fail('no_sni_match');
+      // Continue with the certificate-less default context: the client gets a TLS alert.
+      setVerify(socket, false);
+      cb(null, undefined);
+      return;
+    }
+    let ctx;
+    try {
+      ctx = state.contexts.get(ssl);
+    } catch (err) {
+      this.deps.counters.fail('context');
+      this.deps.log.error({ err, ssl: ssl.id }, 'cannot build the TLS context of an SSL object');
+      cb(err as Error);
+      return;
+    }
+    socket[SSL] = ssl;
+    setVerify(socket, ssl.clientCa !== undefined);
+    cb(null, ctx);
+  }
+
+  private onSecure(socket: GateSocket): void {
+    const ssl = socket[SSL] ?? (this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined);
+    if (!ssl) {
+      this.deps.counters.fail('no_sni_match');
+      socket.destroy();
+      return;
+    }
+    socket[SSL] = ssl;
+    // The SNI callback runs after the version is chosen: enforce ssl_protocols here,
+    // before any HTTP byte is read.
+    const proto = socket.getProtocol();
+    if (!ssl.protocols.includes(proto as 'TLSv1.2')) {
+      this.deps.counters.fail('protocol');
+      socket.destroy();
+      return;
+    }
+    if (ssl.clientCa) {
+      if (!socket.authorized) {
+        this.deps.counters.fail('mtls_invalid');
+        socket.destroy();
+        return;
+      }
+      if (intermediates(socket) > ssl.clientDepth) {
+        this.deps.counters.fail('mtls_depth');
+        socket.destroy();
+        return;
+      }
+    }
+    this.deps.counters.handshakes++;
+    this.deps.counters.connections++;
+    socket.once('close', () => this.deps.counters.connections--);
+  }
+
+  private onTlsError(err: Error & { code?: string }): void {
+    const c = err.code ?? '';
+    const reason = /CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN/.test(c + err.message)
+      ? 'mtls_missing'
+      : /CERT|VERIFY|UNABLE_TO_GET_ISSUER|SELF_SIGNED/.test(c)
+        ? 'mtls_invalid'
+        : /VERSION|PROTOCOL/.test(c)
+          ? 'protocol'
+          : 'other';
+    this.deps.counters.fail(reason);
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket as GateSocket;
+    const ssl = socket[SSL];
+    const host = hostFromHeader(req.headers.host);
+    const state = this.state;
+    if (this.draining) res.shouldKeepAlive = false;
+    if (ssl?.clientCa && (host === null || !ssl.snis.some((p) => patternCovers(p, host)))) {
+      // A verified connection is not a pass for another host.
+      sendError(res, 421, 'TLSGATE_E_MISDIRECTED', `host ${host ?? '(none)'} is not served by this mTLS connection`);
+      this.deps.counters.request('-', 421);
+      return;
+    }
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const route = state.router.match(host, q < 0 ? url : url.slice(0, q));
+    if (!route) {
+      sendError(res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
+      this.deps.counters.request('-', 404);
+      return;
+    }
+    if (route.respond) {
+      const r = route.respond;
+      res.writeHead(r.status, { 'content-type': 'text/plain', ...r.headers, 'content-length': Buffer.byteLength(r.body) });
+      res.end(req.method === 'HEAD' ? undefined : r.body);
+      this.deps.counters.request(route.id, r.status);
+      return;
+    }
+    const proxy = state.proxy;
+    if (!proxy || !route.upstream) {
+      sendError(res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', 'no upstream for this route');
+      return;
+    }
+    const cert = ssl?.clientCa ? socket.getPeerCertificate() : undefined;
+    proxy.handle(req, res, route.upstream, {
+      ...(cert && cert.subject ? { clientCert: { subject: dnString(cert.subject), fingerprint: cert.fingerprint256 } } : {}),
+      remoteAddress: socket.remoteAddress ?? '',
+      proto: 'https',
+    });
+    res.once('finish', () => this.deps.counters.request(route.id, res.statusCode));
+  }
+
+  close(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.closeAllConnections();
+      }, timeoutMs);
+      timer.unref();
+      // close() stops accepting and (Node ≥ 19) closes idle keep-alive connections;
+      // active ones end after their response (shouldKeepAlive = false above).
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.server.closeIdleConnections();
+    });
+  }
+}
+
+function intermediates(socket: TLSSocket): number {
+  let c = socket.getPeerCertificate(true);
+  let n = 0;
+  const seen = new Set<string>();
+  while (c && c.issuerCertificate && c.issuerCertificate !== c && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    c = c.issuerCertificate;
+    n++;
+  }
+  // n counts issuers above the leaf, the trust anchor included.
+  return Math.max(0, n - 1);
+}
+
+function dnString(dn: object): string {
+  return Object.entries(dn)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`)
+    .join(',');
+}

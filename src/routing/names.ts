@@ -1,0 +1,47 @@
+// Host-name rules shared by the config validator, the SNI map and the router.
+
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+/** Lower-case, drop one trailing dot. Returns null when the name can never match. */
+export function normalizeHost(name: string): string | null {
+  if (name.length === 0 || name.length > 254) return null;
+  let n = name.toLowerCase();
+  if (n.endsWith('.')) n = n.slice(0, -1);
+  if (n.length === 0 || n.length > 253) return null;
+  for (const label of n.split('.')) if (!LABEL.test(label)) return null;
+  return n;
+}
+
+/** A pattern is an exact name or `*.` + name (the wildcard is exactly one whole label). */
+export function normalizePattern(pattern: string): string | null {
+  if (pattern.startsWith('*.')) {
+    const rest = normalizeHost(pattern.slice(2));
+    return rest ? '*.' + rest : null;
+  }
+  return normalizeHost(pattern);
+}
+
+/** RFC 6125 §6.4.3, restricted as in DESIGN.md: `*.example.com` covers `a.example.com` only. */
+export function patternCovers(pattern: string, name: string): boolean {
+  if (!pattern.startsWith('*.')) return pattern === name;
+  if (name.startsWith('*.')) return pattern === name;
+  const dot = name.indexOf('.');
+  return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
+}
+
+/** Parent suffix used for wildcard lookups: `a.example.com` → `example.com`. */
+export function wildcardParent(name: string): string | null {
+  const dot = name.indexOf('.');
+  return dot > 0 ? name.slice(dot + 1) : null;
+}
+
+/** Strip a port from a Host header value: `a.test:8443` → `a.test`, `[::1]:8443` → `::1`. */
+export function hostFromHeader(host: string | undefined): string | null {
+  if (!host) return null;
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end > 0 ? host.slice(1, end).toLowerCase() : null;
+  }
+  const colon = host.indexOf(':');
+  return normalizeHost(colon >= 0 ? host.slice(0, colon) : host);
+}

@@ -1,0 +1,113 @@
+// ResolvedConfig → Snapshot: validate every certificate (in the pool), check SNI
+// coverage, and lay out what workers need. Refuses with every problem at once.
+import { ConfigError, type ConfigIssue } from '../errors';
+import type { ResolvedConfig } from '../config/resolve';
+import type { CertValidator } from '../certs/pool';
+import { materialHash, type CertInfo, type ValidateInput } from '../certs/validate';
+import type { Snapshot, SslSnapshot, UpstreamSnapshot } from './types';
+
+export interface SslDetails {
+  id: string;
+  type: 'server' | 'client';
+  status: 'enabled' | 'disabled';
+  snis: string[];
+  certs: CertInfo[];
+  mtls: boolean;
+  client_ca?: { subject: string; fingerprint_sha256: string; count: number };
+  sources: Record<string, string>;
+  not_after: number;
+}
+
+export interface Compiled {
+  snapshot: Omit<Snapshot, 'version' | 'createdAt'>;
+  details: SslDetails[];
+  warnings: ConfigIssue[];
+}
+
+export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidator, now = Date.now()): Promise<Compiled> {
+  const { config: c, values } = rc;
+  const val = (p: string): string => values.get(p)!;
+  const inputs: ValidateInput[] = c.ssls.map((s, i) => ({
+    path: `ssls[${i}]`,
+    id: s.id,
+    type: s.type,
+    snis: s.snis,
+    pairs: [
+      { certPath: `ssls[${i}].cert`, cert: val(`ssls[${i}].cert`), keyPath: `ssls[${i}].key`, key: val(`ssls[${i}].key`) },
+      ...s.certs.map((_, j) => ({ certPath: `ssls[${i}].certs[${j}]`, cert: val(`ssls[${i}].certs[${j}]`), keyPath: `ssls[${i}].keys[${j}]`, key: val(`ssls[${i}].keys[${j}]`) })),
+    ],
+    ...(s.client ? { clientCa: { path: `ssls[${i}].client.ca`, pem: val(`ssls[${i}].client.ca`) } } : {}),
+    warnDays: c.warn_days,
+    now,
+  }));
+  const results = await validator.validate(inputs);
+  const issues = results.flatMap((r) => r.issues);
+  if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
+
+  const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
+    const pairs = inputs[i]!.pairs.map((p) => ({ cert: p.cert, key: p.key }));
+    const clientCa = inputs[i]!.clientCa?.pem;
+    return {
+      id: s.id,
+      type: s.type,
+      snis: s.snis,
+      pairs,
+      ...(clientCa ? { clientCa } : {}),
+      clientDepth: s.client?.depth ?? 0,
+      protocols: s.ssl_protocols,
+      hash: materialHash([...pairs.flatMap((p) => [p.cert, p.key]), clientCa, String(s.client?.depth), s.ssl_protocols.join(',')]),
+    };
+  });
+  const sni: Array<[string, string]> = [];
+  for (const s of c.ssls) if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);
+
+  const upstreams: UpstreamSnapshot[] = c.upstreams.map((u, i) => {
+    const ca = u.tls?.ca ? val(`upstreams[${i}].tls.ca`) : undefined;
+    const tls = u.tls
+      ? { verify: u.tls.verify, ...(ca ? { ca } : {}), ...(u.tls.client_ssl ? { clientSsl: u.tls.client_ssl } : {}), ...(u.tls.sni ? { sni: u.tls.sni } : {}) }
+      : u.scheme === 'https'
+        ? { verify: true }
+        : undefined;
+    const body = {
+      id: u.id,
+      scheme: u.scheme,
+      nodes: u.nodes,
+      ...(u.host ? { host: u.host } : {}),
+      ...(tls ? { tls } : {}),
+      timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
+      ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
+    };
+    const clientSsl = tls?.clientSsl ? ssls.find((s) => s.id === tls.clientSsl)?.hash : undefined;
+    return { ...body, hash: materialHash([JSON.stringify(body), clientSsl]) };
+  });
+
+  const details: SslDetails[] = c.ssls.map((s, i) => {
+    const prefix = `ssls[${i}].`;
+    const sources: Record<string, string> = {};
+    for (const [p, src] of rc.sources) if (p.startsWith(prefix)) sources[p.slice(prefix.length)] = src;
+    const r = results[i]!;
+    return {
+      id: s.id,
+      type: s.type,
+      status: s.status,
+      snis: s.snis,
+      certs: r.certs,
+      mtls: !!s.client,
+      ...(r.clientCa ? { client_ca: r.clientCa } : {}),
+      sources,
+      not_after: r.notAfter,
+    };
+  });
+
+  return {
+    snapshot: {
+      listeners: c.listeners.map((l) => ({ name: l.name, host: l.listen.host, port: l.listen.port, engine: l.engine, ...(l.default_ssl ? { defaultSsl: l.default_ssl } : {}) })),
+      ssls,
+      sni,
+      routes: c.routes.map((r) => ({ ...r })),
+      upstreams,
+    },
+    details,
+    warnings: issues,
+  };
+}
