@@ -46,9 +46,12 @@ const ORDER: TlsProtocol[] = ['TLSv1.2', 'TLSv1.3'];
 
 export function buildContext(ssl: SslSnapshot, ticketKeys: Buffer | undefined): SecureContext {
   const sorted = ORDER.filter((p) => ssl.protocols.includes(p));
+  // Node's SNI switch copies only the context's last-loaded pair to the connection,
+  // so the preferred pair (first in the snapshot) is loaded last.
+  const pairs = [...ssl.pairs].reverse();
   const ctx = createSecureContext({
-    cert: ssl.pairs.map((p) => p.cert),
-    key: ssl.pairs.map((p) => p.key),
+    cert: pairs.map((p) => p.cert),
+    key: pairs.map((p) => p.key),
     ...(ssl.clientCa ? { ca: ssl.clientCa } : {}),
     minVersion: sorted[0] ?? 'TLSv1.2',
     maxVersion: sorted[sorted.length - 1] ?? 'TLSv1.3',

@@ -45,7 +45,20 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
 
   const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
-    const pairs = inputs[i]!.pairs.map((p) => ({ cert: p.cert, key: p.key }));
+    // Preferred pair first: ECDSA (cheaper handshakes, every current client has it).
+    const kinds = results[i]!.certs.map((ci) => ci.key_type);
+    const pairs = inputs[i]!.pairs
+      .map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
+      .sort((a, b) => Number(b.ec) - Number(a.ec))
+      .map(({ cert, key }) => ({ cert, key }));
+    if (pairs.length > 1 && s.type === 'server') {
+      issues.push({
+        path: `ssls[${i}].certs`,
+        code: 'TLSGATE_E_DUAL_CERT_SNI',
+        severity: 'warning',
+        message: `"${s.id}" has ${pairs.length} pairs; on a connection whose SNI selects it, node:tls presents only one (Node 20 copies one certificate from an SNI context, measured): the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair. Connections served by it as default_ssl without SNI get every pair.`,
+      });
+    }
     const clientCa = inputs[i]!.clientCa?.pem;
     return {
       id: s.id,

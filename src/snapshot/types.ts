@@ -16,7 +16,7 @@ export interface SslSnapshot {
   type: 'server' | 'client';
   /** Normalised (lower-case, no trailing dot). */
   snis: string[];
-  /** First pair is `cert`/`key`, then `certs[i]`/`keys[i]`. */
+  /** Preferred pair first (ECDSA before RSA). */
   pairs: CertKeyPair[];
   /** PEM bundle of the client CA; present = mTLS on. */
   clientCa?: string;

@@ -1,0 +1,162 @@
+// `tlsgate validate` on good and bad configs: every problem printed with its path
+// and code, exit 1; exit 0 with a one-line summary when valid.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI } from './helpers/gateway';
+import { createCA, issue, server } from './helpers/pki';
+
+const dir = mkdtempSync(join(tmpdir(), 'tlsgate-validate-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const ca = createCA('Validate CA');
+const good = server(ca, ['good.test', '*.good.test']);
+const other = server(ca, ['other.test']);
+const day = 86_400_000;
+const expired = server(ca, ['old.test'], { notBefore: new Date(Date.now() - 40 * day), notAfter: new Date(Date.now() - day) });
+const expiring = server(ca, ['soon.test'], { notAfter: new Date(Date.now() + 5 * day) });
+const clientOnly = issue({ cn: 'svc', dns: ['svc.test'], eku: ['clientAuth'], issuer: ca });
+const files: Record<string, string> = {
+  'good.crt': good.cert,
+  'good.key': good.key,
+  'other.key': other.key,
+  'old.crt': expired.cert,
+  'old.key': expired.key,
+  'soon.crt': expiring.cert,
+  'soon.key': expiring.key,
+  'svc.crt': clientOnly.cert,
+  'svc.key': clientOnly.key,
+  'chain-wrong.crt': good.cert + other.cert,
+  'garbage.crt': '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n',
+};
+for (const [n, c] of Object.entries(files)) writeFileSync(join(dir, n), c);
+
+function validate(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
+  const file = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, yaml);
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, 'validate', '--config', file], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
+  });
+}
+
+const base = (ssls: string, extra = ''): string => `
+listeners: [{ name: public, listen: 127.0.0.1:8443 }]
+ssls:
+${ssls}
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+${extra}`;
+const GOOD = `  - { id: good, snis: [good.test, "*.good.test"], cert: "$file://good.crt", key: "$file://good.key" }`;
+
+test('a valid config: exit 0 and a one-line summary', async () => {
+  const r = await validate(base(GOOD));
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /valid — 1 listener\(s\), 1 ssl\(s\), 2 sni\(s\), 1 route\(s\)/);
+});
+
+test('two SSL objects claiming one SNI: an error naming both ids', async () => {
+  const r = await validate(base(`${GOOD}\n  - { id: dup, snis: [GOOD.test], cert: "$file://good.crt", key: "$file://good.key" }`));
+  assert.equal(r.code, 1);
+  assert.match(r.out, /ssls\[1\]\.snis\[0\]: "good\.test" is claimed by SSL objects "good" and "dup" \[TLSGATE_E_SNI_CONFLICT\]/);
+});
+
+test('key mismatch, expired, wrong EKU, SAN not covering an SNI, chain order, bad PEM: each with its code, all at once', async () => {
+  const r = await validate(
+    base(`${GOOD}
+  - { id: mismatch, snis: [good2.test], cert: "$file://good.crt", key: "$file://other.key" }
+  - { id: old, snis: [old.test], cert: "$file://old.crt", key: "$file://old.key" }
+  - { id: eku, snis: [svc.test], cert: "$file://svc.crt", key: "$file://svc.key" }
+  - { id: notcovered, snis: [a.b.good.test], cert: "$file://good.crt", key: "$file://good.key" }
+  - { id: chain, snis: [c.good.test], cert: "$file://chain-wrong.crt", key: "$file://good.key" }
+  - { id: garbage, snis: [g.test], cert: "$file://garbage.crt", key: "$file://good.key" }`),
+  );
+  assert.equal(r.code, 1);
+  assert.match(r.out, /ssls\[1\]\.key: does not match the certificate in ssls\[1\]\.cert .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/);
+  assert.match(r.out, /ssls\[2\]\.cert: expired on .*\[TLSGATE_E_CERT_EXPIRED\]/);
+  assert.match(r.out, /ssls\[3\]\.cert: Extended Key Usage .* lacks serverAuth.*\[TLSGATE_E_CERT_EKU\]/);
+  assert.match(r.out, /ssls\[4\]\.snis\[0\]: "a\.b\.good\.test" is not covered by the certificate's SANs.*\[TLSGATE_E_SNI_NOT_COVERED\]/);
+  assert.match(r.out, /ssls\[5\]\.cert: certificate 1 of the chain .* is not issued by certificate 2.*\[TLSGATE_E_CERT_CHAIN_ORDER\]/);
+  assert.match(r.out, /ssls\[6\]\.cert: not a valid PEM certificate.*\[TLSGATE_E_CERT_PARSE\]/);
+  assert.ok(!r.out.includes('PRIVATE KEY'), 'no key material in the output');
+});
+
+test('a certificate expiring within warn_days is a warning, not an error', async () => {
+  const r = await validate(base(`  - { id: soon, snis: [soon.test], cert: "$file://soon.crt", key: "$file://soon.key" }`));
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /warning: ssls\[0\]\.cert: expires in 4 day\(s\).*\[TLSGATE_E_CERT_EXPIRING\]/);
+});
+
+test('schema problems are all reported with their paths', async () => {
+  const r = await validate(`
+workers: zero
+listeners:
+  - { name: public, listen: "nope", engine: nginx, default_ssl: ghost }
+ssls:
+  - { id: bad, snis: ["*.*.example.com", "-x.test"], cert: "$env://", key: "$secret://consul/a/b", ssl_protocols: [SSLv3], status: maybe, colour: blue }
+upstreams:
+  - { id: up, nodes: [] }
+routes:
+  - { id: r1, paths: [nope], upstream: missing }
+  - { id: r2 }
+`);
+  assert.equal(r.code, 1);
+  for (const re of [
+    /workers: must be an integer/,
+    /listeners\[0\]\.listen: "nope" must be host:port/,
+    /listeners\[0\]\.engine: must be one of node \| uws/,
+    /ssls\[0\]\.snis\[0\]: "\*\.\*\.example\.com" is not a valid SNI.*\[TLSGATE_E_SNI_INVALID\]/,
+    /ssls\[0\]\.snis\[1\]: "-x\.test" is not a valid SNI/,
+    /ssls\[0\]\.cert: "\$env:\/\/" is not a valid \$env:\/\/ reference.*\[TLSGATE_E_SECRET_REF\]/,
+    /ssls\[0\]\.key: .*unknown secret manager "consul"/,
+    /ssls\[0\]\.ssl_protocols\[0\]: must be TLSv1\.2 or TLSv1\.3/,
+    /ssls\[0\]\.status: must be one of enabled \| disabled/,
+    /ssls\[0\]\.colour: unknown field/,
+    /upstreams\[0\]\.nodes: must hold at least one node/,
+    /routes\[0\]\.paths\[0\]: "nope" must be a path prefix/,
+    /routes\[0\]\.upstream: "missing" is not the id of an upstream.*\[TLSGATE_E_REF_UNKNOWN\]/,
+    /routes\[1\]: needs an upstream or a respond block/,
+  ]) {
+    assert.match(r.out, re);
+  }
+});
+
+test('broken YAML: the line and the parser message', async () => {
+  const r = await validate('listeners:\n  - { name: public, listen: 127.0.0.1:8443\nssls: [\n');
+  assert.equal(r.code, 1);
+  assert.match(r.out, /c-\w+\.yaml:\d+:\d+: .*\[TLSGATE_E_CONFIG_PARSE\]/);
+});
+
+test('references: a missing env var and file are named; $secret:// without a provider is refused, not a crash', async () => {
+  const r = await validate(
+    base(`  - { id: refs, snis: [good.test], cert: "$env://TLSGATE_TEST_NOPE", key: "$file://nope.key" }
+  - { id: vault, snis: [v.test], cert: "$secret://vault/main/certs/v/cert", key: "$secret://vault/main/certs/v/key" }`),
+  );
+  assert.equal(r.code, 1);
+  assert.match(r.out, /ssls\[0\]\.cert: \$env:\/\/TLSGATE_TEST_NOPE: environment variable TLSGATE_TEST_NOPE is not set \[TLSGATE_E_SECRET_UNRESOLVED\]/);
+  assert.match(r.out, /ssls\[0\]\.key: \$file:\/\/nope\.key: cannot read .*nope\.key \(ENOENT\)/);
+  assert.match(r.out, /ssls\[1\]\.cert: \$secret:\/\/vault\/main\/certs\/v\/cert: secret provider "main" is not configured \[TLSGATE_E_SECRET_PROVIDER\]/);
+});
+
+test('$env:// values resolve from the environment', async () => {
+  const r = await validate(base(`  - { id: envs, snis: [good.test], cert: "$env://TLSGATE_T_CERT", key: "$env://TLSGATE_T_KEY" }`), {
+    TLSGATE_T_CERT: good.cert,
+    TLSGATE_T_KEY: good.key,
+  });
+  assert.equal(r.code, 0, r.out);
+});
+
+test('uws listener with an mTLS SSL object is refused, pointing at engine: node', async () => {
+  writeFileSync(join(dir, 'ca.pem'), ca.cert);
+  const r = await validate(`
+listeners: [{ name: fast, listen: 127.0.0.1:8443, engine: uws }]
+ssls:
+  - { id: m, snis: [good.test], cert: "$file://good.crt", key: "$file://good.key", client: { ca: "$file://ca.pem" } }
+routes: [{ id: r, paths: [/], respond: { status: 200 } }]
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /listeners\[0\]\.engine: uws cannot enforce mTLS.*use engine: node.*\[TLSGATE_E_ENGINE_UNSUPPORTED\]/);
+});

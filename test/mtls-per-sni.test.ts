@@ -1,0 +1,106 @@
+// Per-SNI mTLS on one listener: secure.test needs a client certificate from its CA,
+// open.test never asks for one. Relies on private node:tls fields (see engines/node.ts):
+// the first test fails loudly if a Node release changes them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { Socket } from 'node:net';
+import { TLSSocket, createSecureContext } from 'node:tls';
+import { Gateway, freePort, get } from './helpers/gateway';
+import { client, createCA, issue, server } from './helpers/pki';
+
+const serverCa = createCA('Server CA');
+const clientCa = createCA('Client CA');
+const foreignCa = createCA('Foreign CA');
+const secure = server(serverCa, ['secure.test', '*.secure.test']);
+const open = server(serverCa, ['open.test']);
+const good = client(clientCa, 'alice');
+const foreign = client(foreignCa, 'mallory');
+const inter = issue({ cn: 'Client Intermediate', ca: true, issuer: clientCa });
+const viaInter = client(inter, 'bob');
+const gw = new Gateway();
+let port = 0;
+
+before(async () => {
+  [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+  gw.write('secure.crt', secure.cert);
+  gw.write('secure.key', secure.key);
+  gw.write('open.crt', open.cert);
+  gw.write('open.key', open.key);
+  gw.write('clients.pem', clientCa.cert);
+  gw.write('strict.crt', server(serverCa, ['strict.test']).cert);
+  await gw.start(`
+workers: 2
+admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+listeners: [{ name: public, listen: 127.0.0.1:${port} }]
+ssls:
+  - { id: secure, snis: [secure.test, "*.secure.test"], cert: "$file://secure.crt", key: "$file://secure.key", client: { ca: "$file://clients.pem", depth: 1 } }
+  - { id: open, snis: [open.test], cert: "$file://open.crt", key: "$file://open.key" }
+routes:
+  - { id: all, paths: [/], respond: { status: 200, body: ok } }
+`);
+});
+after(() => gw.stop());
+
+test('node:tls still has the private fields per-SNI mTLS relies on', () => {
+  const raw = new Socket();
+  const sock = new TLSSocket(raw, { isServer: true, secureContext: createSecureContext({}) });
+  const s = sock as unknown as Record<string, unknown> & { _handle: Record<string, unknown> };
+  assert.equal(typeof s._handle.setVerifyMode, 'function', 'TLSSocket._handle.setVerifyMode is gone');
+  assert.ok('_requestCert' in s, 'TLSSocket._requestCert is gone');
+  assert.ok('_rejectUnauthorized' in s, 'TLSSocket._rejectUnauthorized is gone');
+  sock.destroy();
+  raw.destroy();
+});
+
+const ask = (servername: string, id?: { cert: string; key: string }, host = servername) =>
+  get(port, '/', { servername, host, ...(id ? { cert: id.cert, key: id.key } : {}) }).then(
+    (r) => `${r.status}`,
+    (e: NodeJS.ErrnoException) => `refused:${e.code ?? e.message}`,
+  );
+
+test('mTLS SNI: a client without a certificate is refused before any HTTP byte', async () => {
+  assert.match(await ask('secure.test'), /^refused:/);
+});
+
+test('mTLS SNI: a certificate from a foreign CA is refused', async () => {
+  assert.match(await ask('secure.test', foreign), /^refused:/);
+});
+
+test('mTLS SNI: a certificate from the configured CA is accepted (exact and wildcard SNI)', async () => {
+  assert.equal(await ask('secure.test', good), '200');
+  assert.equal(await ask('api.secure.test', good), '200');
+});
+
+test('mTLS SNI: client.depth 1 admits one intermediate', async () => {
+  assert.equal(await ask('secure.test', { cert: viaInter.cert + inter.cert, key: viaInter.key }), '200');
+});
+
+test('non-mTLS SNI on the same listener works without a certificate', async () => {
+  assert.equal(await ask('open.test'), '200');
+});
+
+function sClient(servername: string): Promise<string> {
+  return new Promise((resolve) => {
+    const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-msg'], { timeout: 10_000 }, (_err, stdout, stderr) =>
+      resolve(stdout + stderr),
+    );
+    p.stdin?.end();
+  });
+}
+
+test('the server sends a CertificateRequest only for the mTLS SNI (openssl s_client -msg)', async () => {
+  const openOut = await sClient('open.test');
+  assert.match(openOut, /ServerHello/);
+  assert.doesNotMatch(openOut, /CertificateRequest/);
+  const secureOut = await sClient('secure.test');
+  assert.match(secureOut, /CertificateRequest/);
+  assert.match(secureOut, /Client Certificate Types|Acceptable client certificate CA names[\s\S]*Client CA/);
+});
+
+test('a verified mTLS connection cannot be used for a host its SNIs do not cover (421)', async () => {
+  assert.equal(await ask('secure.test', good, 'open.test'), '421');
+  assert.equal(await ask('secure.test', good, 'x.secure.test'), '200');
+  // The other way round is fine: open.test has no client CA.
+  assert.equal(await ask('open.test', undefined, 'anything.test'), '200');
+});
