@@ -3,7 +3,6 @@ import type { SniMap } from '../routing/sni-map';
 import type { Router } from '../routing/router';
 import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
 import type { ContextCache } from './context-cache';
-import type { Counters } from './counters';
 
 /** What a worker builds from one snapshot; swapped into engines by one assignment. */
 export interface DataPlaneState {
@@ -35,6 +34,5 @@ export interface Engine {
 }
 
 export interface EngineDeps {
-  counters: Counters;
   log: import('../log').Logger;
 }

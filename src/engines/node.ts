@@ -8,6 +8,7 @@ import { hostFromHeader, patternCovers } from '../routing/names';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { sendError } from './respond';
+import { dataPlane as m } from '../metrics';
 
 const SSL = Symbol('tlsgate.ssl');
 type GateSocket = TLSSocket & { [SSL]?: SslSnapshot };
@@ -103,7 +104,7 @@ export class NodeEngine implements Engine {
     const state = this.state;
     const { ssl } = state.sni.lookup(servername, this.listener.defaultSsl);
     if (!ssl) {
-      this.deps.counters.fail('no_sni_match');
+      this.fail('no_sni_match');
       // Continue with the certificate-less default context: the client gets a TLS alert.
       setVerify(socket, false);
       cb(null, undefined);
@@ -113,7 +114,7 @@ export class NodeEngine implements Engine {
     try {
       ctx = state.contexts.get(ssl);
     } catch (err) {
-      this.deps.counters.fail('context');
+      this.fail('context');
       this.deps.log.error({ err, ssl: ssl.id }, 'cannot build the TLS context of an SSL object');
       cb(err as Error);
       return;
@@ -126,7 +127,7 @@ export class NodeEngine implements Engine {
   private onSecure(socket: GateSocket): void {
     const ssl = socket[SSL] ?? (this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined);
     if (!ssl) {
-      this.deps.counters.fail('no_sni_match');
+      this.fail('no_sni_match');
       socket.destroy();
       return;
     }
@@ -135,25 +136,30 @@ export class NodeEngine implements Engine {
     // before any HTTP byte is read.
     const proto = socket.getProtocol();
     if (!ssl.protocols.includes(proto as 'TLSv1.2')) {
-      this.deps.counters.fail('protocol');
+      this.fail('protocol');
       socket.destroy();
       return;
     }
     if (ssl.clientCa) {
       if (!socket.authorized) {
-        this.deps.counters.fail('mtls_invalid');
+        this.fail('mtls_invalid');
         socket.destroy();
         return;
       }
       if (intermediates(socket) > ssl.clientDepth) {
-        this.deps.counters.fail('mtls_depth');
+        this.fail('mtls_depth');
         socket.destroy();
         return;
       }
     }
-    this.deps.counters.handshakes++;
-    this.deps.counters.connections++;
-    socket.once('close', () => this.deps.counters.connections--);
+    const listener = this.listener.name;
+    m.handshakes.inc({ listener });
+    m.connections.inc({ listener });
+    socket.once('close', () => m.connections.dec({ listener }));
+  }
+
+  private fail(reason: string): void {
+    m.handshakeFailures.inc({ listener: this.listener.name, reason });
   }
 
   private onTlsError(err: Error & { code?: string }): void {
@@ -165,7 +171,7 @@ export class NodeEngine implements Engine {
         : /VERSION|PROTOCOL/.test(c)
           ? 'protocol'
           : 'other';
-    this.deps.counters.fail(reason);
+    this.fail(reason);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -177,7 +183,7 @@ export class NodeEngine implements Engine {
     if (ssl?.clientCa && (host === null || !ssl.snis.some((p) => patternCovers(p, host)))) {
       // A verified connection is not a pass for another host.
       sendError(res, 421, 'TLSGATE_E_MISDIRECTED', `host ${host ?? '(none)'} is not served by this mTLS connection`);
-      this.deps.counters.request('-', 421);
+      m.requests.inc({ route: '-', status: 421 });
       return;
     }
     const url = req.url ?? '/';
@@ -185,14 +191,14 @@ export class NodeEngine implements Engine {
     const route = state.router.match(host, q < 0 ? url : url.slice(0, q));
     if (!route) {
       sendError(res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
-      this.deps.counters.request('-', 404);
+      m.requests.inc({ route: '-', status: 404 });
       return;
     }
     if (route.respond) {
       const r = route.respond;
       res.writeHead(r.status, { 'content-type': 'text/plain', ...r.headers, 'content-length': Buffer.byteLength(r.body) });
       res.end(req.method === 'HEAD' ? undefined : r.body);
-      this.deps.counters.request(route.id, r.status);
+      m.requests.inc({ route: route.id, status: r.status });
       return;
     }
     const proxy = state.proxy;
@@ -206,7 +212,7 @@ export class NodeEngine implements Engine {
       remoteAddress: socket.remoteAddress ?? '',
       proto: 'https',
     });
-    res.once('finish', () => this.deps.counters.request(route.id, res.statusCode));
+    res.once('finish', () => m.requests.inc({ route: route.id, status: res.statusCode }));
   }
 
   close(timeoutMs: number): Promise<void> {

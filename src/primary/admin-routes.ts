@@ -1,8 +1,20 @@
-// Admin endpoints over the primary's state.
+// Admin endpoints over the primary's state. Nothing here reads a key: SSL objects
+// are shown from the validation details (subject, fingerprint, …) and the source
+// of each value (reference text or "literal"), never the value.
 import type { Handler } from '../admin/server';
+import { SniMap } from '../routing/sni-map';
+import type { SslDetails } from '../snapshot/compile';
 import type { Primary } from './primary';
 
 export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open: Record<string, Handler> } {
+  let sniCache: { version: number; map: SniMap } | undefined;
+  const sniMap = (): SniMap => {
+    const cur = p.current!;
+    if (sniCache?.version !== cur.snapshot.version) sniCache = { version: cur.snapshot.version, map: new SniMap(cur.snapshot.ssls, cur.snapshot.sni) };
+    return sniCache.map;
+  };
+  const view = (d: SslDetails): SslView => sslView(p, d);
+
   return {
     open: {
       'GET /healthz': async () => ({ status: 200, body: { ok: true, version: p.status().version } }),
@@ -14,6 +26,76 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
         if (r.ok) await p.waitForAcks(r.version);
         return { status: r.ok ? 200 : 422, body: r };
       },
+      'GET /v1/ssls': async () => ({ status: 200, body: { version: p.current!.snapshot.version, ssls: p.current!.details.map(view) } }),
+      'GET /v1/ssls/:id': async (_req, url) => {
+        const id = decodeURIComponent(url.pathname.split('/').pop() ?? '');
+        const d = p.current!.details.find((x) => x.id === id);
+        return d ? { status: 200, body: view(d) } : { status: 404, body: { error: { code: 'TLSGATE_E_REF_UNKNOWN', message: `no SSL object "${id}"` } } };
+      },
+      'GET /v1/sni': async (_req, url) => {
+        const name = url.searchParams.get('name');
+        if (!name) return { status: 400, body: { error: { code: 'TLSGATE_E_CONFIG_INVALID', message: 'query parameter name is required' } } };
+        const map = sniMap();
+        const listeners = p.current!.snapshot.listeners.map((l) => {
+          const r = map.lookup(name, l.defaultSsl);
+          return { listener: l.name, ssl: r.ssl?.id ?? null, match: r.match, mtls: !!r.ssl?.clientCa };
+        });
+        return { status: 200, body: { name, listeners } };
+      },
+      'GET /v1/upstreams': async () => {
+        const stats = await p.collectStats();
+        const snap = p.current!.snapshot;
+        const upstreams = snap.upstreams.map((u) => ({
+          id: u.id,
+          scheme: u.scheme,
+          nodes: u.nodes.map((n) => {
+            // A node is healthy when no worker has it in back-off.
+            const seen = stats.flatMap((s) => s.upstreams.filter((h) => h.id === u.id).flatMap((h) => h.nodes.filter((x) => x.host === n.host && x.port === n.port)));
+            return {
+              host: n.host,
+              port: n.port,
+              weight: n.weight,
+              healthy: seen.every((x) => x.healthy),
+              failures: seen.reduce((a, x) => a + x.failures, 0),
+              retry_at: seen.reduce<number | null>((a, x) => (x.retryAt !== null && (a === null || x.retryAt > a) ? x.retryAt : a), null),
+            };
+          }),
+        }));
+        return { status: 200, body: { version: snap.version, workers: stats.length, upstreams } };
+      },
+      'GET /metrics': async () => ({ status: 200, body: await p.metrics.text(), type: p.metrics.contentType }),
     },
+  };
+}
+
+type SslView = ReturnType<typeof sslView>;
+
+function sslView(p: Primary, d: SslDetails) {
+  const snap = p.current!.snapshot;
+  const leaf = d.certs[0];
+  const now = Date.now();
+  return {
+    id: d.id,
+    type: d.type,
+    status: d.status,
+    snis: d.snis,
+    subject: leaf?.subject ?? null,
+    issuer: leaf?.issuer ?? null,
+    serial: leaf?.serial ?? null,
+    not_before: leaf?.not_before ?? null,
+    not_after: leaf?.not_after ?? null,
+    days_left: leaf ? Math.floor((Date.parse(leaf.not_after) - now) / 86_400_000) : null,
+    sans: leaf?.sans ?? [],
+    key_type: leaf?.key_type ?? null,
+    key_size: leaf?.key_size ?? null,
+    fingerprint_sha256: leaf?.fingerprint_sha256 ?? null,
+    mtls: d.mtls,
+    client_ca: d.client_ca ?? null,
+    // Server objects are in every listener's SNI map; client objects are presented to upstreams.
+    listeners: d.type === 'server' && d.status === 'enabled' ? snap.listeners.map((l) => l.name) : [],
+    default_for: snap.listeners.filter((l) => l.defaultSsl === d.id).map((l) => l.name),
+    upstreams: snap.upstreams.filter((u) => u.tls?.clientSsl === d.id).map((u) => u.id),
+    sources: d.sources,
+    certificates: d.certs.map((c) => ({ ...c, days_left: Math.floor((Date.parse(c.not_after) - now) / 86_400_000) })),
   };
 }

@@ -16,8 +16,9 @@ import { AdminServer } from '../admin/server';
 import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import type { SecretProvider } from '../secrets/resolve';
-import { isWorkerMessage, type WorkerMessage } from '../worker/protocol';
+import { isWorkerMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
+import { PrimaryMetrics } from './metrics';
 
 interface WorkerSlot {
   worker: ClusterWorker;
@@ -58,6 +59,11 @@ export class Primary {
   private shuttingDown = false;
   private version = 0;
   private ackWaiters: Array<() => void> = [];
+  private statsWaiters = new Map<number, { want: number; got: WorkerStats[]; done: (s: WorkerStats[]) => void }>();
+  private statsSeq = 0;
+  private changeAt: number | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  readonly metrics = new PrimaryMetrics();
   adminAddress: { host: string; port: number } | undefined;
 
   constructor(
@@ -85,6 +91,9 @@ export class Primary {
     await this.startAdmin();
     this.watch();
     process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    // Expiry: checked at load (validation warnings) and daily while running.
+    this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
+    this.expiryTimer.unref();
     this.lastReload = { ok: true, version: this.version, at: new Date().toISOString(), source: 'start', errors: [], warnings: warnings.map(formatIssue) };
     this.log.info({ version: this.version, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
   }
@@ -104,6 +113,8 @@ export class Primary {
     c.snapshot.version = this.version;
     c.bytes = encodeSnapshot(c.snapshot);
     this.current = c;
+    this.metrics.version.set(this.version);
+    this.metrics.setCertificates(c.details);
   }
 
   private fork(): Promise<void> {
@@ -142,7 +153,13 @@ export class Primary {
       case 'log':
         this.log[m.level]({ ...m.fields, pid: slot.pid }, m.msg);
         return;
-      case 'stats':
+      case 'stats': {
+        const w = this.statsWaiters.get(m.id);
+        if (!w) return;
+        w.got.push(m.stats);
+        if (w.got.length >= w.want) w.done(w.got);
+        return;
+      }
       case 'listening':
         return;
     }
@@ -160,6 +177,7 @@ export class Primary {
 
   /** Re-read config and secrets; a refused config keeps the running snapshot. */
   reload(source: string): Promise<ReloadResult> {
+    this.changeAt ??= Date.now();
     if (this.reloading) {
       this.reloadAgain = true;
       return this.reloading;
@@ -179,17 +197,28 @@ export class Primary {
     try {
       const { compiled, warnings } = await this.build();
       this.logWarnings(warnings);
+      const changeAt = this.changeAt ?? Date.now();
+      this.changeAt = undefined;
       if (compiled.contentHash === this.current?.contentHash) {
+        this.metrics.reloads.inc({ result: 'unchanged' });
         return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
       }
       this.install(compiled);
       for (const s of this.slots.values()) s.worker.send({ type: 'snapshot', version: this.version, bytes: compiled.bytes });
+      this.metrics.reloads.inc({ result: 'applied' });
+      const version = this.version;
+      void this.waitForAcks(version).then((ok) => {
+        if (ok) this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
+        else this.log.error({ version, code: 'TLSGATE_E_WORKER_ACK_TIMEOUT' }, 'a worker did not ack the new snapshot in time');
+      });
       this.log.info({ version: this.version, source }, 'new snapshot sent to workers');
       this.rewatch();
       return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
       const errors = issues.length ? issues.map(formatIssue) : [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
+      this.changeAt = undefined;
+      this.metrics.reloads.inc({ result: 'refused' });
       this.log.error({ source, errors, version: this.version }, 'config refused; the running snapshot keeps serving');
       return (this.lastReload = { ok: false, version: this.version, at, source, errors, warnings: [] });
     }
@@ -216,6 +245,37 @@ export class Primary {
 
   private notifyAcks(): void {
     for (const f of [...this.ackWaiters]) f();
+  }
+
+  /** Ask every worker for its stats (upstream health); answers within timeoutMs. */
+  collectStats(timeoutMs = 2_000): Promise<WorkerStats[]> {
+    const live = [...this.slots.values()].filter((s) => s.listening && !s.worker.isDead());
+    if (live.length === 0) return Promise.resolve([]);
+    const id = ++this.statsSeq;
+    return new Promise((resolve) => {
+      const finish = (got: WorkerStats[]): void => {
+        clearTimeout(timer);
+        this.statsWaiters.delete(id);
+        resolve(got);
+      };
+      const timer = setTimeout(() => finish(this.statsWaiters.get(id)?.got ?? []), timeoutMs);
+      this.statsWaiters.set(id, { want: live.length, got: [], done: finish });
+      for (const s of live) s.worker.send({ type: 'stats?', id });
+    });
+  }
+
+  /** Daily: certificates inside warn_days are warnings, expired ones errors (they keep serving until replaced). */
+  checkExpiry(now = Date.now()): void {
+    const c = this.current;
+    if (!c) return;
+    this.metrics.setCertificates(c.details, now);
+    for (const d of c.details) {
+      for (const cert of d.certs) {
+        const days = Math.floor((Date.parse(cert.not_after) - now) / 86_400_000);
+        if (days < 0) this.log.error({ ssl: d.id, snis: d.snis, not_after: cert.not_after, code: 'TLSGATE_E_CERT_EXPIRED' }, 'certificate expired');
+        else if (days < c.resolved.config.warn_days) this.log.warn({ ssl: d.id, snis: d.snis, days_left: days, code: 'TLSGATE_E_CERT_EXPIRING' }, 'certificate expiring');
+      }
+    }
   }
 
   status(): { version: number; workers: Array<{ pid: number; version: number }>; last_reload: ReloadResult | undefined } {
@@ -274,6 +334,7 @@ export class Primary {
 
   private scheduleReload(): void {
     if (this.shuttingDown) return;
+    this.changeAt ??= Date.now();
     // Editors write in several steps; one reload after the burst.
     clearTimeout(this.reloadTimer);
     this.reloadTimer = setTimeout(() => void this.reload('file'), defaults.reloadDebounce);
@@ -288,6 +349,7 @@ export class Primary {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     clearTimeout(this.reloadTimer);
+    clearInterval(this.expiryTimer);
     for (const w of this.watchers) w.close();
     const timeoutMs = this.config?.drain_timeout ?? defaults.drainTimeout;
     this.log.info({ timeoutMs }, 'draining workers');

@@ -7,11 +7,14 @@ export type PrimaryMessage =
   | { type: 'drain'; timeoutMs: number }
   | { type: 'stats?'; id: number };
 
+/** Passive health of one upstream as one worker sees it. */
+export interface UpstreamHealth {
+  id: string;
+  nodes: Array<{ host: string; port: number; weight: number; healthy: boolean; failures: number; retryAt: number | null }>;
+}
+
 export interface WorkerStats {
-  handshakes: number;
-  handshakeFailures: Record<string, number>;
-  requests: Record<string, number>;
-  connections: number;
+  upstreams: UpstreamHealth[];
 }
 
 /** worker → primary */

@@ -5,18 +5,18 @@ import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
 import { SniMap } from '../routing/sni-map';
 import { Router } from '../routing/router';
 import { ContextCache } from '../engines/context-cache';
-import { Counters } from '../engines/counters';
 import type { DataPlaneState, Engine, RequestProxy } from '../engines/engine';
 import { NodeEngine } from '../engines/node';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
-import { isPrimaryMessage, type WorkerMessage } from './protocol';
+import { isPrimaryMessage, type UpstreamHealth, type WorkerMessage } from './protocol';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
 /** The proxy stage plugs in here (src/proxy); until then routes with an upstream answer 502. */
 export interface ProxyStage extends RequestProxy {
   update(snapshot: Snapshot): void;
+  health(): UpstreamHealth[];
   close(timeoutMs: number): Promise<void>;
 }
 export type ProxyFactory = (snapshot: Snapshot, log: Logger) => ProxyStage;
@@ -24,7 +24,6 @@ export type ProxyFactory = (snapshot: Snapshot, log: Logger) => ProxyStage;
 export class Worker {
   private state: DataPlaneState | undefined;
   private readonly engines = new Map<string, Engine>();
-  private readonly counters = new Counters();
   private proxy: ProxyStage | undefined;
   private queue: Promise<void> = Promise.resolve();
 
@@ -45,7 +44,7 @@ export class Worker {
         void this.drain(m.timeoutMs);
         return;
       case 'stats?':
-        this.send({ type: 'stats', id: m.id, stats: this.counters.snapshot() });
+        this.send({ type: 'stats', id: m.id, stats: { upstreams: this.proxy?.health() ?? [] } });
         return;
     }
   }
@@ -111,7 +110,7 @@ export class Worker {
     if (l.engine !== 'node') {
       throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listener ${l.name}: engine ${l.engine} is not available in this build`);
     }
-    return new NodeEngine(l, state, { counters: this.counters, log: this.log });
+    return new NodeEngine(l, state, { log: this.log });
   }
 
   private async drain(timeoutMs: number): Promise<void> {

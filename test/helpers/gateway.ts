@@ -110,6 +110,7 @@ export class Gateway {
     ]);
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test helper: JSON bodies are asserted field by field
   async admin(method: string, path: string, key: string | null = this.apiKey): Promise<{ status: number; body: any }> {
     const res = await fetch(`http://127.0.0.1:${this.adminPort}${path}`, { method, headers: key ? { 'x-api-key': key } : {} });
     const text = await res.text();

@@ -1,0 +1,24 @@
+// Data-plane metrics, one registry per worker (prom-client's global one); the
+// primary aggregates them across workers on scrape (AggregatorRegistry).
+import { AggregatorRegistry, Counter, Gauge, Histogram } from 'prom-client';
+
+// Constructing one installs prom-client's IPC responder in a cluster worker, so the
+// primary's clusterMetrics() gets this worker's registry.
+new AggregatorRegistry();
+
+export const dataPlane = {
+  handshakes: new Counter({ name: 'tlsgate_handshakes_total', help: 'TLS handshakes completed', labelNames: ['listener'] as const }),
+  handshakeFailures: new Counter({
+    name: 'tlsgate_handshake_failures_total',
+    help: 'TLS handshakes refused, by reason (no_sni_match, mtls_missing, mtls_invalid, mtls_depth, protocol, other)',
+    labelNames: ['listener', 'reason'] as const,
+  }),
+  requests: new Counter({ name: 'tlsgate_requests_total', help: 'HTTP requests answered, by route and status', labelNames: ['route', 'status'] as const }),
+  connections: new Gauge({ name: 'tlsgate_open_connections', help: 'TLS connections open', labelNames: ['listener'] as const }),
+  upstreamLatency: new Histogram({
+    name: 'tlsgate_upstream_duration_seconds',
+    help: 'Time from sending a request upstream to its response headers',
+    labelNames: ['upstream'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  }),
+};
