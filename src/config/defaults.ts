@@ -23,5 +23,5 @@ export const defaults = {
   },
   respondStatus: 200,
   workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
-  reloadDebounce: 100, // ms: editors write a file in several steps
+  reloadDebounce: 25, // ms: editors write a file in several steps (rename, write, chmod)
 };
