@@ -130,7 +130,8 @@ export class VaultAuth extends EventEmitter<VaultAuthEvents> {
     const answer = await this.http.call('POST', '/v1/auth/token/renew-self', this.token, {});
     if (this.closed) return true;
     const auth = answer.ok ? (answer.body as AuthBody | null)?.auth : undefined;
-    if (!answer.ok || !auth) {
+    // lease_duration 0 after a renewal means the token reached its max_ttl, not "never expires".
+    if (!answer.ok || !auth || (leaseOf(auth) === 0 && this.loginLeaseMs > 0)) {
       this.emit(
         'auth-error',
         new SecretError(
