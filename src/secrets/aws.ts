@@ -112,6 +112,7 @@ export class AwsProvider implements SecretProvider {
     }
   }
 
+  /** In-flight fetches fail; idempotent. */
   async close(): Promise<void> {
     this.client.destroy();
     this.agent.destroy();

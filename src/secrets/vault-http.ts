@@ -86,13 +86,19 @@ export class VaultHttp {
     }
   }
 
-  async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), 1000);
-    });
-    const closed = await Promise.race([this.agent.close().then(() => 'closed' as const), timeout]);
-    clearTimeout(timer);
-    if (closed === 'timeout') await this.agent.destroy();
+  private closing: Promise<void> | undefined;
+
+  /** Graceful (in-flight requests finish), capped at 1 s, then destroy. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), 1000);
+      });
+      const closed = await Promise.race([this.agent.close().then(() => 'closed' as const), timeout]);
+      clearTimeout(timer);
+      if (closed === 'timeout') await this.agent.destroy();
+    })();
+    return this.closing;
   }
 }
