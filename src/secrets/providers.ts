@@ -281,7 +281,7 @@ function aws(c: Checker, o: Record<string, unknown>, common: ProviderCommon): Aw
   if ((o.access_key_id === undefined) !== (o.secret_access_key === undefined)) {
     c.error(o.access_key_id === undefined ? 'access_key_id' : 'secret_access_key', 'access_key_id and secret_access_key go together (or omit both for the default credential chain)');
   }
-  if (o.session_token !== undefined && o.access_key_id === undefined) c.error('session_token', 'needs access_key_id and secret_access_key');
+  if (o.session_token !== undefined && (o.access_key_id === undefined || o.secret_access_key === undefined)) c.error('session_token', 'needs access_key_id and secret_access_key');
   const version_stage = o.version_stage === undefined ? undefined : c.string(o.version_stage, 'version_stage', STAGE, 'a staging label');
   let max_attempts: number = PROVIDER_DEFAULTS.max_attempts;
   if (o.max_attempts !== undefined) {
