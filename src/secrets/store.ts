@@ -199,7 +199,9 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
       }
       const ref = parsed.ref;
       const old = this.entries.get(text);
-      const reused = ref.kind === 'env' || ref.kind === 'file' || (this.providers.get(ref.provider) !== undefined && this.providers.get(ref.provider) === next.get(ref.provider));
+      // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
+      // A secret manager is asked again only when its provider is new or was changed.
+      const reused = (ref.kind === 'vault' || ref.kind === 'aws') && this.providers.get(ref.provider) !== undefined && this.providers.get(ref.provider) === next.get(ref.provider);
       if (old && reused) nextEntries.set(text, old);
       else toFetch.push(ref);
     }
