@@ -36,10 +36,12 @@ async function validate(file: string): Promise<number> {
   const { resolveConfig } = await import('./config/resolve');
   const { compileSnapshot } = await import('./snapshot/compile');
   const { CertValidator } = await import('./certs/pool');
+  const { SecretStore } = await import('./secrets/store');
   const validator = new CertValidator(1);
+  const store = new SecretStore({ logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) }, baseDir: dirname(file) });
   try {
     const loaded = await loadConfigFile(file);
-    const resolved = await resolveConfig(loaded.config, { baseDir: loaded.config.baseDir, env: process.env, providers: new Map() });
+    const resolved = await resolveConfig(loaded.config, store);
     const compiled = await compileSnapshot(resolved, validator);
     for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);
     const s = compiled.snapshot;
@@ -49,7 +51,7 @@ async function validate(file: string): Promise<number> {
     printError(err);
     return 1;
   } finally {
-    await validator.close();
+    await Promise.all([validator.close(), store.close()]);
   }
 }
 

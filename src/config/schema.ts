@@ -2,6 +2,9 @@
 import { dirname } from 'node:path';
 import type { ConfigIssue } from '../errors';
 import { normalizePattern } from '../routing/names';
+import { validateProviderConfig } from '../secrets/providers';
+import { parseValue } from '../secrets/reference';
+import { secretFields } from './secret-fields';
 import type { TlsProtocol } from '../snapshot/types';
 import { defaults } from './defaults';
 import { join, Reader, type Obj } from './reader';
@@ -83,12 +86,9 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   if (Array.isArray(root.listeners) && root.listeners.length === 0) r.error('listeners', 'must hold at least one listener');
 
   (r.list(root, 'secret_providers', '') ?? []).forEach((v, i) => {
-    const p = r.obj(v, `secret_providers[${i}]`);
-    if (!p) return;
-    const id = r.str(p, 'id', `secret_providers[${i}]`, { required: true, pattern: ID, hint: ID_HINT });
-    const type = r.oneOf(p, 'type', `secret_providers[${i}]`, ['vault', 'aws'] as const);
-    if (p.type === undefined) r.error(`secret_providers[${i}].type`, 'is required');
-    if (id && type) config.secret_providers.push({ ...p, id, type });
+    const { provider, issues } = validateProviderConfig(v, `secret_providers[${i}]`);
+    r.issues.push(...issues);
+    if (provider) config.secret_providers.push(provider);
   });
 
   (r.list(root, 'ssls', '') ?? []).forEach((v, i) => {
@@ -105,6 +105,7 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   });
 
   crossChecks(r, root, config);
+  providerRefs(r, config);
   const ok = !r.issues.some((i) => i.severity === 'error');
   return ok ? { config, issues: r.issues } : { issues: r.issues };
 }
@@ -340,6 +341,22 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
       );
     }
   });
+}
+
+/**
+ * Every `$secret://` reference must name a configured provider of its type. Removing or
+ * retyping a provider that is still referenced is refused here, once per referencing field.
+ */
+function providerRefs(r: Reader, c: GatewayConfig): void {
+  const providers = new Map(c.secret_providers.map((p) => [p.id, p.type]));
+  for (const [path, raw] of secretFields(c)) {
+    const parsed = parseValue(raw);
+    if (!parsed.ok || !parsed.ref || (parsed.ref.kind !== 'vault' && parsed.ref.kind !== 'aws')) continue;
+    const { provider, kind, text } = parsed.ref;
+    const type = providers.get(provider);
+    if (type === undefined) r.error(path, `${text}: secret provider "${provider}" is not configured (secret_providers has ${[...providers.keys()].map((k) => `"${k}"`).join(', ') || 'none'})`, 'TLSGATE_E_SECRET_PROVIDER');
+    else if (type !== kind) r.error(path, `${text}: secret provider "${provider}" is of type ${type}, not ${kind}`, 'TLSGATE_E_SECRET_PROVIDER');
+  }
 }
 
 function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj): void {

@@ -1,4 +1,5 @@
 import type { EngineName, TlsProtocol } from '../snapshot/types';
+import type { ProviderConfig } from '../secrets/providers';
 
 export interface HostPort {
   host: string;
@@ -63,7 +64,7 @@ export interface GatewayConfig {
   audit?: { path: string };
   listeners: ListenerConfig[];
   /** Validated by src/secrets (provider-specific fields). */
-  secret_providers: Array<{ id: string; type: string; [k: string]: unknown }>;
+  secret_providers: ProviderConfig[];
   ssls: SslConfig[];
   upstreams: UpstreamConfig[];
   routes: RouteConfig[];

@@ -1,6 +1,7 @@
 // Admin endpoints over the primary's state. Nothing here reads a key: SSL objects
 // are shown from the validation details (subject, fingerprint, …) and the source
 // of each value (reference text or "literal"), never the value.
+import { createHash } from 'node:crypto';
 import type { Handler } from '../admin/server';
 import { SniMap } from '../routing/sni-map';
 import type { SslDetails } from '../snapshot/compile';
@@ -21,8 +22,10 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
     },
     routes: {
       'GET /v1/status': async () => ({ status: 200, body: p.status() }),
-      'POST /v1/reload': async () => {
-        const r = await p.reload('admin');
+      'POST /v1/reload': async (req) => {
+        // The actor is named by a digest prefix of the key it used, never the key.
+        const key = String(req.headers['x-api-key'] ?? '');
+        const r = await p.reload('admin', `admin-api:${createHash('sha256').update(key).digest('hex').slice(0, 8)}`);
         if (r.ok) await p.waitForAcks(r.version);
         return { status: r.ok ? 200 : 422, body: r };
       },

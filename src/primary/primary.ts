@@ -15,7 +15,8 @@ import type { Snapshot } from '../snapshot/types';
 import { AdminServer } from '../admin/server';
 import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
-import type { SecretProvider } from '../secrets/resolve';
+import { SecretStore } from '../secrets/store';
+import { AuditLog } from './audit';
 import { isWorkerMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { PrimaryMetrics } from './metrics';
@@ -49,13 +50,14 @@ export class Primary {
   lastReload: ReloadResult | undefined;
   readonly slots = new Map<number, WorkerSlot>();
   private readonly validator = new CertValidator(1);
-  private readonly providers = new Map<string, SecretProvider>();
+  private readonly store: SecretStore;
+  private readonly audit: AuditLog;
   private readonly ticketKeys = randomBytes(48);
   private admin: AdminServer | undefined;
   private watchers: FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<ReloadResult> | undefined;
-  private reloadAgain = false;
+  private again: Promise<ReloadResult> | undefined;
   private shuttingDown = false;
   private version = 0;
   private ackWaiters: Array<() => void> = [];
@@ -69,7 +71,15 @@ export class Primary {
   constructor(
     readonly configPath: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.audit = new AuditLog(log, undefined);
+    // A value changed at its source (Vault, AWS, a file): a new snapshot, no config edit.
+    this.store = new SecretStore({
+      logger: log,
+      baseDir: dirname(resolvePath(configPath)),
+      onChange: (c) => void this.reload(`secret:${c.provider}`, `secret-provider:${c.provider}`),
+    });
+  }
 
   get config(): GatewayConfig | undefined {
     return this.current?.resolved.config;
@@ -79,7 +89,7 @@ export class Primary {
   async start(): Promise<void> {
     const { compiled, warnings } = await this.build();
     this.logWarnings(warnings);
-    this.install(compiled);
+    this.install(compiled, 'start', `process:${process.pid}`);
     cluster.setupPrimary({ serialization: 'advanced' });
     // Workers share the listening socket and the kernel spreads connections:
     // no extra hop through the primary per connection.
@@ -100,7 +110,7 @@ export class Primary {
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
     const loaded = await loadConfigFile(this.configPath);
-    const resolved = await resolveConfig(loaded.config, { baseDir: loaded.config.baseDir, env: process.env, providers: this.providers });
+    const resolved = await resolveConfig(loaded.config, this.store);
     const c = await compileSnapshot(resolved, this.validator);
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
     const contentHash = createHash('sha256').update(encodeSnapshot({ ...body, version: 0, createdAt: 0 })).digest('hex');
@@ -108,11 +118,14 @@ export class Primary {
     return { compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details }, warnings: [...loaded.issues, ...c.warnings] };
   }
 
-  private install(c: Current): void {
+  private install(c: Current, source: string, actor: string): void {
     this.version++;
     c.snapshot.version = this.version;
     c.bytes = encodeSnapshot(c.snapshot);
+    const prev = this.current;
     this.current = c;
+    this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
+    this.audit.record(prev && { resolved: prev.resolved, details: prev.details, ssls: prev.snapshot.ssls }, { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls }, source, actor, this.version);
     this.metrics.version.set(this.version);
     this.metrics.setCertificates(c.details);
   }
@@ -176,23 +189,23 @@ export class Primary {
   }
 
   /** Re-read config and secrets; a refused config keeps the running snapshot. */
-  reload(source: string): Promise<ReloadResult> {
+  reload(source: string, actor = source): Promise<ReloadResult> {
     this.changeAt ??= Date.now();
     if (this.reloading) {
-      this.reloadAgain = true;
-      return this.reloading;
+      // One more pass after the running one, so its result reflects this request too.
+      this.again ??= this.reloading.then(() => {
+        this.again = undefined;
+        return this.reload(source, actor);
+      });
+      return this.again;
     }
-    this.reloading = this.doReload(source).finally(() => {
+    this.reloading = this.doReload(source, actor).finally(() => {
       this.reloading = undefined;
-      if (this.reloadAgain) {
-        this.reloadAgain = false;
-        void this.reload(source);
-      }
     });
     return this.reloading;
   }
 
-  private async doReload(source: string): Promise<ReloadResult> {
+  private async doReload(source: string, actor: string): Promise<ReloadResult> {
     const at = new Date().toISOString();
     try {
       const { compiled, warnings } = await this.build();
@@ -203,7 +216,7 @@ export class Primary {
         this.metrics.reloads.inc({ result: 'unchanged' });
         return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
       }
-      this.install(compiled);
+      this.install(compiled, source, actor);
       for (const s of this.slots.values()) s.worker.send({ type: 'snapshot', version: this.version, bytes: compiled.bytes });
       this.metrics.reloads.inc({ result: 'applied' });
       const version = this.version;
@@ -278,11 +291,17 @@ export class Primary {
     }
   }
 
-  status(): { version: number; workers: Array<{ pid: number; version: number }>; last_reload: ReloadResult | undefined } {
+  status(): {
+    version: number;
+    workers: Array<{ pid: number; version: number }>;
+    last_reload: ReloadResult | undefined;
+    stale_secrets: ReturnType<SecretStore['stale']>;
+  } {
     return {
       version: this.version,
       workers: [...this.slots.values()].map((s) => ({ pid: s.pid, version: s.version })),
       last_reload: this.lastReload,
+      stale_secrets: this.store.stale(),
     };
   }
 
@@ -366,7 +385,8 @@ export class Primary {
     for (const s of this.slots.values()) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
     await this.admin?.close();
     await this.validator.close();
-    for (const p of this.providers.values()) await p.close();
+    await this.store.close();
+    await this.audit.flush();
     this.log.info('tlsgate stopped');
   }
 }

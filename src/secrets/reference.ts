@@ -10,7 +10,7 @@ export type SecretRef =
 export type ParsedValue = { ok: true; ref: SecretRef | null } | { ok: false; message: string };
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const SEGMENT = /^[A-Za-z0-9._~@+=:-]+$/;
+const SEGMENT = /^[A-Za-z0-9._~@+=:%-]+$/;
 
 export function isReference(value: string): boolean {
   return value.startsWith('$env://') || value.startsWith('$file://') || value.startsWith('$secret://');
@@ -46,7 +46,14 @@ export function parseValue(value: string): ParsedValue {
       if (!provider || rest.length < 1 || rest.length > 2) {
         return { ok: false, message: `"${value}" is not a valid aws reference (expected $secret://aws/<provider-id>/<secret-id>[/<json-field>])` };
       }
-      return { ok: true, ref: { kind: 'aws', provider, secretId: rest[0]!, ...(rest[1] ? { field: rest[1] } : {}), text: value } };
+      // AWS secret names often hold "/": write it as %2F (`prod%2Ftls%2Fapi`).
+      let secretId: string;
+      try {
+        secretId = decodeURIComponent(rest[0]!);
+      } catch {
+        return { ok: false, message: `"${value}" has an invalid %-escape in its secret id` };
+      }
+      return { ok: true, ref: { kind: 'aws', provider, secretId, ...(rest[1] ? { field: rest[1] } : {}), text: value } };
     }
     return { ok: false, message: `"${value}" names an unknown secret manager "${manager}" (expected vault or aws)` };
   }
