@@ -34,13 +34,14 @@ export function isRequestError(err: unknown): boolean {
 
 export function classify(err: unknown, phase: FailurePhase): Classified {
   const code = errorCodeOf(err);
-  const reason = code ? `${code}: ${(err as Error).message}` : String((err as Error)?.message ?? err);
+  const name = (err as Error | null)?.name ?? 'Error';
+  const reason = `${code || name}: ${String((err as Error | null)?.message ?? err)}`;
   if (REQUEST.has(code)) return { code: 'TLSGATE_E_BAD_REQUEST', status: 400, reason };
   if (TIMEOUTS.has(code)) return { code: 'TLSGATE_E_UPSTREAM_TIMEOUT', status: 504, reason };
   if (CERT_CODES.test(code)) return { code: 'TLSGATE_E_UPSTREAM_TLS', status: 502, reason };
   if (phase === 'connect') return { code: 'TLSGATE_E_UPSTREAM_CONNECT', status: 502, reason };
   if (RESETS.has(code)) return { code: 'TLSGATE_E_UPSTREAM_RESET', status: 502, reason };
-  if (PROTOCOL.has(code) || code.startsWith('HPE_')) return { code: 'TLSGATE_E_UPSTREAM_PROTOCOL', status: 502, reason };
+  if (PROTOCOL.has(code) || code.startsWith('HPE_') || name === 'HTTPParserError') return { code: 'TLSGATE_E_UPSTREAM_PROTOCOL', status: 502, reason };
   return { code: 'TLSGATE_E_UPSTREAM_RESET', status: 502, reason };
 }
 

@@ -33,7 +33,7 @@ export function pki(): Pki {
   const clientCa = createCA('gateway client CA');
   cached = {
     frontCa,
-    front: issue({ cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], issuer: frontCa }),
+    front: issue({ cn: 'localhost', dns: ['localhost', '*.example.com'], ips: ['127.0.0.1'], eku: ['serverAuth'], issuer: frontCa }),
     upstreamCa,
     upstreamServer: issue({ cn: 'api.internal', dns: ['api.internal'], ips: ['127.0.0.1'], eku: ['serverAuth'], issuer: upstreamCa }),
     otherCa,
