@@ -29,6 +29,7 @@ type Mode = 'direct' | 'dispatch' | 'request';
 type Msg =
   | { type: 'ready'; port: number }
   | { type: 'mark' }
+  | { type: 'exit' }
   | { type: 'cpu'; userUs: number; systemUs: number }
   | { type: 'done'; requests: number; non2xx: number; errors: number; rps: number };
 
@@ -101,6 +102,7 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
   await once(server, 'listening');
   let mark = process.cpuUsage();
   process.on('message', (m: Msg) => {
+    if (m.type === 'exit') process.exit(0); // lets --cpu-prof write its profile
     if (m.type === 'mark') {
       mark = process.cpuUsage();
       process.send!({ type: 'cpu', userUs: 0, systemUs: 0 } satisfies Msg);

@@ -170,7 +170,7 @@ describe('proxy: streaming bodies', () => {
     });
   }
 
-  it('a client that stops reading stalls the upstream: bounded bytes in flight, bounded RSS, then all of it arrives', async () => {
+  it('a client that stops reading stalls the upstream: bounded bytes in flight, bounded RSS, then all of it arrives', async (t) => {
     const size = 256 * MiB;
     gc();
     const base = process.memoryUsage();
@@ -195,6 +195,7 @@ describe('proxy: streaming bodies', () => {
     gc();
     const m = process.memoryUsage();
     const live = m.heapUsed + m.arrayBuffers - (base.heapUsed + base.arrayBuffers);
+    t.diagnostic(`stalled: upstream wrote ${fmt(inFlight)}, live +${fmt(live)}, RSS +${fmt(m.rss - base.rss)}`);
     // Most of what the upstream got out sits in kernel socket buffers (loopback
     // autotuning: a few MiB per hop), not in this process.
     assert.ok(inFlight < 48 * MiB, `upstream got ${fmt(inFlight)} out of 256 MiB while the client read nothing`);
