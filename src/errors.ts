@@ -39,6 +39,9 @@ export const ErrorCodes = {
   TLSGATE_E_UPSTREAM_TLS: 'TLS to the upstream failed (502)',
   TLSGATE_E_UPSTREAM_RESET: 'the upstream reset the connection (502)',
   TLSGATE_E_UPSTREAM_TIMEOUT: 'the upstream did not connect or answer in time (504)',
+  TLSGATE_E_UPSTREAM_PROTOCOL: 'the upstream sent an invalid HTTP response (502)',
+  TLSGATE_E_UPSTREAM_UNKNOWN: 'the route names an upstream this worker does not know (502)',
+  TLSGATE_E_BAD_REQUEST: 'the request cannot be forwarded to the upstream as sent (400)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

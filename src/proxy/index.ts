@@ -1,0 +1,7 @@
+// The proxy stage: engine request handler → UpstreamSet.handle → upstream node.
+export { UpstreamSet, type UpstreamHealthView } from './upstream-set';
+export type { ClientIdentity, ProxyContext, ProxyLogger, ProxyOptions, SslLookup } from './options';
+export { PROXY_DEFAULTS } from './options';
+export type { NodeHealthView } from './node-health';
+export { sendError } from './error-response';
+export { DEFAULT_IDENTITY_HEADERS } from './headers';

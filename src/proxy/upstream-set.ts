@@ -1,0 +1,172 @@
+// All upstreams of one worker: built from a snapshot, swapped by `update()`,
+// entry point `handle()` for the engine's request handler.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TlsgateError } from '../errors';
+import type { SslSnapshot, UpstreamSnapshot } from '../snapshot/types';
+import { sendError } from './error-response';
+import { errorCodeOf } from './failure';
+import { Forward, type ForwardHost } from './forward';
+import { forwardRequestHeaders } from './headers';
+import type { NodeHealthView } from './node-health';
+import { fillProxyOptions, type FilledProxyOptions, type ProxyContext, type ProxyOptions, type SslLookup } from './options';
+import { poolIdentity, UpstreamPool, type UpstreamNode } from './upstream-pool';
+
+export interface UpstreamHealthView {
+  id: string;
+  nodes: NodeHealthView[];
+}
+
+export class UpstreamSet implements ForwardHost {
+  readonly #o: FilledProxyOptions;
+  #pools = new Map<string, UpstreamPool>();
+  /** Replaced pools still serving in-flight requests. */
+  readonly #retiring = new Map<UpstreamPool, Promise<void>>();
+  #closing: Promise<void> | null = null;
+
+  constructor(upstreams: readonly UpstreamSnapshot[], ssls: SslLookup, options: ProxyOptions) {
+    this.#o = fillProxyOptions(options);
+    this.#pools = this.#build(upstreams, ssls, new Map());
+  }
+
+  /**
+   * Swap in the upstreams of a new snapshot. Pools whose upstream hash and client
+   * SSL hash are unchanged are kept (with their connections and WRR state); the
+   * others get new pools for new requests while the old ones finish what they
+   * carry and close. Throws a TlsgateError (nothing swapped) on an inconsistent
+   * snapshot.
+   */
+  update(upstreams: readonly UpstreamSnapshot[], ssls: SslLookup): void {
+    if (this.#closing !== null) throw new TlsgateError('TLSGATE_E_CONFIG_INVALID', 'upstream set is closed');
+    const prev = this.#pools;
+    const next = this.#build(upstreams, ssls, prev);
+    this.#pools = next;
+    for (const [id, pool] of prev) {
+      if (next.get(id) !== pool) this.#retire(pool);
+    }
+  }
+
+  /** Proxy one request to upstream `upstreamId`. Never throws; every failure becomes a response. */
+  handle(req: IncomingMessage, res: ServerResponse, upstreamId: string, ctx: ProxyContext): void {
+    const up = this.#pools.get(upstreamId);
+    if (up === undefined || this.#closing !== null) {
+      const code = up === undefined ? 'TLSGATE_E_UPSTREAM_UNKNOWN' : 'TLSGATE_E_UPSTREAM_CONNECT';
+      this.#o.logger.error({ upstream: upstreamId, code }, 'no such upstream in this worker');
+      sendError(req, res, 502, code, `upstream ${upstreamId}: not available`);
+      return;
+    }
+    const node = up.pick();
+    if (node === undefined) {
+      this.#o.logger.error({ upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' }, 'upstream has no node with weight > 0');
+      sendError(req, res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', `upstream ${upstreamId}: no node`);
+      return;
+    }
+    const h = forwardRequestHeaders(req, up.headerPlan, ctx);
+    const sendContinue = h.expectContinue && ctx.expectContinue === true;
+    new Forward(this, up, node, req, res, h.headers, h.hasBody, sendContinue).start();
+  }
+
+  /** Per upstream, per node: passive health as the admin API shows it. */
+  health(): UpstreamHealthView[] {
+    const now = Date.now();
+    return [...this.#pools.values()].map((p) => p.health(now));
+  }
+
+  /** Graceful and idempotent: in-flight requests finish, capped by `closeTimeoutMs`, then destroy. */
+  close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
+    const pools = [...this.#pools.values()];
+    const retiring = [...this.#retiring.keys()];
+    const graceful = Promise.all([...pools.map((p) => p.close()), ...this.#retiring.values()]).then(
+      () => true,
+      () => false,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(resolve, this.#o.closeTimeoutMs, false);
+      timer.unref();
+    });
+    this.#closing = Promise.race([graceful, timeout]).then(async (clean) => {
+      clearTimeout(timer);
+      if (!clean) this.#o.logger.warn({ timeoutMs: this.#o.closeTimeoutMs }, 'upstream pools did not drain in time: destroying');
+      await Promise.all([...pools, ...retiring].map((p) => p.destroy()));
+    });
+    return this.#closing;
+  }
+
+  // --- ForwardHost ------------------------------------------------------------
+  current(id: string): UpstreamPool | undefined {
+    return this.#closing === null ? this.#pools.get(id) : undefined;
+  }
+
+  nodeFailed(up: UpstreamPool, node: UpstreamNode, err: unknown): void {
+    if (up.markFailed(node, this.#o)) {
+      this.#o.logger.warn(
+        { upstream: up.id, node: node.key, reason: errorCodeOf(err) || (err as Error).message, retryAt: node.health.retryAt },
+        'upstream node down: skipped until retryAt',
+      );
+    }
+  }
+
+  nodeOk(up: UpstreamPool, node: UpstreamNode): void {
+    if (up.markOk(node)) this.#o.logger.info({ upstream: up.id, node: node.key }, 'upstream node answered again');
+  }
+
+  logFailure(fields: Record<string, unknown>): void {
+    this.#o.logger.warn(fields, 'upstream request failed');
+  }
+
+  // --- internals --------------------------------------------------------------
+  #build(upstreams: readonly UpstreamSnapshot[], ssls: SslLookup, prev: ReadonlyMap<string, UpstreamPool>): Map<string, UpstreamPool> {
+    const byId = sslMap(ssls);
+    const problems: string[] = [];
+    for (const up of upstreams) {
+      const ref = up.tls?.clientSsl;
+      if (ref === undefined) continue;
+      const ssl = byId.get(ref);
+      if (ssl === undefined) problems.push(`upstreams.${up.id}.tls.client_ssl: no SSL object "${ref}"`);
+      else if (ssl.type !== 'client') problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" is of type ${ssl.type}, not client`);
+      else if (ssl.pairs.length === 0) problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" has no certificate`);
+    }
+    if (problems.length > 0) throw new TlsgateError('TLSGATE_E_REF_UNKNOWN', problems.join('; '));
+
+    const out = new Map<string, UpstreamPool>();
+    for (const up of upstreams) {
+      const ssl = up.tls?.clientSsl !== undefined ? byId.get(up.tls.clientSsl) : undefined;
+      const old = prev.get(up.id);
+      if (old !== undefined && old.identity === poolIdentity(up, ssl)) {
+        out.set(up.id, old);
+        continue;
+      }
+      const pool = new UpstreamPool(up, ssl, this.#o);
+      if (old !== undefined) pool.inheritHealth(old);
+      if (up.scheme === 'https' && up.tls?.verify === false) {
+        this.#o.logger.warn({ upstream: up.id }, 'upstream TLS certificate is NOT verified (tls.verify: false)');
+      }
+      out.set(up.id, pool);
+    }
+    return out;
+  }
+
+  #retire(pool: UpstreamPool): void {
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#o.logger.warn({ upstream: pool.id, timeoutMs: this.#o.retireTimeoutMs }, 'replaced upstream pool still busy: destroying');
+        void pool.destroy().then(resolve);
+      }, this.#o.retireTimeoutMs);
+      timer.unref();
+      pool.close().then(resolve, () => void pool.destroy().then(resolve));
+    }).then(() => {
+      clearTimeout(timer);
+      this.#retiring.delete(pool);
+    });
+    this.#retiring.set(pool, done);
+  }
+}
+
+function sslMap(ssls: SslLookup): ReadonlyMap<string, SslSnapshot> {
+  if (!Array.isArray(ssls)) return ssls as ReadonlyMap<string, SslSnapshot>;
+  const m = new Map<string, SslSnapshot>();
+  for (const s of ssls as readonly SslSnapshot[]) m.set(s.id, s);
+  return m;
+}
