@@ -3,6 +3,7 @@ import type { SniMap } from '../routing/sni-map';
 import type { Router } from '../routing/router';
 import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
 import type { ContextCache } from './context-cache';
+import type { UpstreamSet } from '../proxy';
 
 /** What a worker builds from one snapshot; swapped into engines by one assignment. */
 export interface DataPlaneState {
@@ -11,17 +12,7 @@ export interface DataPlaneState {
   readonly sni: SniMap;
   readonly router: Router;
   readonly contexts: ContextCache;
-  readonly proxy: RequestProxy | undefined;
-}
-
-/** The proxy stage as an engine sees it (implemented in src/proxy). */
-export interface RequestProxy {
-  handle(
-    req: import('node:http').IncomingMessage,
-    res: import('node:http').ServerResponse,
-    upstreamId: string,
-    ctx: { clientCert?: { subject: string; fingerprint: string }; remoteAddress: string; proto: 'https' },
-  ): void;
+  readonly proxy: UpstreamSet;
 }
 
 export interface Engine {

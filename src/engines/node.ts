@@ -7,7 +7,7 @@ import { ListenError } from '../errors';
 import { hostFromHeader, patternCovers } from '../routing/names';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
-import { sendError } from './respond';
+import { sendError } from '../proxy';
 import { dataPlane as m } from '../metrics';
 
 const SSL = Symbol('tlsgate.ssl');
@@ -56,8 +56,11 @@ export class NodeEngine implements Engine {
         headersTimeout: 30_000,
         requestTimeout: 60_000,
       },
-      (req, res) => this.onRequest(req, res),
+      (req, res) => this.onRequest(req, res, false),
     );
+    // Expect: 100-continue: the proxy sends 100 only once an upstream connection is
+    // ready, so a client never uploads a body to a dead upstream.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
     this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
     this.server.on('tlsClientError', (err: Error & { code?: string }) => this.onTlsError(err));
     this.server.on('clientError', (err: Error & { code?: string }, socket) => {
@@ -174,7 +177,7 @@ export class NodeEngine implements Engine {
     this.fail(reason);
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     const socket = req.socket as GateSocket;
     const ssl = socket[SSL];
     const host = hostFromHeader(req.headers.host);
@@ -182,7 +185,7 @@ export class NodeEngine implements Engine {
     if (this.draining) res.shouldKeepAlive = false;
     if (ssl?.clientCa && (host === null || !ssl.snis.some((p) => patternCovers(p, host)))) {
       // A verified connection is not a pass for another host.
-      sendError(res, 421, 'TLSGATE_E_MISDIRECTED', `host ${host ?? '(none)'} is not served by this mTLS connection`);
+      sendError(req, res, 421, 'TLSGATE_E_MISDIRECTED', `host ${host ?? '(none)'} is not served by this mTLS connection`);
       m.requests.inc({ route: '-', status: 421 });
       return;
     }
@@ -190,27 +193,25 @@ export class NodeEngine implements Engine {
     const q = url.indexOf('?');
     const route = state.router.match(host, q < 0 ? url : url.slice(0, q));
     if (!route) {
-      sendError(res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
+      sendError(req, res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
       m.requests.inc({ route: '-', status: 404 });
       return;
     }
     if (route.respond) {
       const r = route.respond;
+      // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
       res.writeHead(r.status, { 'content-type': 'text/plain', ...r.headers, 'content-length': Buffer.byteLength(r.body) });
       res.end(req.method === 'HEAD' ? undefined : r.body);
       m.requests.inc({ route: route.id, status: r.status });
       return;
     }
-    const proxy = state.proxy;
-    if (!proxy || !route.upstream) {
-      sendError(res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', 'no upstream for this route');
-      return;
-    }
-    const cert = ssl?.clientCa ? socket.getPeerCertificate() : undefined;
-    proxy.handle(req, res, route.upstream, {
+    // Only a connection whose mTLS check passed carries a client identity upstream.
+    const cert = ssl?.clientCa && socket.authorized ? socket.getPeerCertificate() : undefined;
+    state.proxy.handle(req, res, route.upstream!, {
       ...(cert && cert.subject ? { clientCert: { subject: dnString(cert.subject), fingerprint: cert.fingerprint256 } } : {}),
       remoteAddress: socket.remoteAddress ?? '',
       proto: 'https',
+      ...(expectContinue ? { expectContinue } : {}),
     });
     res.once('finish', () => m.requests.inc({ route: route.id, status: res.statusCode }));
   }

@@ -90,10 +90,12 @@ export class Primary {
     const { compiled, warnings } = await this.build();
     this.logWarnings(warnings);
     this.install(compiled, 'start', `process:${process.pid}`);
-    cluster.setupPrimary({ serialization: 'advanced' });
-    // Workers share the listening socket and the kernel spreads connections:
-    // no extra hop through the primary per connection.
+    // Workers share the listening socket and the kernel spreads connections: no hop
+    // through the primary per connection. Must be set before setupPrimary(), which
+    // freezes the policy (set after it, the primary accepted every connection and
+    // held the ones that arrived during a drain until the workers exited).
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    cluster.setupPrimary({ serialization: 'advanced' });
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());

@@ -13,6 +13,7 @@ import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders } from './headers';
 import { errorCodeOf, isRequestError, toUpstreamError, type FailurePhase } from './failure';
 import { sendError } from './error-response';
+import { dataPlane } from '../metrics';
 import type { UpstreamNode, UpstreamPool } from './upstream-pool';
 
 /** What a Forward needs from the set that started it. */
@@ -76,7 +77,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     res.on('close', this.#onClientClose);
   }
 
+  #t0 = 0;
+
   start(): void {
+    this.#t0 = performance.now();
     this.#opts.servername = this.#node.servername;
     this.#node.pool.dispatch(this.#opts, this);
   }
@@ -109,6 +113,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx are not relayed (undici does not surface 100/103 bodies)
     this.#host.nodeOk(this.#up, this.#node);
+    dataPlane.upstreamLatency.observe({ upstream: this.#up.id }, (performance.now() - this.#t0) / 1000);
     if (this.#done) return false;
     // writeHead throws on a header Node refuses: undici turns that into onError (502).
     this.#res.writeHead(statusCode, statusText || undefined, forwardResponseHeaders(rawHeaders));

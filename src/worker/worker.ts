@@ -5,32 +5,24 @@ import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
 import { SniMap } from '../routing/sni-map';
 import { Router } from '../routing/router';
 import { ContextCache } from '../engines/context-cache';
-import type { DataPlaneState, Engine, RequestProxy } from '../engines/engine';
+import type { DataPlaneState, Engine } from '../engines/engine';
+import { UpstreamSet } from '../proxy';
 import { NodeEngine } from '../engines/node';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
-import { isPrimaryMessage, type UpstreamHealth, type WorkerMessage } from './protocol';
+import { isPrimaryMessage, type WorkerMessage } from './protocol';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
-
-/** The proxy stage plugs in here (src/proxy); until then routes with an upstream answer 502. */
-export interface ProxyStage extends RequestProxy {
-  update(snapshot: Snapshot): void;
-  health(): UpstreamHealth[];
-  close(timeoutMs: number): Promise<void>;
-}
-export type ProxyFactory = (snapshot: Snapshot, log: Logger) => ProxyStage;
 
 export class Worker {
   private state: DataPlaneState | undefined;
   private readonly engines = new Map<string, Engine>();
-  private proxy: ProxyStage | undefined;
+  private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly log: Logger,
     private readonly send: (m: WorkerMessage) => void,
-    private readonly proxyFactory: ProxyFactory | undefined,
   ) {}
 
   onMessage(m: unknown): void {
@@ -78,10 +70,10 @@ export class Worker {
     this.send({ type: 'ack', version: snapshot.version });
   }
 
-  private proxyStage(snapshot: Snapshot): ProxyStage | undefined {
-    if (!this.proxyFactory) return undefined;
-    if (this.proxy) this.proxy.update(snapshot);
-    else this.proxy = this.proxyFactory(snapshot, this.log);
+  /** One UpstreamSet per worker: pools whose upstream did not change are kept across snapshots. */
+  private proxyStage(snapshot: Snapshot): UpstreamSet {
+    if (this.proxy) this.proxy.update(snapshot.upstreams, snapshot.ssls);
+    else this.proxy = new UpstreamSet(snapshot.upstreams, snapshot.ssls, { logger: this.log });
     return this.proxy;
   }
 
@@ -115,7 +107,7 @@ export class Worker {
 
   private async drain(timeoutMs: number): Promise<void> {
     await Promise.all([...this.engines.values()].map((e) => e.close(timeoutMs)));
-    await this.proxy?.close(1_000);
+    await this.proxy?.close();
     process.exit(0);
   }
 }
@@ -124,12 +116,12 @@ function key(l: ListenerSnapshot): string {
   return `${l.name}|${l.host}|${l.port}|${l.engine}`;
 }
 
-export function runWorker(proxyFactory?: ProxyFactory): void {
+export function runWorker(): void {
   const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker' });
   const send = (m: WorkerMessage): void => {
     if (process.connected) process.send!(m);
   };
-  const worker = new Worker(log, send, proxyFactory);
+  const worker = new Worker(log, send);
   process.on('message', (m) => worker.onMessage(m));
   // The primary owns the lifecycle: a worker ignores SIGINT/SIGTERM sent to the group.
   process.on('SIGTERM', () => {});
