@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
-import { machineInfo, which } from './lib/machine';
+import { loadAverage, machineBusyPercent, machineInfo, which } from './lib/machine';
 import { RESULTS_DIR } from './lib/paths';
 import { clockTicks } from './lib/proc';
 import { markdownTable, writeResults, type RunResults } from './lib/report';
@@ -53,7 +53,6 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
   const startedAt = new Date().toISOString();
   const unknown = (o.only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')} (one of ${SCENARIOS.map((s) => s.name).join(', ')})`);
-  for (const bin of ['wrk']) if (!which(bin)) throw new Error(`${bin} is required (apt-get install ${bin})`);
 
   // One server process on core 0, every client (wrk, autocannon, probes, upstream) on core 1.
   // With more workers than one core the server takes every core and nothing is pinned.
@@ -71,6 +70,9 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
   }
   for (const a of absent) log(`skipping ${a}`);
 
+  const busyBefore = await machineBusyPercent(1000);
+  const loadBefore = loadAverage();
+  if (busyBefore > 10) log(`warning: the machine is ${busyBefore.toFixed(0)}% busy before the bench starts (load ${loadBefore.join(' ')}): figures will be inflated`);
   const fixtures = baseFixtures();
   const upstream = await startUpstream(pin.client);
   const ctx: Context = { profile: o.profile, workers: o.workers, fixtures, upstreamPort: upstream.port, pin, targets, absent, log };
@@ -78,6 +80,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
     startedAt,
     argv: process.argv.slice(2),
     options: { profile: o.profile, workers: o.workers, only: o.only, targets: targets.map((t) => t.name), pinning: pin, upstream: upstream.kind },
+    environment: { busyPercentBefore: busyBefore, loadAverageBefore: loadBefore },
     machine: machineInfo(clockTicks()),
     scenarios: [],
   };
@@ -95,11 +98,15 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
     await upstream.stop();
   }
   results.finishedAt = new Date().toISOString();
+  results.environment.loadAverageAfter = loadAverage();
   const m = results.machine;
   const header = [
     `## tlsgate bench — ${o.profile}, ${o.workers} worker(s), ${startedAt}`,
     '',
     `${m.cores} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node} (OpenSSL ${m.openssl}), nginx ${m.nginx ?? '—'}, HAProxy ${m.haproxy ?? '—'}, wrk ${m.wrk ?? '—'}, autocannon ${m.autocannon ?? '—'}.`,
+    busyBefore > 10
+      ? `**Warning: the machine was ${busyBefore.toFixed(0)}% busy with other work before the run (load average ${loadBefore.join(' ')}); every figure is inflated.**`
+      : `Machine ${busyBefore.toFixed(0)}% busy before the run (load average ${loadBefore.join(' ')}).`,
     pin.server ? `Server pinned to CPU ${pin.server}, clients and upstream (${upstream.kind}) to CPU ${pin.client}. Ratios are to nginx.` : `No CPU pinning. Ratios are to nginx.`,
   ].join('\n');
   const markdown = [header, ...results.scenarios.map(markdownTable)].join('\n\n') + '\n';

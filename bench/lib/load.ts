@@ -113,6 +113,8 @@ export async function runAutocannon(o: AutocannonOptions): Promise<AutocannonRes
     requests: { total: number; average: number };
     latency: { p50: number; p99: number };
     duration: number;
+    start?: string;
+    finish?: string;
     errors: number;
     timeouts: number;
     non2xx: number;
@@ -123,10 +125,13 @@ export async function runAutocannon(o: AutocannonOptions): Promise<AutocannonRes
   } catch {
     throw new Error(`autocannon exited ${r.code} without a result: ${r.stderr.slice(-2000)}`);
   }
+  // `duration` is rounded to whole seconds; start/finish are exact.
+  const exact = j.start && j.finish ? (Date.parse(j.finish) - Date.parse(j.start)) / 1000 : NaN;
+  const durationS = exact > 0 ? exact : j.duration;
   return {
     requests: j.requests.total,
-    durationS: j.duration,
-    rps: j.requests.total / j.duration,
+    durationS,
+    rps: j.requests.total / durationS,
     latencyMs: { p50: j.latency.p50, p99: j.latency.p99 },
     errors: j.errors,
     timeouts: j.timeouts,

@@ -74,3 +74,26 @@ export function machineInfo(clkTck: number): MachineInfo {
     clkTck,
   };
 }
+
+function cpuJiffies(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!; // "cpu  user nice system idle iowait irq softirq steal …"
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Share of all cores busy over `ms`, sampled before the bench starts: other work on the
+ * machine (another test suite, a build) inflates every figure, so the report says so.
+ */
+export async function machineBusyPercent(ms = 1000): Promise<number> {
+  const a = cpuJiffies();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuJiffies();
+  return b.total > a.total ? (100 * (b.busy - a.busy)) / (b.total - a.total) : 0;
+}
+
+export function loadAverage(): number[] {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+}

@@ -38,6 +38,7 @@ export interface RunResults {
   finishedAt?: string;
   argv: string[];
   options: unknown;
+  environment: { busyPercentBefore: number; loadAverageBefore: number[]; loadAverageAfter?: number[] };
   machine: MachineInfo;
   scenarios: ScenarioResult[];
 }

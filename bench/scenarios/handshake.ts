@@ -3,6 +3,7 @@
 // per handshake, from /proc/<pid>/stat of the whole server process tree.
 import { BENCH_SNI, type Alg } from '../lib/fixtures';
 import { runHsClientProcess, runWrk } from '../lib/load';
+import { which } from '../lib/machine';
 import { cpuMicros } from '../lib/proc';
 import { newScenario, type ScenarioResult } from '../lib/report';
 import type { Protocol } from '../targets/types';
@@ -16,7 +17,7 @@ export const handshake: Scenario = {
     const r = newScenario(
       'handshake',
       'Full TLS handshakes (new connection per request)',
-      'wrk -t1 -c16 with `Connection: close` on the client core (C client; it never resumes); server CPU from /proc/<pid>/stat of the server tree ÷ handshakes; ' +
+      'wrk -t1 -c64 with `Connection: close` on the client core (C client; it never resumes); server CPU from /proc/<pid>/stat of the server tree ÷ handshakes; ' +
         'wrk latency = request written → response, after the handshake; handshake p50/p99 = TCP connect + TLS handshake, from a node:tls probe (1 loop) beside wrk.',
       [
         { key: 'cpuUsPerHs', label: 'server CPU / handshake', unit: 'µs' },
@@ -39,14 +40,15 @@ export const handshake: Scenario = {
       ],
     });
     const durationS = by(ctx, { tiny: 1, quick: 2, full: 10 });
-    for (const [protocol, alg] of cases) {
+    if (!which('wrk')) r.skipped.push('full handshakes: wrk is not installed (apt-get install wrk)');
+    for (const [protocol, alg] of which('wrk') ? cases : []) {
       for (const t of ctx.targets) {
         try {
           await withServer(ctx, t, { alg, protocol, tickets: false }, async (s) => {
-            await runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 16, durationS: 1, close: true, cpus: ctx.pin.client }); // warm-up (JIT, pools)
+            if (ctx.profile !== 'tiny') await runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 64, durationS: 1, close: true, cpus: ctx.pin.client }); // warm-up (JIT)
             const c0 = cpuMicros(s.pid);
             const [w, probe] = await Promise.all([
-              runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 16, durationS, close: true, cpus: ctx.pin.client }),
+              runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 64, durationS, close: true, cpus: ctx.pin.client }),
               runHsClientProcess(
                 { port: s.port, servername: BENCH_SNI, ca: ctx.fixtures.ca.certFile, protocol, count: 100_000, concurrency: 1, durationMs: durationS * 1000 - 200, resume: false },
                 ctx.pin.client,
@@ -87,13 +89,13 @@ export const handshake: Scenario = {
         ['TLSv1.2', 'ecdsa'],
       ],
     });
-    const count = by(ctx, { tiny: 200, quick: 2000, full: 20000 });
+    const count = by(ctx, { tiny: 200, quick: 1000, full: 20000 });
     for (const [protocol, alg] of resumeCases) {
       for (const t of ctx.targets) {
         try {
           await withServer(ctx, t, { alg, protocol, tickets: true }, async (s) => {
             const opts = { port: s.port, servername: BENCH_SNI, ca: ctx.fixtures.ca.certFile, protocol, concurrency: 4, resume: true };
-            await runHsClientProcess({ ...opts, count: Math.min(500, count), durationMs: 3000 }, ctx.pin.client);
+            if (ctx.profile === 'full') await runHsClientProcess({ ...opts, count: 500, durationMs: 3000 }, ctx.pin.client);
             const c0 = cpuMicros(s.pid);
             const h = await runHsClientProcess({ ...opts, count, durationMs: by(ctx, { tiny: 3000, quick: 4000, full: 30000 }) }, ctx.pin.client);
             const cpu = cpuMicros(s.pid) - c0;

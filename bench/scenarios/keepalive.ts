@@ -22,7 +22,7 @@ export const keepalive: Scenario = {
         { key: 'errors', label: 'errors', unit: '' },
       ],
     );
-    const amount = by(ctx, { tiny: 300, quick: 5000, full: 100_000 });
+    const amount = by(ctx, { tiny: 300, quick: 10_000, full: 200_000 });
     const durationS = by(ctx, { tiny: 10, quick: 15, full: 60 });
     for (const t of ctx.targets) {
       try {
@@ -32,7 +32,7 @@ export const keepalive: Scenario = {
             ['proxied', '/proxy'],
           ] as const) {
             const o = { port: s.port, servername: BENCH_SNI, path, connections: 32, ca: ctx.fixtures.ca.certFile, cpus: ctx.pin.client };
-            await runAutocannon({ ...o, amount: Math.min(2000, amount), durationS: 10 }); // warm-up
+            await runAutocannon({ ...o, amount: Math.min(ctx.profile === 'full' ? 5000 : 1000, amount), durationS: 10 }); // warm-up (JIT, upstream pool)
             const c0 = cpuMicros(s.pid);
             const a = await runAutocannon({ ...o, amount, durationS });
             const cpu = cpuMicros(s.pid) - c0;

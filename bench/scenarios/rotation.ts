@@ -82,7 +82,7 @@ export const rotation: Scenario = {
         { key: 'newConnsFailed', label: 'under load: failed/reset connections', unit: '' },
       ],
     );
-    const loaded = by(ctx, { tiny: [0], quick: [0, 1000], full: [0, 1000, 10000] });
+    const loaded = by(ctx, { tiny: [0], quick: [0], full: [0, 1000, 10000] });
     const rotations = by(ctx, { tiny: 1, quick: 5, full: 50 });
     const loadRotations = by(ctx, { tiny: 1, quick: 3, full: 20 });
     const loadS = by(ctx, { tiny: 2, quick: 3, full: 15 });
