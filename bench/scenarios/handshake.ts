@@ -45,7 +45,7 @@ export const handshake: Scenario = {
       for (const t of ctx.targets) {
         try {
           await withServer(ctx, t, { alg, protocol, tickets: false }, async (s) => {
-            if (ctx.profile !== 'tiny') await runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 64, durationS: 1, close: true, cpus: ctx.pin.client }); // warm-up (JIT)
+            if (t.kind === 'gateway' && ctx.profile !== 'tiny') await runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 64, durationS: 1, close: true, cpus: ctx.pin.client }); // warm-up (JIT)
             const c0 = cpuMicros(s.pid);
             const [w, probe] = await Promise.all([
               runWrk({ port: s.port, servername: BENCH_SNI, path: '/', connections: 64, durationS, close: true, cpus: ctx.pin.client }),
@@ -95,9 +95,9 @@ export const handshake: Scenario = {
         try {
           await withServer(ctx, t, { alg, protocol, tickets: true }, async (s) => {
             const opts = { port: s.port, servername: BENCH_SNI, ca: ctx.fixtures.ca.certFile, protocol, concurrency: 4, resume: true };
-            if (ctx.profile === 'full') await runHsClientProcess({ ...opts, count: 500, durationMs: 3000 }, ctx.pin.client);
+            if (t.kind === 'gateway' && ctx.profile === 'full') await runHsClientProcess({ ...opts, count: 500, durationMs: 3000 }, ctx.pin.client);
             const c0 = cpuMicros(s.pid);
-            const h = await runHsClientProcess({ ...opts, count, durationMs: by(ctx, { tiny: 3000, quick: 4000, full: 30000 }) }, ctx.pin.client);
+            const h = await runHsClientProcess({ ...opts, count, durationMs: by(ctx, { tiny: 1000, quick: 1500, full: 20000 }) }, ctx.pin.client);
             const cpu = cpuMicros(s.pid) - c0;
             r.rows.push({
               case: `${label(protocol, alg)} resumed (tickets)`,

@@ -19,9 +19,9 @@ function workerRss(pid: number): { worker: number; total: number } {
 }
 
 /** Server CPU over a fixed-duration wrk run of full handshakes to bench.test. */
-async function handshakeCpu(ctx: Context, pid: number, port: number, durationS: number): Promise<{ cpu: number; requests: number; raw: unknown }> {
+async function handshakeCpu(ctx: Context, gateway: boolean, pid: number, port: number, durationS: number): Promise<{ cpu: number; requests: number; raw: unknown }> {
   const o = { port, servername: BENCH_SNI, path: '/', connections: 64, close: true, cpus: ctx.pin.client };
-  if (ctx.profile === 'full') await runWrk({ ...o, durationS: 1 }); // warm-up (JIT)
+  if (gateway && ctx.profile === 'full') await runWrk({ ...o, durationS: 1 }); // warm-up (JIT)
   const c0 = cpuMicros(pid);
   const w = await runWrk({ ...o, durationS });
   return { cpu: cpuMicros(pid) - c0, requests: w.requests, raw: w };
@@ -64,7 +64,7 @@ export const scale: Scenario = {
             const rss = workerRss(s.pid);
             if (n === 0) base.set(t.name, rss.worker);
             const b = base.get(t.name);
-            const w = which('wrk') ? await handshakeCpu(ctx, s.pid, s.port, durationS) : undefined;
+            const w = which('wrk') ? await handshakeCpu(ctx, t.kind === 'gateway', s.pid, s.port, durationS) : undefined;
             const cpu = w?.cpu ?? 0;
             r.rows.push({
               case: `${n.toLocaleString('en-US')} certs`,
