@@ -27,6 +27,14 @@ export function allTargets(): Target[] {
     haproxyTarget,
     gatewayTarget('node-https', (file, spec) => standinCommand(file, { tickets: spec.tickets })),
     gatewayTarget('tlsgate/node', (file) => tlsgateCommand(file)),
+    gatewayTarget('tlsgate/uws', (file) => tlsgateCommand(file), 'uws', () => {
+      try {
+        require.resolve('uWebSockets.js');
+        return null;
+      } catch {
+        return 'uWebSockets.js is not installed (the uws engine issue)';
+      }
+    }),
   ];
 }
 

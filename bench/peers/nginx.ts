@@ -2,6 +2,8 @@
 // One worker unless --workers N; started in the foreground with its own prefix dir.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { processTree } from '../lib/proc';
 import { freePort, startProcess, waitForPort } from '../lib/spawn';
 import { which } from '../lib/machine';
 import type { RunningServer, ServerSpec, Target } from '../targets/types';
@@ -87,7 +89,7 @@ ${tempPaths(prefix)}
 `;
 }
 
-export async function startNginx(name: string, prefix: string, conf: string, port: number, cpus?: string, timeoutMs = 60000): Promise<RunningServer> {
+export async function startNginx(name: string, prefix: string, conf: string, port: number, cpus?: string, timeoutMs = 60000, workers = 1): Promise<RunningServer> {
   const bin = which('nginx');
   if (!bin) throw new Error('nginx not found');
   mkdirSync(join(prefix, 'tmp'), { recursive: true });
@@ -98,6 +100,16 @@ export async function startNginx(name: string, prefix: string, conf: string, por
     await proc.stop();
     throw err;
   });
+  // The master opens the port before it forks workers: with 10k server blocks that is
+  // seconds in which nothing answers and the tree's RSS is the master's alone.
+  const deadline = Date.now() + timeoutMs;
+  while (processTree(proc.pid).length < workers + 1) {
+    if (Date.now() > deadline) {
+      await proc.stop();
+      throw new Error(`${name}: ${workers} worker(s) not started within ${timeoutMs} ms`);
+    }
+    await sleep(20);
+  }
   return { target: name, pid: proc.pid, port, stop: () => proc.stop() };
 }
 
@@ -121,6 +133,6 @@ export const nginxTarget: Target = {
         ? Array.from({ length: spec.sniSet.count }, (_, i): [string, string, string] => [spec.sniSet!.sni(i), spec.sniSet!.certFile(i), spec.sniSet!.keyFile])
         : undefined,
     });
-    return startNginx('nginx', spec.workDir, conf, port, spec.cpus, spec.sniSet ? 600000 : 15000);
+    return startNginx('nginx', spec.workDir, conf, port, spec.cpus, spec.sniSet ? 600000 : 15000, spec.workers);
   },
 };

@@ -11,7 +11,10 @@ import type { GatewayStatus, RunningServer, ServerSpec, Target } from './types';
 
 const API_KEY = 'bench-admin-key';
 
+export type Engine = 'node' | 'uws';
+
 export interface GatewayConfigInput {
+  engine: Engine;
   workers: number;
   adminPort: number;
   port: number;
@@ -30,7 +33,7 @@ export function gatewayConfig(c: GatewayConfigInput): string {
     `workers: ${c.workers}`,
     'log: { level: info }',
     `admin: { listen: 127.0.0.1:${c.adminPort}, api_keys: [${q(API_KEY)}] }`,
-    `listeners: [{ name: public, listen: 127.0.0.1:${c.port}, engine: node }]`,
+    `listeners: [{ name: public, listen: 127.0.0.1:${c.port}, engine: ${c.engine} }]`,
     'ssls:',
     `  - { id: bench, type: server, snis: [${q(BENCH_SNI)}, "localhost"], cert: ${q('$file://' + c.benchCert)}, key: ${q('$file://' + c.benchKey)}, ssl_protocols: [${c.protocol}] }`,
   ];
@@ -62,13 +65,18 @@ export function allAcked(s: GatewayStatus, workers: number, atLeast: number): bo
   return s.version >= atLeast && s.workers.length >= workers && s.workers.every((w) => w.version === s.version);
 }
 
-export function gatewayTarget(name: string, command: (configFile: string, spec: ServerSpec) => GatewayCommand | string): Target {
+export function gatewayTarget(
+  name: string,
+  command: (configFile: string, spec: ServerSpec) => GatewayCommand | string,
+  engine: Engine = 'node',
+  precondition: () => string | null = () => null,
+): Target {
   return {
     name,
     kind: 'gateway',
     absent() {
       const c = command('/nonexistent.yaml', {} as ServerSpec);
-      return typeof c === 'string' ? c : null;
+      return typeof c === 'string' ? c : precondition();
     },
     async start(spec: ServerSpec): Promise<RunningServer> {
       const [port, adminPort] = [await freePort(), await freePort()];
@@ -78,7 +86,7 @@ export function gatewayTarget(name: string, command: (configFile: string, spec: 
       copyFileSync(pair.certFile, join(configDir, 'bench.crt'));
       copyFileSync(pair.keyFile, join(configDir, 'bench.key'));
       const render = (cert: string): string =>
-        gatewayConfig({ workers: spec.workers, adminPort, port, upstreamPort: spec.upstreamPort, protocol: spec.protocol, benchCert: cert, benchKey: 'bench.key', spec });
+        gatewayConfig({ engine, workers: spec.workers, adminPort, port, upstreamPort: spec.upstreamPort, protocol: spec.protocol, benchCert: cert, benchKey: 'bench.key', spec });
       writeFileSync(configFile, render('bench.crt'));
 
       const cmd = command(configFile, spec);
