@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BaseFixtures } from '../lib/fixtures';
+import type { Pinning } from '../lib/spawn';
+import type { ScenarioResult } from '../lib/report';
+import type { RunningServer, ServerSpec, Target } from '../targets/types';
+
+/** tiny: the CI plumbing test; quick: `--quick`, under 60 s; full: the published run. */
+export type Profile = 'tiny' | 'quick' | 'full';
+
+export interface Context {
+  profile: Profile;
+  workers: number;
+  fixtures: BaseFixtures;
+  upstreamPort: number;
+  pin: Pinning;
+  /** Targets that can run here, peers first. */
+  targets: Target[];
+  /** Why the others can't. */
+  absent: string[];
+  log(msg: string): void;
+}
+
+export interface Scenario {
+  name: string;
+  run(ctx: Context): Promise<ScenarioResult>;
+}
+
+/** Pick by profile. */
+export const by = <T>(ctx: Context, v: Record<Profile, T>): T => v[ctx.profile];
+
+/** Start a target on a fresh temp dir, run `fn`, always stop it and remove the dir. */
+export async function withServer<T>(
+  ctx: Context,
+  target: Target,
+  spec: Partial<ServerSpec> & Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'>,
+  fn: (s: RunningServer) => Promise<T>,
+): Promise<T> {
+  const workDir = mkdtempSync(join(tmpdir(), `tlsgate-bench-${target.name.replace(/\W/g, '_')}-`));
+  const full: ServerSpec = { workers: ctx.workers, upstreamPort: ctx.upstreamPort, fixtures: ctx.fixtures, cpus: ctx.pin.server, workDir, ...spec };
+  const s = await target.start(full);
+  try {
+    return await fn(s);
+  } finally {
+    await s.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+export const errorText = (err: unknown): string => (err instanceof Error ? err.message.split('\n')[0]! : String(err));

@@ -1,0 +1,125 @@
+// The bench's plumbing, end to end with tiny counts, so CI catches a broken bench:
+// fixtures, peers' configs, load generators and their parsers, /proc readers, the
+// gateway driver (admin status, rotation) and the report. Figures are not asserted,
+// only that every available target produced them. Absent peers are skipped with a reason.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { parseWrk } from '../bench/lib/load';
+import { clockTicks, cpuMicros, parseStat, processTree } from '../bench/lib/proc';
+import { markdownTable, newScenario, type RunResults } from '../bench/lib/report';
+import { percentile, summarize } from '../bench/lib/stats';
+import { allTargets, runBench, type BenchRun } from '../bench/run';
+
+describe('bench helpers', () => {
+  test('percentile is nearest-rank', () => {
+    const xs = Array.from({ length: 100 }, (_, i) => 100 - i);
+    assert.equal(percentile(xs, 50), 50);
+    assert.equal(percentile(xs, 99), 99);
+    assert.equal(percentile([7], 99), 7);
+    assert.ok(Number.isNaN(percentile([], 50)));
+    assert.equal(summarize([1, 2, 3]).mean, 2);
+  });
+
+  test('/proc/<pid>/stat parsing survives a comm with spaces and parentheses', () => {
+    const s = parseStat('42 (my (odd) proc) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000000 300 18446744073709551615');
+    assert.deepEqual([s.pid, s.comm, s.ppid, s.utime, s.stime, s.rssPages], [42, 'my (odd) proc', 7, 250, 50, 300]);
+    assert.ok(clockTicks() > 0);
+    assert.ok(processTree(process.pid).some((p) => p.pid === process.pid));
+    assert.ok(cpuMicros(process.pid) > 0);
+  });
+
+  test('wrk output parsing', () => {
+    const out = `Running 2s test @ https://bench.test:1/
+  1 threads and 64 connections
+  Latency Distribution
+     50%  843.00us
+     75%    1.20ms
+     90%    2.50ms
+     99%    1.02s
+  4213 requests in 2.00s, 500.00KB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+Requests/sec:   2106.50
+`;
+    const w = parseWrk(out);
+    assert.equal(w.requests, 4213);
+    assert.equal(w.rps, 2106.5);
+    assert.equal(w.latencyMs.p50, 0.843);
+    assert.equal(w.latencyMs.p99, 1020);
+    assert.deepEqual(w.socketErrors, { connect: 0, read: 3, write: 0, timeout: 1 });
+  });
+
+  test('markdown table puts the ratio to nginx next to each figure', () => {
+    const s = newScenario('x', 'X', 'method', [{ key: 'cpu', label: 'CPU', unit: 'µs' }]);
+    s.rows.push({ case: 'c', target: 'tlsgate/node', metrics: { cpu: 300 } }, { case: 'c', target: 'nginx', metrics: { cpu: 100 } });
+    const md = markdownTable(s);
+    assert.match(md, /\| case \| per unit \| nginx \| tlsgate\/node \|/);
+    assert.match(md, /\| c \| CPU \(µs\) \| 100 \| 300 \(3\.00×\) \|/);
+  });
+});
+
+describe('bench plumbing (tiny counts, every available target)', { timeout: 600_000 }, () => {
+  let run: BenchRun | undefined;
+  let results: RunResults;
+
+  before(async () => {
+    run = await runBench({ profile: 'tiny', workers: 1, write: false, log: () => {} });
+    results = run.results;
+    process.stdout.write(run.markdown.replace(/^/gm, '# ') + '\n');
+  });
+  after(() => {
+    run = undefined;
+  });
+
+  const rows = (scenario: string, target: string) => results.scenarios.find((s) => s.name === scenario)?.rows.filter((r) => r.target === target) ?? [];
+  const skippedFor = (scenario: string, target: string) => results.scenarios.find((s) => s.name === scenario)?.skipped.filter((x) => x.startsWith(target)) ?? [];
+
+  test('the run reports machine info and one table per scenario', () => {
+    assert.ok(results.machine.cores > 0);
+    assert.ok(results.machine.openssl);
+    assert.deepEqual(
+      results.scenarios.map((s) => s.name),
+      ['handshake', 'keepalive', 'rotation', 'scale'],
+    );
+    for (const s of results.scenarios) assert.ok(run!.markdown.includes(`### ${s.title}`));
+  });
+
+  for (const target of allTargets()) {
+    const absent = target.absent();
+    if (absent) process.stdout.write(`# skipping ${target.name}: ${absent}\n`);
+    test(`${target.name}: handshakes, keep-alive${target.kind === 'gateway' ? ', rotation' : ''} and scale produce figures`, { skip: absent ?? false }, () => {
+      for (const scenario of ['handshake', 'keepalive', 'scale']) {
+        assert.deepEqual(skippedFor(scenario, target.name), [], `${scenario} skipped ${target.name}`);
+      }
+      const hs = rows('handshake', target.name);
+      assert.ok(hs.length >= 1, 'handshake rows');
+      for (const r of hs) {
+        if (r.metrics.cpuUsPerHs !== undefined) assert.ok(r.metrics.cpuUsPerHs === null || r.metrics.cpuUsPerHs > 0, `${r.case}: CPU per handshake`);
+        assert.equal(r.metrics.errors, 0, `${r.case}: errors`);
+      }
+      const resumed = hs.find((r) => r.case.includes('resumed'));
+      assert.ok(resumed, 'resumed-handshake row');
+      assert.ok((resumed.metrics.resumedPct ?? 0) > 50, `sessions resumed: ${resumed.metrics.resumedPct}%`);
+
+      const ka = rows('keepalive', target.name);
+      assert.deepEqual(ka.map((r) => r.case), ['direct 200', 'proxied']);
+      for (const r of ka) {
+        assert.equal(r.metrics.errors, 0, `${r.case}: errors`);
+        assert.ok((r.metrics.rps ?? 0) > 0, `${r.case}: requests/s`);
+      }
+
+      const sc = rows('scale', target.name);
+      assert.equal(sc.length, 2, 'scale rows at 0 and 100 certificates');
+      assert.ok(sc.every((r) => (r.metrics.workerRssMb ?? 0) > 0), 'worker RSS');
+
+      if (target.kind === 'gateway') {
+        assert.deepEqual(skippedFor('rotation', target.name), []);
+        const rot = rows('rotation', target.name);
+        assert.equal(rot.length, 1);
+        const m = rot[0]!.metrics;
+        assert.ok((m.ackP50 ?? 0) > 0 && (m.certP50 ?? 0) > 0, 'rotation timings');
+        assert.equal(m.loadFailed, 0, 'failed requests during rotation');
+        assert.equal(m.newConnsFailed, 0, 'failed new connections during rotation');
+      }
+    });
+  }
+});
