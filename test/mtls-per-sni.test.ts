@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { Socket } from 'node:net';
-import { TLSSocket, createSecureContext } from 'node:tls';
+import { TLSSocket, connect as tlsConnect, createSecureContext } from 'node:tls';
 import { Gateway, freePort, get } from './helpers/gateway';
 import { client, createCA, issue, server } from './helpers/pki';
 
@@ -103,4 +103,37 @@ test('a verified mTLS connection cannot be used for a host its SNIs do not cover
   assert.equal(await ask('secure.test', good, 'x.secure.test'), '200');
   // The other way round is fine: open.test has no client CA.
   assert.equal(await ask('open.test', undefined, 'anything.test'), '200');
+});
+
+/** One request over a connection that offers `session`; resolves the status, the new session and whether it resumed. */
+function resume(servername: string, session: Buffer | undefined, id?: { cert: string; key: string }): Promise<{ status: string; session?: Buffer; reused: boolean }> {
+  return new Promise((resolve) => {
+    let next: Buffer | undefined;
+    let data = '';
+    let reused = false;
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ...(session ? { session } : {}), ...(id ? { cert: id.cert, key: id.key } : {}) }, () => {
+      reused = s.isSessionReused();
+      s.write(`GET / HTTP/1.1\r\nhost: ${servername}\r\nconnection: close\r\n\r\n`);
+    });
+    s.on('session', (b: Buffer) => (next = b));
+    s.on('data', (d) => (data += d));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve({ status: data.slice(9, 12) || 'refused', ...(next ? { session: next } : {}), reused }));
+  });
+}
+
+test('session resumption cannot skip the client certificate: no session resumes while an mTLS object is served', async () => {
+  const first = await resume('open.test', undefined);
+  assert.equal(first.status, '200');
+  // Whatever the client offers, the server makes a full handshake.
+  const again = await resume('open.test', first.session);
+  assert.equal(again.status, '200');
+  assert.equal(again.reused, false);
+  const m1 = await resume('secure.test', undefined, good);
+  assert.equal(m1.status, '200');
+  const m2 = await resume('secure.test', m1.session, good);
+  assert.equal(m2.status, '200');
+  assert.equal(m2.reused, false);
+  assert.equal((await resume('secure.test', m1.session)).status, 'refused');
+  assert.equal((await resume('secure.test', first.session)).status, 'refused');
 });

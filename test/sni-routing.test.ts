@@ -78,6 +78,20 @@ test('an over-long or invalid SNI never matches', async () => {
   assert.equal(await cn('bad_-.example.com'), 'fallback.test');
 });
 
+test('session tickets resume on any worker (no mTLS object here)', async () => {
+  let session: Buffer | undefined;
+  const first = await handshake(port, { servername: 'a.example.com', keep: true });
+  first.socket!.on('session', (b: Buffer) => (session = b));
+  first.socket!.write('GET / HTTP/1.1\r\nhost: a.example.com\r\nconnection: close\r\n\r\n');
+  await new Promise((r) => first.socket!.on('close', r).resume());
+  assert.ok(session, 'a ticket was issued');
+  // Two workers: several connections land on both.
+  for (let i = 0; i < 6; i++) {
+    const r = await handshake(port, { servername: 'a.example.com', session: session! });
+    assert.equal(r.reused, true);
+  }
+});
+
 test('routes: longest path prefix wins, then exact host over wildcard over any', async () => {
   const ask = async (host: string, path: string): Promise<string> => {
     const r = await get(port, path, { servername: host, host });

@@ -7,10 +7,7 @@ import type { SslSnapshot, TlsProtocol } from '../snapshot/types';
 export class ContextCache {
   private readonly map = new Map<string, SecureContext>();
 
-  constructor(
-    private readonly max: number,
-    private readonly ticketKeys: Buffer | undefined,
-  ) {}
+  constructor(private readonly max: number) {}
 
   get size(): number {
     return this.map.size;
@@ -24,16 +21,15 @@ export class ContextCache {
       this.map.set(ssl.hash, ctx);
       return ctx;
     }
-    ctx = buildContext(ssl, this.ticketKeys);
+    ctx = buildContext(ssl);
     this.map.set(ssl.hash, ctx);
     if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
     return ctx;
   }
 
   /** Carry over the contexts a new snapshot still uses; open sockets keep their own reference. */
-  carryOver(ssls: SslSnapshot[], max: number, ticketKeys: Buffer | undefined): ContextCache {
-    const next = new ContextCache(max, ticketKeys);
-    if (ticketKeys && this.ticketKeys && !ticketKeys.equals(this.ticketKeys)) return next;
+  carryOver(ssls: SslSnapshot[], max: number): ContextCache {
+    const next = new ContextCache(max);
     for (const s of ssls) {
       const ctx = this.map.get(s.hash);
       if (ctx) next.map.set(s.hash, ctx);
@@ -44,20 +40,24 @@ export class ContextCache {
 
 const ORDER: TlsProtocol[] = ['TLSv1.2', 'TLSv1.3'];
 
-export function buildContext(ssl: SslSnapshot, ticketKeys: Buffer | undefined): SecureContext {
-  const sorted = ORDER.filter((p) => ssl.protocols.includes(p));
+/** One session-id context for every object: a ticket resumes on any worker. */
+export const SESSION_ID_CONTEXT = 'tlsgate';
+
+export function versionRange(protocols: readonly TlsProtocol[]): { minVersion: TlsProtocol; maxVersion: TlsProtocol } {
+  const sorted = ORDER.filter((p) => protocols.includes(p));
+  return { minVersion: sorted[0] ?? 'TLSv1.2', maxVersion: sorted[sorted.length - 1] ?? 'TLSv1.3' };
+}
+
+export function buildContext(ssl: SslSnapshot, o: { secureOptions?: number; protocols?: readonly TlsProtocol[] } = {}): SecureContext {
   // Node's SNI switch copies only the context's last-loaded pair to the connection,
   // so the preferred pair (first in the snapshot) is loaded last.
   const pairs = [...ssl.pairs].reverse();
-  const ctx = createSecureContext({
+  return createSecureContext({
     cert: pairs.map((p) => p.cert),
     key: pairs.map((p) => p.key),
     ...(ssl.clientCa ? { ca: ssl.clientCa } : {}),
-    minVersion: sorted[0] ?? 'TLSv1.2',
-    maxVersion: sorted[sorted.length - 1] ?? 'TLSv1.3',
-    // Same id on every context: session resumption survives the SNI context switch.
-    sessionIdContext: 'tlsgate',
+    ...versionRange(o.protocols ?? ssl.protocols),
+    sessionIdContext: SESSION_ID_CONTEXT,
+    secureOptions: o.secureOptions ?? 0,
   });
-  if (ticketKeys) ctx.context.setTicketKeys(ticketKeys);
-  return ctx;
 }

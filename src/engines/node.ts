@@ -2,12 +2,14 @@
 // per-SNI mTLS set on the connection inside the callback, hitless swaps.
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import { constants } from 'node:crypto';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
 import { hostFromHeader, patternCovers } from '../routing/names';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { sendError } from '../proxy';
+import { SESSION_ID_CONTEXT, buildContext, versionRange } from './context-cache';
 import { dataPlane as m } from '../metrics';
 
 const SSL = Symbol('tlsgate.ssl');
@@ -48,6 +50,7 @@ export class NodeEngine implements Engine {
         requestCert: false,
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
+        sessionIdContext: SESSION_ID_CONTEXT,
         // A `function`, not an arrow: Node calls it with `this` = the TLSSocket.
         SNICallback: function (this: TLSSocket, servername, cb) {
           engine.onSni(this as GateSocket, servername, cb);
@@ -89,16 +92,29 @@ export class NodeEngine implements Engine {
     this.applyDefault();
   }
 
-  /** No-SNI clients get the server's own context: the listener's default SSL object, if any. */
+  /**
+   * The server's own context serves clients without SNI (the listener's default SSL
+   * object, if any) and seals/opens every session ticket, before any SNI callback.
+   * A resumed session skips the SNI callback, so it would skip a per-SNI client
+   * certificate check too: while any SSL object asks for mTLS, this listener issues
+   * no tickets (measured: a separate session-id context per object does not stop
+   * resumption across contexts on Node 20). Otherwise every worker shares the ticket
+   * keys from the snapshot, so a ticket resumes on any of them.
+   */
   private applyDefault(): void {
     const d = this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
-    const srv = this.server as Server & { requestCert: boolean; rejectUnauthorized: boolean; _sharedCreds: unknown };
-    if (d) {
-      srv._sharedCreds = this.state.contexts.get(d);
-    } else {
-      // A context with no certificate: a handshake without SNI fails with an alert.
-      srv.setSecureContext({ minVersion: 'TLSv1.2' });
-    }
+    const srv = this.server as Server & { requestCert: boolean; rejectUnauthorized: boolean; _sharedCreds: SecureContext };
+    const servers = this.state.snapshot.ssls.filter((s) => s.type === 'server');
+    const noTickets = servers.some((s) => s.clientCa !== undefined) ? constants.SSL_OP_NO_TICKET : 0;
+    // The version is chosen with this context, before the SNI callback: offer the union
+    // of the objects' ssl_protocols (per object, onSecure refuses the rest).
+    const protocols = [...new Set(servers.flatMap((s) => s.protocols))];
+    // Its own context (not the cached one): its ticket settings stay out of SNI contexts.
+    srv._sharedCreds = d
+      ? buildContext(d, { secureOptions: noTickets, protocols })
+      : createSecureContext({ ...versionRange(protocols), sessionIdContext: SESSION_ID_CONTEXT, secureOptions: noTickets });
+    const keys = this.state.snapshot.ticketKeys;
+    if (keys && !noTickets) srv.setTicketKeys(Buffer.from(keys));
     srv.requestCert = !!d?.clientCa;
     srv.rejectUnauthorized = !!d?.clientCa;
   }
@@ -128,7 +144,19 @@ export class NodeEngine implements Engine {
   }
 
   private onSecure(socket: GateSocket): void {
-    const ssl = socket[SSL] ?? (this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined);
+    let ssl = socket[SSL];
+    if (!ssl) {
+      // No SNI callback ran: no SNI (the default object), or a resumed session.
+      const name = (socket as TLSSocket & { servername?: string | false }).servername;
+      ssl = this.state.sni.lookup(socket.isSessionReused() ? name : undefined, this.listener.defaultSsl).ssl;
+      if (ssl?.clientCa && name && socket.isSessionReused()) {
+        // No tickets are issued while an mTLS object exists (applyDefault): a session
+        // resumed anyway is refused rather than served without a verified certificate.
+        this.fail('mtls_missing');
+        socket.destroy();
+        return;
+      }
+    }
     if (!ssl) {
       this.fail('no_sni_match');
       socket.destroy();

@@ -43,6 +43,8 @@ export interface Current {
   contentHash: string;
   resolved: ResolvedConfig;
   details: SslDetails[];
+  /** Read + resolve + validate + compile, in ms. */
+  compileMs: number;
 }
 
 export class Primary {
@@ -107,17 +109,19 @@ export class Primary {
     this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
     this.expiryTimer.unref();
     this.lastReload = { ok: true, version: this.version, at: new Date().toISOString(), source: 'start', errors: [], warnings: warnings.map(formatIssue) };
-    this.log.info({ version: this.version, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
+    this.log.info({ version: this.version, compile_ms: compiled.compileMs, ssls: compiled.snapshot.ssls.length, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
   }
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
+    const t0 = performance.now();
     const loaded = await loadConfigFile(this.configPath);
     const resolved = await resolveConfig(loaded.config, this.store);
     const c = await compileSnapshot(resolved, this.validator);
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
     const contentHash = createHash('sha256').update(encodeSnapshot({ ...body, version: 0, createdAt: 0 })).digest('hex');
     const snapshot: Snapshot = { ...body, version: 0, createdAt: Date.now() };
-    return { compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details }, warnings: [...loaded.issues, ...c.warnings] };
+    const compileMs = Math.round(performance.now() - t0);
+    return { compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details, compileMs }, warnings: [...loaded.issues, ...c.warnings] };
   }
 
   private install(c: Current, source: string, actor: string): void {
@@ -226,7 +230,7 @@ export class Primary {
         if (ok) this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
         else this.log.error({ version, code: 'TLSGATE_E_WORKER_ACK_TIMEOUT' }, 'a worker did not ack the new snapshot in time');
       });
-      this.log.info({ version: this.version, source }, 'new snapshot sent to workers');
+      this.log.info({ version: this.version, source, compile_ms: compiled.compileMs, bytes: compiled.bytes.length }, 'new snapshot sent to workers');
       this.rewatch();
       return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
     } catch (err) {

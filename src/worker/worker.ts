@@ -50,13 +50,12 @@ export class Worker {
       return;
     }
     const prev = this.state;
-    const ticketKeys = snapshot.ticketKeys ? Buffer.from(snapshot.ticketKeys) : undefined;
     const state: DataPlaneState = {
       version: snapshot.version,
       snapshot,
       sni: new SniMap(snapshot.ssls, snapshot.sni),
       router: new Router(snapshot.routes),
-      contexts: prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX, ticketKeys) : new ContextCache(CONTEXT_CACHE_MAX, ticketKeys),
+      contexts: prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX),
       proxy: this.proxyStage(snapshot),
     };
     try {

@@ -152,13 +152,14 @@ export interface HandshakeResult {
   cert?: PeerCertificate;
   authorized?: boolean;
   protocol?: string | null;
+  reused?: boolean;
   socket?: TLSSocket;
 }
 
 /** One TLS handshake; resolves with the server certificate or the error. Closes unless keep. */
 export function handshake(
   port: number,
-  opts: { servername?: string; ca?: string; cert?: string; key?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; keep?: boolean } = {},
+  opts: { servername?: string; ca?: string; cert?: string; key?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; keep?: boolean; session?: Buffer } = {},
 ): Promise<HandshakeResult> {
   return new Promise((resolve) => {
     const s = connect({
@@ -170,6 +171,7 @@ export function handshake(
       ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}),
       ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
       ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
+      ...(opts.session ? { session: opts.session } : {}),
     });
     let done = false;
     const finish = (r: HandshakeResult): void => {
@@ -181,7 +183,7 @@ export function handshake(
     s.once('secureConnect', () => {
       // TLS 1.3: the server may still refuse the client certificate after the client
       // considers the handshake done; a request round trip settles it.
-      finish({ ok: true, cert: s.getPeerCertificate(), authorized: s.authorized, protocol: s.getProtocol(), socket: s });
+      finish({ ok: true, cert: s.getPeerCertificate(), authorized: s.authorized, protocol: s.getProtocol(), reused: s.isSessionReused(), socket: s });
     });
     s.once('error', (err) => finish({ ok: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
     s.once('close', () => finish({ ok: false, error: 'closed' }));
