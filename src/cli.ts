@@ -39,6 +39,9 @@ async function validate(file: string): Promise<number> {
   const validator = new CertValidator(1);
   try {
     const loaded = await loadConfigFile(file);
+    const { engineLoadIssues } = await import('./engines/uws-load');
+    const engineIssues = engineLoadIssues(loaded.config.listeners);
+    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
     const resolved = await resolveConfig(loaded.config, { baseDir: loaded.config.baseDir, env: process.env, providers: new Map() });
     const compiled = await compileSnapshot(resolved, validator);
     for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);

@@ -18,6 +18,10 @@ import type { Logger } from '../log';
 import type { SecretProvider } from '../secrets/resolve';
 import { isWorkerMessage, type WorkerMessage } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
+import { engineLoadIssues } from '../engines/uws-load';
+
+/** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
+const WORKER_LOG_FD = 4;
 
 interface WorkerSlot {
   worker: ClusterWorker;
@@ -74,7 +78,10 @@ export class Primary {
     const { compiled, warnings } = await this.build();
     this.logWarnings(warnings);
     this.install(compiled);
-    cluster.setupPrimary({ serialization: 'advanced' });
+    // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
+    // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
+    // never lands inside the JSON log stream.
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1] });
     // Workers share the listening socket and the kernel spreads connections:
     // no extra hop through the primary per connection.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -91,6 +98,8 @@ export class Primary {
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
     const loaded = await loadConfigFile(this.configPath);
+    const engineIssues = engineLoadIssues(loaded.config.listeners.map((l) => ({ name: l.name, engine: l.engine })));
+    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
     const resolved = await resolveConfig(loaded.config, { baseDir: loaded.config.baseDir, env: process.env, providers: this.providers });
     const c = await compileSnapshot(resolved, this.validator);
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
@@ -107,7 +116,7 @@ export class Primary {
   }
 
   private fork(): Promise<void> {
-    const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info' });
+    const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
     const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false };
     this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {
