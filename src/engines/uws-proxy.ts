@@ -4,7 +4,8 @@
 // - HttpRequest is valid only during the handler: everything is copied up front.
 // - A response not ended in the handler needs onAborted, and after an abort it must
 //   never be touched again: every later write checks `aborted`.
-// - Writes outside the handler are corked (one TLS record per burst, not per call).
+// - Status and headers written outside the handler are corked (one TLS record); body
+//   chunks are not (see the 'data' handler: a uWS 20.30 bug).
 // - Backpressure both ways: res.write() false → pause the upstream body until
 //   onWritable; the request body (onData) pauses the client (res.pause) while the
 //   upstream does not take more.
@@ -121,10 +122,10 @@ export class UwsProxy {
           });
           up.body.on('data', (chunk: Buffer) => {
             if (aborted) return;
-            let ok = true;
-            res.cork(() => {
-              ok = res.write(chunk);
-            });
+            // Not corked: in uWS 20.30 a corked chunked write under backpressure puts the
+            // chunk-size line after the data (measured: the client fails with "Expected LF
+            // after chunk data"). Uncorked writes keep the order.
+            const ok = res.write(chunk);
             if (!ok) {
               // uWS buffered the chunk; take no more until the socket drains.
               up.body.pause();
@@ -136,7 +137,7 @@ export class UwsProxy {
           });
           up.body.once('end', () => {
             if (aborted) return;
-            res.cork(() => res.end(undefined, ctx.close));
+            res.end(undefined, ctx.close);
             finish(up.statusCode);
           });
           up.body.once('error', () => {

@@ -99,7 +99,11 @@ export class UwsEngine implements Engine {
     }
     const old = this.current;
     this.current = next;
-    this.retire(old);
+    // Closing a SO_REUSEPORT listen socket resets the connections still in its accept
+    // queue (unless net.ipv4.tcp_migrate_req=1). update() runs from an IPC callback, long
+    // after uWS last drained that queue; the check phase runs right after the poll phase
+    // in which uWS accepted, so the window for a reset shrinks to microseconds.
+    setImmediate(() => this.retire(old));
     this.deps.log.debug({ listener: listener.name, generation: next.id }, 'uws generation rotated');
   }
 
