@@ -4,8 +4,8 @@
 // - HttpRequest is valid only during the handler: everything is copied up front.
 // - A response not ended in the handler needs onAborted, and after an abort it must
 //   never be touched again: every later write checks `aborted`.
-// - Status and headers written outside the handler are corked (one TLS record); body
-//   chunks are not (see the 'data' handler: a uWS 20.30 bug).
+// - Every write outside the handler is corked (uncorked writes cost a TLS record and a
+//   warning line each), in slices that fit uWS's 16 KB cork buffer (see writeCorked).
 // - Backpressure both ways: res.write() false → pause the upstream body until
 //   onWritable; the request body (onData) pauses the client (res.pause) while the
 //   upstream does not take more.
@@ -122,11 +122,7 @@ export class UwsProxy {
           });
           up.body.on('data', (chunk: Buffer) => {
             if (aborted) return;
-            // Not corked: in uWS 20.30 a corked chunked write under backpressure puts the
-            // chunk-size line after the data (measured: the client fails with "Expected LF
-            // after chunk data"). Uncorked writes keep the order.
-            const ok = res.write(chunk);
-            if (!ok) {
+            if (!writeCorked(res, chunk)) {
               // uWS buffered the chunk; take no more until the socket drains.
               up.body.pause();
               res.onWritable(() => {
@@ -137,7 +133,7 @@ export class UwsProxy {
           });
           up.body.once('end', () => {
             if (aborted) return;
-            res.end(undefined, ctx.close);
+            res.cork(() => res.end(undefined, ctx.close));
             finish(up.statusCode);
           });
           up.body.once('error', () => {
@@ -193,4 +189,25 @@ function classify(err: Error & { code?: string }): [number, ErrorCode] {
   if (/CERT|SSL|TLS|UNABLE_TO|SELF_SIGNED|ERR_TLS/.test(c)) return [502, 'TLSGATE_E_UPSTREAM_TLS'];
   if (c === 'ECONNRESET' || c === 'UND_ERR_SOCKET' || c === 'EPIPE') return [502, 'TLSGATE_E_UPSTREAM_RESET'];
   return [502, 'TLSGATE_E_UPSTREAM_CONNECT'];
+}
+
+/** Fits uWS's cork buffer (16 KB) with the chunk-size line around it. */
+const CORK_SLICE = 16_000;
+
+/**
+ * res.write in corked slices. In uWS 20.30 a corked write larger than what is left of the
+ * cork buffer, on a socket with backpressure, loses the data after its chunk-size line
+ * (AsyncSocket::uncork returns before writing it; measured: clients fail with "Expected LF
+ * after chunk data"). A slice that fits is copied into the cork buffer and flushed in
+ * order. Returns false when uWS holds data back (backpressure).
+ */
+export function writeCorked(res: HttpResponse, chunk: Buffer): boolean {
+  let ok = true;
+  for (let i = 0; i < chunk.length; i += CORK_SLICE) {
+    const slice = chunk.subarray(i, i + CORK_SLICE);
+    res.cork(() => {
+      ok = res.write(slice) && ok;
+    });
+  }
+  return ok;
 }

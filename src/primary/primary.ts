@@ -18,7 +18,7 @@ import type { Logger } from '../log';
 import type { SecretProvider } from '../secrets/resolve';
 import { isWorkerMessage, type WorkerMessage } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
-import { engineLoadIssues } from '../engines/uws-load';
+import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
 
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
@@ -77,6 +77,8 @@ export class Primary {
   async start(): Promise<void> {
     const { compiled, warnings } = await this.build();
     this.logWarnings(warnings);
+    const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
+    if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
     this.install(compiled);
     // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
     // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
