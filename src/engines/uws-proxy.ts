@@ -113,13 +113,43 @@ export class UwsProxy {
             up.body.destroy();
             return;
           }
-          res.cork(() => {
+          const writeHead = (): void => {
             writeStatus(res, up.statusCode);
             for (const [k, v] of Object.entries(up.headers)) {
               if (v === undefined || HOP.has(k)) continue;
               for (const one of Array.isArray(v) ? v : [v]) res.writeHeader(k, one);
             }
-          });
+          };
+          const length = up.headers['content-length'];
+          if (method === 'HEAD' || up.statusCode === 204 || up.statusCode === 304) {
+            up.body.resume();
+            res.cork(() => {
+              writeHead();
+              if (typeof length === 'string') res.writeHeader('content-length', length);
+              res.endWithoutBody();
+            });
+            finish(up.statusCode);
+            return;
+          }
+          if (typeof length === 'string' && Number(length) <= SMALL_BODY) {
+            // Small and sized: status, headers and body leave in one corked write.
+            const parts: Buffer[] = [];
+            up.body.on('data', (chunk: Buffer) => parts.push(chunk));
+            up.body.once('end', () => {
+              if (aborted) return;
+              res.cork(() => {
+                writeHead();
+                res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), ctx.close);
+              });
+              finish(up.statusCode);
+            });
+            up.body.once('error', () => {
+              if (!aborted) res.cork(() => sendError(res, 502, 'TLSGATE_E_UPSTREAM_RESET', `upstream ${upstream.id}: response body failed`, true));
+              finish(502);
+            });
+            return;
+          }
+          res.cork(writeHead);
           up.body.on('data', (chunk: Buffer) => {
             if (aborted) return;
             if (!writeCorked(res, chunk)) {
@@ -190,6 +220,9 @@ function classify(err: Error & { code?: string }): [number, ErrorCode] {
   if (c === 'ECONNRESET' || c === 'UND_ERR_SOCKET' || c === 'EPIPE') return [502, 'TLSGATE_E_UPSTREAM_RESET'];
   return [502, 'TLSGATE_E_UPSTREAM_CONNECT'];
 }
+
+/** Sized upstream bodies up to this are sent with the headers in one write (16 KB: one TLS record). */
+const SMALL_BODY = 16_000;
 
 /** Fits uWS's cork buffer (16 KB) with the chunk-size line around it. */
 const CORK_SLICE = 16_000;

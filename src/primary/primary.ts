@@ -80,13 +80,15 @@ export class Primary {
     const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
     if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
     this.install(compiled);
+    // Workers share the listening socket and the kernel spreads connections:
+    // no extra hop through the primary per connection. Must be set before
+    // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:
+    // measured, the primary accepted every connection and handed it over IPC).
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
     // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
     // never lands inside the JSON log stream.
     cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1] });
-    // Workers share the listening socket and the kernel spreads connections:
-    // no extra hop through the primary per connection.
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());
