@@ -285,6 +285,9 @@ routes:
       again.proc!.kill('SIGTERM');
       assert.equal(await again.waitExit(), 0);
       assert.deepEqual([...keyDirs().keys()], [], 'SIGTERM removes the directories');
+      // uWS 20.30's domain() prints "Browsed to SNI: …" from native code: on stderr, never stdout.
+      assert.match(again.stderr, /Browsed to SNI: site\.test/);
+      assert.doesNotMatch(again.stdout, /Browsed to SNI/);
     } finally {
       await again.stop();
     }
