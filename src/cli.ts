@@ -41,6 +41,9 @@ async function validate(file: string): Promise<number> {
   const store = new SecretStore({ logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) }, baseDir: dirname(file) });
   try {
     const loaded = await loadConfigFile(file);
+    const { engineLoadIssues } = await import('./engines/uws-load');
+    const engineIssues = engineLoadIssues(loaded.config.listeners);
+    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
     const resolved = await resolveConfig(loaded.config, store);
     const compiled = await compileSnapshot(resolved, validator);
     for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);

@@ -11,8 +11,8 @@ const REDACT = [
   'headers["x-api-key"]', 'req.headers["x-api-key"]', 'headers["x-vault-token"]', 'headers.authorization',
 ];
 
-export function createLogger(opts: { level?: string; file?: string; name?: string } = {}): Logger {
-  const dest = opts.file ? pino.destination({ dest: opts.file, mkdir: true, sync: false }) : pino.destination({ dest: 1, sync: true });
+export function createLogger(opts: { level?: string; file?: string; name?: string; fd?: number } = {}): Logger {
+  const dest = opts.file ? pino.destination({ dest: opts.file, mkdir: true, sync: false }) : pino.destination({ dest: opts.fd ?? 1, sync: true });
   return pino(
     {
       level: opts.level ?? 'info',

@@ -350,6 +350,15 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
         'TLSGATE_E_ENGINE_UNSUPPORTED',
       );
     }
+    // uWS exposes no protocol bounds per context: BoringSSL serves TLSv1.2 and TLSv1.3 on every one.
+    for (const s of c.ssls) {
+      if (s.type !== 'server' || s.status !== 'enabled' || s.ssl_protocols.length === 2) continue;
+      r.error(
+        `listeners[${i}].engine`,
+        `uws cannot restrict ssl_protocols per SSL object (it serves TLSv1.2 and TLSv1.3 on every context), but SSL object "${s.id}" allows only ${s.ssl_protocols.join(', ')}: use engine: node for this listener`,
+        'TLSGATE_E_ENGINE_UNSUPPORTED',
+      );
+    }
   });
 }
 

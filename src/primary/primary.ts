@@ -20,6 +20,10 @@ import { AuditLog } from './audit';
 import { isWorkerMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { PrimaryMetrics } from './metrics';
+import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
+
+/** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
+const WORKER_LOG_FD = 4;
 
 interface WorkerSlot {
   worker: ClusterWorker;
@@ -91,13 +95,18 @@ export class Primary {
   async start(): Promise<void> {
     const { compiled, warnings } = await this.build();
     this.logWarnings(warnings);
+    const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
+    if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
     this.install(compiled, 'start', `process:${process.pid}`);
-    // Workers share the listening socket and the kernel spreads connections: no hop
-    // through the primary per connection. Must be set before setupPrimary(), which
-    // freezes the policy (set after it, the primary accepted every connection and
-    // held the ones that arrived during a drain until the workers exited).
+    // Workers share the listening socket and the kernel spreads connections:
+    // no extra hop through the primary per connection. Must be set before
+    // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:
+    // measured, the primary accepted every connection and handed it over IPC).
     cluster.schedulingPolicy = cluster.SCHED_NONE;
-    cluster.setupPrimary({ serialization: 'advanced' });
+    // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
+    // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
+    // never lands inside the JSON log stream.
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1] });
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());
@@ -115,6 +124,8 @@ export class Primary {
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
     const t0 = performance.now();
     const loaded = await loadConfigFile(this.configPath);
+    const engineIssues = engineLoadIssues(loaded.config.listeners.map((l) => ({ name: l.name, engine: l.engine })));
+    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
     const resolved = await resolveConfig(loaded.config, this.store);
     const c = await compileSnapshot(resolved, this.validator);
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
@@ -137,7 +148,7 @@ export class Primary {
   }
 
   private fork(): Promise<void> {
-    const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info' });
+    const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
     const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false };
     this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {

@@ -13,6 +13,8 @@ export interface SniResult {
 export class SniMap {
   private readonly exact = new Map<string, SslSnapshot>();
   private readonly wildcard = new Map<string, SslSnapshot>();
+  /** parent → exact names one label below it (`example.com` → [`a.example.com`]). */
+  private readonly children = new Map<string, string[]>();
   readonly byId: ReadonlyMap<string, SslSnapshot>;
 
   constructor(ssls: SslSnapshot[], table: Array<[string, string]>) {
@@ -22,8 +24,26 @@ export class SniMap {
       const ssl = byId.get(id);
       if (!ssl) continue;
       if (pattern.startsWith('*.')) this.wildcard.set(pattern.slice(2), ssl);
-      else this.exact.set(pattern, ssl);
+      else {
+        this.exact.set(pattern, ssl);
+        const parent = wildcardParent(pattern);
+        if (parent !== null) {
+          const list = this.children.get(parent);
+          if (list) list.push(pattern);
+          else this.children.set(parent, [pattern]);
+        }
+      }
     }
+  }
+
+  /** The SSL object of `*.parent`, if any. */
+  wildcardOf(parent: string): SslSnapshot | undefined {
+    return this.wildcard.get(parent);
+  }
+
+  /** Exact names one label below `parent`: what a `*.parent` entry would shadow in a tree that matches wildcards itself (uWS). */
+  exactUnder(parent: string): readonly string[] {
+    return this.children.get(parent) ?? [];
   }
 
   get size(): number {

@@ -56,7 +56,7 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
         path: `ssls[${i}].certs`,
         code: 'TLSGATE_E_DUAL_CERT_SNI',
         severity: 'warning',
-        message: `"${s.id}" has ${pairs.length} pairs; on a connection whose SNI selects it, node:tls presents only one (Node 20 copies one certificate from an SNI context, measured): the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair. Connections served by it as default_ssl without SNI get every pair.`,
+        message: `"${s.id}" has ${pairs.length} pairs; on a connection whose SNI selects it, node:tls presents only one (Node 20 copies one certificate from an SNI context, measured): the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair. Connections served by it as default_ssl without SNI get every pair.${c.listeners.some((l) => l.engine === 'uws') ? ' On a uws listener (one pair per uWS context) only that pair is used, with or without SNI.' : ''}`,
       });
     }
     const clientCa = inputs[i]!.clientCa?.pem;

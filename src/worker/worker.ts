@@ -8,6 +8,7 @@ import { ContextCache } from '../engines/context-cache';
 import type { DataPlaneState, Engine } from '../engines/engine';
 import { UpstreamSet } from '../proxy';
 import { NodeEngine } from '../engines/node';
+import type { UwsProxy } from '../engines/uws-proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
@@ -18,6 +19,8 @@ export class Worker {
   private state: DataPlaneState | undefined;
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
+  /** Proxy stage of uws listeners (undici, over uWS objects); made with the first uws listener. */
+  private uwsProxy: UwsProxy | undefined;
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
@@ -58,6 +61,7 @@ export class Worker {
       contexts: prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX),
       proxy: this.proxyStage(snapshot),
     };
+    this.uwsProxy?.update(snapshot);
     try {
       await this.syncListeners(state);
     } catch (err) {
@@ -98,8 +102,15 @@ export class Worker {
   }
 
   private createEngine(l: ListenerSnapshot, state: DataPlaneState): Engine {
+    if (l.engine === 'uws') {
+      // Loaded only when a listener asks for it: a node-only gateway never touches the native binary.
+      const { UwsEngine } = require('../engines/uws') as typeof import('../engines/uws');
+      const { UwsProxy } = require('../engines/uws-proxy') as typeof import('../engines/uws-proxy');
+      this.uwsProxy ??= new UwsProxy(state.snapshot);
+      return new UwsEngine(l, state, { log: this.log, proxy: this.uwsProxy });
+    }
     if (l.engine !== 'node') {
-      throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listener ${l.name}: engine ${l.engine} is not available in this build`);
+      throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listener ${l.name}: engine ${String(l.engine)} is not available in this build`);
     }
     return new NodeEngine(l, state, { log: this.log });
   }
@@ -107,6 +118,7 @@ export class Worker {
   private async drain(timeoutMs: number): Promise<void> {
     await Promise.all([...this.engines.values()].map((e) => e.close(timeoutMs)));
     await this.proxy?.close();
+    await this.uwsProxy?.close(1_000);
     process.exit(0);
   }
 }
@@ -116,7 +128,11 @@ function key(l: ListenerSnapshot): string {
 }
 
 export function runWorker(): void {
-  const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker' });
+  // TLSGATE_LOG_FD: the primary's stdout, handed to the worker as an extra fd; the
+  // worker's own fd 1 is the primary's stderr, so native prints (uWS domain() debug
+  // lines) never mix into the JSON log stream.
+  const fd = Number(process.env.TLSGATE_LOG_FD);
+  const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker', ...(Number.isInteger(fd) && fd > 0 ? { fd } : {}) });
   const send = (m: WorkerMessage): void => {
     if (process.connected) process.send!(m);
   };

@@ -1,0 +1,294 @@
+// The uws engine: uWebSockets.js (uSockets + BoringSSL) behind the same Engine
+// interface as node:tls: same snapshot, SNI map, router and direct responses.
+//
+// What uWS 20.30 does that shapes this file (measured):
+// - Server names are installed per app with addServerName(file names); a name's
+//   routes live on its own router (`domain(name)`), so every installed name gets the
+//   handler, or its requests hang.
+// - removeServerName while a connection of that name is open frees the router that
+//   connection still uses (exit 135). So a name is never removed: a rotation that
+//   changes an installed name starts a new *generation* (a new app listening on the
+//   same port with SO_REUSEPORT), then closes the old listen socket. The old app keeps
+//   its open connections, with the certificate they shook hands with.
+// - Its SNI tree matches `*.parent` itself and is case-sensitive: names are installed
+//   lazily from missingServerName, wildcards together with the exact names below them
+//   (or the wildcard would shadow them), odd spellings as bounded aliases.
+// - The app's own context is the no-SNI / no-match certificate: default_ssl, or none,
+//   and then such a handshake fails.
+import { TlsgateError } from '../errors';
+import { dataPlane as m } from '../metrics';
+import { hostFromHeader, normalizeHost, wildcardParent } from '../routing/names';
+import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
+import type { DataPlaneState, Engine, EngineDeps } from './engine';
+import { KeyDir } from './key-dir';
+import { loadUws, type HttpRequest, type HttpResponse, type UwsApp, type UwsModule, type us_listen_socket } from './uws-load';
+import type { UwsProxy } from './uws-proxy';
+import { sendError, writeStatus } from './uws-respond';
+
+/** Spellings of a known name other than its normal form (upper case, trailing dot) installed per generation. */
+const MAX_ALIASES = 256;
+/** Retired generations whose listen socket is closed; kept referenced (uWS frees apps only at exit). */
+const RETIRED_MAX_WARN = 1_000;
+
+export interface UwsEngineDeps extends EngineDeps {
+  /** Streams proxied routes to upstreams; absent: routes with an upstream answer 502. */
+  proxy?: UwsProxy;
+}
+
+interface Generation {
+  readonly id: number;
+  readonly app: UwsApp;
+  listenSocket: us_listen_socket | undefined;
+  /** Key in uWS's SNI tree → hash of the SSL object installed under it. */
+  readonly installed: Map<string, string>;
+  aliases: number;
+  readonly defaultHash: string | undefined;
+  inflight: number;
+}
+
+let keyDir: KeyDir | undefined;
+/** One private key directory per process, created with the first uws listener. */
+function keys(): KeyDir {
+  return (keyDir ??= new KeyDir());
+}
+
+export class UwsEngine implements Engine {
+  listener: ListenerSnapshot;
+  private state: DataPlaneState;
+  private readonly uws: UwsModule;
+  private current: Generation;
+  private readonly retired: Generation[] = [];
+  private nextId = 1;
+  private draining = false;
+  private aliasWarned = false;
+  private drainWaiter: (() => void) | undefined;
+
+  constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: UwsEngineDeps) {
+    this.listener = listener;
+    this.state = state;
+    this.uws = loadUws(listener.name);
+    this.current = this.generation();
+  }
+
+  /** Generations made so far (the first included): what a test or the status can read. */
+  get generations(): number {
+    return this.nextId - 1;
+  }
+
+  listen(): Promise<void> {
+    try {
+      this.bind(this.current);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  update(state: DataPlaneState, listener: ListenerSnapshot): void {
+    this.state = state;
+    this.listener = listener;
+    if (this.draining || !this.stale(this.current)) return;
+    // A new app on the same port first, then the old listen socket closes: there is
+    // always a socket accepting. uWS listens synchronously.
+    const next = this.generation();
+    try {
+      this.bind(next);
+    } catch (err) {
+      next.app.close();
+      this.deps.log.error({ err, listener: listener.name }, 'uws rotation: cannot bind a new generation; the previous one keeps serving');
+      return;
+    }
+    const old = this.current;
+    this.current = next;
+    // Closing a SO_REUSEPORT listen socket resets the connections still in its accept
+    // queue (unless net.ipv4.tcp_migrate_req=1). update() runs from an IPC callback, long
+    // after uWS last drained that queue; the check phase runs right after the poll phase
+    // in which uWS accepted, so the window for a reset shrinks to microseconds.
+    setImmediate(() => this.retire(old));
+    this.deps.log.debug({ listener: listener.name, generation: next.id }, 'uws generation rotated');
+  }
+
+  close(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    for (const g of [this.current, ...this.retired]) this.unbind(g);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.drainWaiter = undefined;
+        for (const g of [this.current, ...this.retired]) g.app.close();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      this.drainWaiter = () => {
+        if (this.inflight() === 0) done();
+      };
+      this.drainWaiter();
+    });
+  }
+
+  private inflight(): number {
+    return this.retired.reduce((n, g) => n + g.inflight, this.current.inflight);
+  }
+
+  private generation(): Generation {
+    const d = this.defaultSsl(this.state);
+    const app = d ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp(files)) : this.uws.SSLApp({});
+    const g: Generation = { id: this.nextId++, app, listenSocket: undefined, installed: new Map(), aliases: 0, defaultHash: d?.hash, inflight: 0 };
+    app.any('/*', (res, req) => this.onRequest(g, res, req));
+    app.missingServerName((name) => this.onMissingName(g, name));
+    return g;
+  }
+
+  private bind(g: Generation): void {
+    const { host, port, name } = this.listener;
+    let socket: us_listen_socket | false = false;
+    g.app.listen(host, port, (s) => {
+      socket = s;
+    });
+    if (!socket) throw new TlsgateError('TLSGATE_E_LISTEN', `listeners.${name}: cannot listen on ${host}:${port} (engine uws: the port is taken by a socket without SO_REUSEPORT, or the address is not local)`);
+    g.listenSocket = socket;
+  }
+
+  private unbind(g: Generation): void {
+    if (g.listenSocket) this.uws.us_listen_socket_close(g.listenSocket);
+    g.listenSocket = undefined;
+  }
+
+  private retire(g: Generation): void {
+    this.unbind(g);
+    this.retired.push(g);
+    if (this.retired.length === RETIRED_MAX_WARN) {
+      this.deps.log.warn({ listener: this.listener.name, generations: this.retired.length }, 'uws: many retired generations in this worker (uWS frees an app only at exit); memory grows with each rotation');
+    }
+  }
+
+  private defaultSsl(state: DataPlaneState): SslSnapshot | undefined {
+    return this.listener.defaultSsl ? state.sni.byId.get(this.listener.defaultSsl) : undefined;
+  }
+
+  /** Does the new state change what this generation already answers for? */
+  private stale(g: Generation): boolean {
+    const state = this.state;
+    if (this.defaultSsl(state)?.hash !== g.defaultHash) return true;
+    for (const [key, hash] of g.installed) {
+      if (key.startsWith('*.')) {
+        const parent = key.slice(2);
+        if (state.sni.wildcardOf(parent)?.hash !== hash) return true;
+        // A new exact name below an installed wildcard would be shadowed by it.
+        for (const child of state.sni.exactUnder(parent)) if (!g.installed.has(child)) return true;
+      } else if (state.sni.lookup(key, undefined).ssl?.hash !== hash) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Called by uWS, synchronously inside the handshake, for a name its tree does not hold. Must not throw. */
+  private onMissingName(g: Generation, raw: string): void {
+    try {
+      const { sni } = this.state;
+      const { ssl, match } = sni.lookup(raw, undefined);
+      // No match: nothing installed, uWS continues with the app's own context (default_ssl or none).
+      if (!ssl) return;
+      const name = normalizeHost(raw)!;
+      if (name !== raw) {
+        if (g.aliases >= MAX_ALIASES) {
+          if (!this.aliasWarned) this.deps.log.warn({ listener: this.listener.name, max: MAX_ALIASES }, 'uws: too many SNI spellings (upper case, trailing dot) in one generation; further ones get the default certificate');
+          this.aliasWarned = true;
+          return;
+        }
+        g.aliases++;
+        this.install(g, raw, ssl);
+        return;
+      }
+      if (match === 'exact') {
+        this.install(g, name, ssl);
+        return;
+      }
+      const parent = wildcardParent(name)!;
+      for (const child of sni.exactUnder(parent)) {
+        const c = sni.lookup(child, undefined).ssl;
+        if (c) this.install(g, child, c);
+      }
+      this.install(g, `*.${parent}`, ssl);
+    } catch (err) {
+      m.handshakeFailures.inc({ listener: this.listener.name, reason: 'context' });
+      this.deps.log.error({ err, listener: this.listener.name }, 'uws: cannot install a server name');
+    }
+  }
+
+  private install(g: Generation, key: string, ssl: SslSnapshot): void {
+    if (g.installed.has(key)) return;
+    // One pair per uWS context: the preferred (ECDSA) one, first in the snapshot.
+    keys().withPair(ssl.pairs[0]!, (files) => g.app.addServerName(key, files));
+    g.installed.set(key, ssl.hash);
+    // domain() makes the next registration go to this name's router.
+    g.app.domain(key).any('/*', (res, req) => this.onRequest(g, res, req));
+  }
+
+  private onRequest(g: Generation, res: HttpResponse, req: HttpRequest): void {
+    try {
+      this.route(g, res, req);
+    } catch (err) {
+      // An exception out of a uWS handler ends the process: answer 500 instead.
+      this.deps.log.error({ err, listener: this.listener.name }, 'uws: request handler failed');
+      try {
+        sendError(res, 500, 'TLSGATE_E_INTERNAL', 'internal error', true);
+      } catch {
+        res.close();
+      }
+    }
+  }
+
+  private route(g: Generation, res: HttpResponse, req: HttpRequest): void {
+    const state = this.state;
+    const host = hostFromHeader(req.getHeader('host') || undefined);
+    const path = req.getUrl();
+    const head = req.getMethod() === 'head';
+    // uWS closes after a `Connection: close` request but does not say so in the
+    // response; clients such as wrk then count the close as a read error.
+    const close = this.draining || /\bclose\b/i.test(req.getHeader('connection'));
+    const route = state.router.match(host, path);
+    if (!route) {
+      sendError(res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request', close);
+      m.requests.inc({ route: '-', status: 404 });
+      return;
+    }
+    if (route.respond) {
+      const r = route.respond;
+      writeStatus(res, r.status);
+      res.writeHeader('content-type', r.headers['content-type'] ?? 'text/plain');
+      for (const [k, v] of Object.entries(r.headers)) if (!HOP.has(k) && k !== 'content-type') res.writeHeader(k, v);
+      if (close) res.writeHeader('connection', 'close');
+      if (head) {
+        res.writeHeader('content-length', String(Buffer.byteLength(r.body)));
+        res.endWithoutBody();
+      } else {
+        res.end(r.body, close);
+      }
+      m.requests.inc({ route: route.id, status: r.status });
+      return;
+    }
+    const proxy = this.deps.proxy;
+    const upstream = route.upstream ? state.snapshot.upstreams.find((u) => u.id === route.upstream) : undefined;
+    if (!proxy || !upstream) {
+      sendError(res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', 'no upstream for this route', close);
+      m.requests.inc({ route: route.id, status: 502 });
+      return;
+    }
+    g.inflight++;
+    proxy.handle(res, req, upstream, {
+      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+      close,
+      done: (status) => {
+        g.inflight--;
+        m.requests.inc({ route: route.id, status: status });
+        this.drainWaiter?.();
+      },
+    });
+  }
+}
+
+/** Set by uWS itself or meaningless on a response it frames. */
+const HOP = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
