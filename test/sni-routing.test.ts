@@ -5,6 +5,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { Gateway, freePort, get, handshake } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
 
@@ -90,17 +91,31 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
   });
 
   // uws keeps tickets per worker (see README); the node engine shares the keys.
-  test('session tickets resume on any worker (no mTLS object here)', { skip: engine !== 'node' && 'uws keeps session tickets per worker' }, async () => {
-    let session: Buffer | undefined;
-    const first = await handshake(port, { servername: 'a.example.com', keep: true });
-    first.socket!.on('session', (b: Buffer) => (session = b));
-    first.socket!.write('GET / HTTP/1.1\r\nhost: a.example.com\r\nconnection: close\r\n\r\n');
-    await new Promise((r) => first.socket!.on('close', r).resume());
-    assert.ok(session, 'a ticket was issued');
-    // Two workers: several connections land on both.
-    for (let i = 0; i < 6; i++) {
-      const r = await handshake(port, { servername: 'a.example.com', session: session! });
-      assert.equal(r.reused, true);
+  test('session tickets resume on any worker, TLS 1.3 and 1.2, and the resumed connection serves', { skip: engine !== 'node' && 'uws keeps session tickets per worker' }, async () => {
+    /** One request; resolves its status line, the session to offer next and whether this one resumed. */
+    const once = (maxVersion: 'TLSv1.2' | 'TLSv1.3', session?: Buffer): Promise<{ status: string; session?: Buffer; reused: boolean }> =>
+      new Promise((resolve) => {
+        let next: Buffer | undefined;
+        let data = '';
+        let reused = false;
+        const s = tlsConnect({ host: '127.0.0.1', port, servername: 'a.example.com', rejectUnauthorized: false, maxVersion, ...(session ? { session } : {}) }, () => {
+          reused = s.isSessionReused();
+          s.write('GET /api HTTP/1.1\r\nhost: a.example.com\r\nconnection: close\r\n\r\n');
+        });
+        s.on('session', (b: Buffer) => (next = b));
+        s.on('data', (d) => (data += d));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve({ status: data.split('\r\n')[0] ?? '', ...(next ? { session: next } : {}), reused }));
+      });
+    for (const v of ['TLSv1.3', 'TLSv1.2'] as const) {
+      const first = await once(v);
+      assert.ok(first.session, `${v}: a ticket was issued`);
+      // Two workers: several connections land on both.
+      for (let i = 0; i < 6; i++) {
+        const r = await once(v, first.session);
+        assert.equal(r.reused, true, `${v}: resumed`);
+        assert.equal(r.status, 'HTTP/1.1 200 OK', `${v}: a resumed connection is served`);
+      }
     }
   });
 

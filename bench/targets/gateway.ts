@@ -33,7 +33,8 @@ export function gatewayConfig(c: GatewayConfigInput): string {
     `workers: ${c.workers}`,
     'log: { level: info }',
     `admin: { listen: 127.0.0.1:${c.adminPort}, api_keys: [${q(API_KEY)}] }`,
-    `listeners: [{ name: public, listen: 127.0.0.1:${c.port}, engine: ${c.engine} }]`,
+    // Full-handshake runs turn tickets off, as on the peers (wrk resumes a session when it can).
+    `listeners: [{ name: public, listen: 127.0.0.1:${c.port}, engine: ${c.engine}${c.engine === 'node' && !c.spec.tickets ? ', session_tickets: false' : ''} }]`,
     'ssls:',
     // uws has no per-context protocol bounds (its listener serves 1.2 and 1.3; tlsgate refuses a narrower ssl_protocols there).
     `  - { id: bench, type: server, snis: [${q(BENCH_SNI)}, "localhost"], cert: ${q('$file://' + c.benchCert)}, key: ${q('$file://' + c.benchKey)}${c.engine === 'uws' ? '' : `, ssl_protocols: [${c.protocol}]`} }`,

@@ -113,13 +113,15 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
 function listener(r: Reader, v: unknown, path: string): ListenerConfig | undefined {
   const o = r.obj(v, path);
   if (!o) return undefined;
-  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl']);
+  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl', 'session_tickets']);
   const name = r.str(o, 'name', path, { required: true, pattern: ID, hint: ID_HINT });
   const listen = r.hostPort(o, 'listen', path, true);
   const engine = r.oneOf(o, 'engine', path, ['node', 'uws'] as const) ?? defaults.engine;
   const default_ssl = r.str(o, 'default_ssl', path);
+  const session_tickets = r.bool(o, 'session_tickets', path) ?? true;
+  if (engine === 'uws' && !session_tickets) r.error(join(path, 'session_tickets'), 'uws cannot turn session tickets off: use engine: node', 'TLSGATE_E_ENGINE_UNSUPPORTED');
   if (!name || !listen) return undefined;
-  return { name, listen, engine, ...optional('default_ssl', default_ssl) };
+  return { name, listen, engine, session_tickets, ...optional('default_ssl', default_ssl) };
 }
 
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {

@@ -18,6 +18,7 @@ export interface ListenerConfig {
   listen: HostPort;
   engine: EngineName;
   default_ssl?: string;
+  session_tickets: boolean;
 }
 
 export interface SslConfig {

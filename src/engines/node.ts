@@ -105,7 +105,7 @@ export class NodeEngine implements Engine {
     const d = this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
     const srv = this.server as Server & { requestCert: boolean; rejectUnauthorized: boolean; _sharedCreds: SecureContext };
     const servers = this.state.snapshot.ssls.filter((s) => s.type === 'server');
-    const noTickets = servers.some((s) => s.clientCa !== undefined) ? constants.SSL_OP_NO_TICKET : 0;
+    const noTickets = !this.listener.sessionTickets || servers.some((s) => s.clientCa !== undefined) ? constants.SSL_OP_NO_TICKET : 0;
     // The version is chosen with this context, before the SNI callback: offer the union
     // of the objects' ssl_protocols (per object, onSecure refuses the rest).
     const protocols = [...new Set(servers.flatMap((s) => s.protocols))];
@@ -145,18 +145,25 @@ export class NodeEngine implements Engine {
 
   private onSecure(socket: GateSocket): void {
     let ssl = socket[SSL];
-    if (!ssl) {
-      // No SNI callback ran: no SNI (the default object), or a resumed session.
+    if (!ssl && socket.isSessionReused()) {
+      // A resumed session: no SNI callback ran. Tickets exist only while no object asks
+      // for mTLS (applyDefault), so there is no client certificate to enforce, and the
+      // version is within the listener's bounds. TLS 1.3 reports the SNI (select by it);
+      // TLS 1.2 does not (Node acks SNI in the certificate callback, so the session
+      // records no host name): then the connection keeps no SSL object.
       const name = (socket as TLSSocket & { servername?: string | false }).servername;
-      ssl = this.state.sni.lookup(socket.isSessionReused() ? name : undefined, this.listener.defaultSsl).ssl;
-      if (ssl?.clientCa && name && socket.isSessionReused()) {
-        // No tickets are issued while an mTLS object exists (applyDefault): a session
-        // resumed anyway is refused rather than served without a verified certificate.
+      ssl = name ? this.state.sni.lookup(name, this.listener.defaultSsl).ssl : undefined;
+      if (ssl?.clientCa) {
         this.fail('mtls_missing');
         socket.destroy();
         return;
       }
+      if (!ssl) {
+        this.accepted(socket);
+        return;
+      }
     }
+    ssl ??= this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
     if (!ssl) {
       this.fail('no_sni_match');
       socket.destroy();
@@ -183,6 +190,10 @@ export class NodeEngine implements Engine {
         return;
       }
     }
+    this.accepted(socket);
+  }
+
+  private accepted(socket: TLSSocket): void {
     const listener = this.listener.name;
     m.handshakes.inc({ listener });
     m.connections.inc({ listener });

@@ -114,7 +114,7 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
 
   return {
     snapshot: {
-      listeners: c.listeners.map((l) => ({ name: l.name, host: l.listen.host, port: l.listen.port, engine: l.engine, ...(l.default_ssl ? { defaultSsl: l.default_ssl } : {}) })),
+      listeners: c.listeners.map((l) => ({ name: l.name, host: l.listen.host, port: l.listen.port, engine: l.engine, sessionTickets: l.session_tickets, ...(l.default_ssl ? { defaultSsl: l.default_ssl } : {}) })),
       ssls,
       sni,
       routes: c.routes.map((r) => ({ ...r })),

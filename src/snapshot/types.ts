@@ -33,6 +33,8 @@ export interface ListenerSnapshot {
   port: number;
   engine: EngineName;
   defaultSsl?: string;
+  /** false: no session tickets (every connection makes a full handshake). */
+  sessionTickets: boolean;
 }
 
 export interface RespondSnapshot {
