@@ -382,10 +382,11 @@ function providerRefs(r: Reader, c: GatewayConfig): void {
 
 function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj): void {
   const raw = Array.isArray(root[kind]) ? (root[kind] as unknown[]) : [];
+  const valid = new Set(ids);
   const seen = new Map<string, number>();
   raw.forEach((v, i) => {
     const id = typeof v === 'object' && v !== null ? (v as Obj)[field] : undefined;
-    if (typeof id !== 'string' || !ids.includes(id)) return;
+    if (typeof id !== 'string' || !valid.has(id)) return;
     const first = seen.get(id);
     if (first !== undefined) r.error(`${kind}[${i}].${field}`, `"${id}" is also the ${field} of ${kind}[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
     else seen.set(id, i);

@@ -4,7 +4,7 @@ import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { loadConfigFile } from '../config/load';
+import { loadConfigFile, type Loaded } from '../config/load';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
 import { defaults } from '../config/defaults';
@@ -59,6 +59,8 @@ export class Primary {
   private readonly store: SecretStore;
   private readonly audit: AuditLog;
   private readonly ticketKeys = randomBytes(48);
+  /** Last parse of the config file, reused while its text does not change. */
+  private loaded: Loaded | undefined;
   private admin: AdminServer | undefined;
   private watchers: FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | undefined;
@@ -123,7 +125,8 @@ export class Primary {
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
     const t0 = performance.now();
-    const loaded = await loadConfigFile(this.configPath);
+    const loaded = await loadConfigFile(this.configPath, this.loaded);
+    this.loaded = loaded;
     const engineIssues = engineLoadIssues(loaded.config.listeners.map((l) => ({ name: l.name, engine: l.engine })));
     if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
     const resolved = await resolveConfig(loaded.config, this.store);
@@ -241,7 +244,7 @@ export class Primary {
         if (ok) this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
         else this.log.error({ version, code: 'TLSGATE_E_WORKER_ACK_TIMEOUT' }, 'a worker did not ack the new snapshot in time');
       });
-      this.log.info({ version: this.version, source, compile_ms: compiled.compileMs, bytes: compiled.bytes.length }, 'new snapshot sent to workers');
+      this.log.info({ version: this.version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length }, 'new snapshot sent to workers');
       this.rewatch();
       return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
     } catch (err) {

@@ -94,10 +94,17 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     return { ...body, hash: materialHash([JSON.stringify(body), clientSsl]) };
   });
 
+  // Sources by SSL index in one pass (paths look like `ssls[12].key`).
+  const sourcesOf = new Map<number, Record<string, string>>();
+  for (const [p, src] of rc.sources) {
+    const m = /^ssls\[(\d+)\]\.(.+)$/.exec(p);
+    if (!m) continue;
+    const i = Number(m[1]);
+    if (!sourcesOf.has(i)) sourcesOf.set(i, {});
+    sourcesOf.get(i)![m[2]!] = src;
+  }
   const details: SslDetails[] = c.ssls.map((s, i) => {
-    const prefix = `ssls[${i}].`;
-    const sources: Record<string, string> = {};
-    for (const [p, src] of rc.sources) if (p.startsWith(prefix)) sources[p.slice(prefix.length)] = src;
+    const sources = sourcesOf.get(i) ?? {};
     const r = results[i]!;
     return {
       id: s.id,
