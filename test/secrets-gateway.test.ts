@@ -115,6 +115,17 @@ test('vault down at refresh: keeps serving, the reference is marked stale, one w
   assert.ok(streakWarnings >= 1 && streakWarnings <= 2, `one warning per failure streak, got ${streakWarnings}`);
 });
 
+test('GET /v1/secret_providers: each provider with the fields that reference it, credentials as references', async () => {
+  const b = (await gw.admin('GET', '/v1/secret_providers')).body;
+  const v = b.providers.find((p: { id: string }) => p.id === 'vault-main');
+  assert.deepEqual(v.auth, { token: '$env://TLSGATE_T_VAULT_TOKEN' });
+  assert.deepEqual(
+    v.referenced_by.map((r: { path: string }) => r.path).sort(),
+    ['ssls[0].cert', 'ssls[0].key'],
+  );
+  assert.deepEqual(b.providers.find((p: { id: string }) => p.id === 'aws-main').referenced_by.length, 2);
+});
+
 test('removing a provider still referenced is refused, naming every referencing field', async () => {
   const { version } = await gw.status();
   gw.write('gateway.yaml', config('vault-only'));
@@ -131,7 +142,7 @@ test('removing a provider still referenced is refused, naming every referencing 
 
 test('nothing secret in logs, admin API output, audit log or process arguments', async () => {
   const needles = [VAULT_TOKEN, AWS_SECRET, ...[siteV1.key, siteV2.key, api.key].flatMap((k) => k.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----')))];
-  const bodies = await Promise.all(['/v1/status', '/v1/ssls', '/v1/ssls/site', '/v1/upstreams', '/metrics'].map(async (p) => JSON.stringify((await gw.admin('GET', p)).body)));
+  const bodies = await Promise.all(['/v1/status', '/v1/ssls', '/v1/ssls/site', '/v1/upstreams', '/v1/secret_providers', '/metrics'].map(async (p) => JSON.stringify((await gw.admin('GET', p)).body)));
   const pids = [gw.proc!.pid!, ...(await gw.status()).workers.map((w) => w.pid)];
   const cmdlines = pids.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
   const haystacks: Array<[string, string]> = [

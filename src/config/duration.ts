@@ -24,11 +24,3 @@ export function parseDuration(text: string | number): number | null {
   }
   return Number.isFinite(total) ? Math.round(total) : null;
 }
-
-/** "1500ms" → "1.5s"; for messages only. */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  if (ms < 60_000) return `${+(ms / 1000).toFixed(3)}s`;
-  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(3)}m`;
-  return `${+(ms / 3_600_000).toFixed(3)}h`;
-}

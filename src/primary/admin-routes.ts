@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Handler } from '../admin/server';
 import { SniMap } from '../routing/sni-map';
+import { publicProviderConfig } from '../secrets/providers';
 import type { SslDetails } from '../snapshot/compile';
 import type { Primary } from './primary';
 
@@ -65,6 +66,18 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
           }),
         }));
         return { status: 200, body: { version: snap.version, workers: stats.length, upstreams } };
+      },
+      'GET /v1/secret_providers': async () => {
+        const cur = p.current!;
+        const stale = p.status().stale_secrets;
+        const providers = cur.resolved.config.secret_providers.map((cfg) => ({
+          // Credentials show as their reference text, or "<redacted>" when literal.
+          ...publicProviderConfig(cfg),
+          // The reference list: which fields use this provider (deleting it is refused while any does).
+          referenced_by: [...cur.resolved.refs].filter(([, r]) => (r.kind === 'vault' || r.kind === 'aws') && r.provider === cfg.id).map(([path, r]) => ({ path, reference: r.text })),
+          stale: stale.filter((e) => e.provider === cfg.id),
+        }));
+        return { status: 200, body: { version: cur.snapshot.version, providers } };
       },
       'GET /metrics': async () => ({ status: 200, body: await p.metrics.text(), type: p.metrics.contentType }),
     },

@@ -183,9 +183,6 @@ export class Primary {
       case 'snapshot-error':
         this.log.error({ code: m.code, version: m.version, pid: slot.pid }, m.message);
         return;
-      case 'log':
-        this.log[m.level]({ ...m.fields, pid: slot.pid }, m.msg);
-        return;
       case 'stats': {
         const w = this.statsWaiters.get(m.id);
         if (!w) return;
@@ -193,8 +190,6 @@ export class Primary {
         if (w.got.length >= w.want) w.done(w.got);
         return;
       }
-      case 'listening':
-        return;
     }
   }
 

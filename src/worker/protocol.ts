@@ -22,10 +22,8 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'ack'; version: number }
   | { type: 'snapshot-error'; version: number; code: string; message: string }
-  | { type: 'listening'; version: number }
   | { type: 'listen-error'; code: string; message: string }
-  | { type: 'stats'; id: number; stats: WorkerStats }
-  | { type: 'log'; level: 'warn' | 'error' | 'info'; msg: string; fields?: Record<string, string | number | boolean> };
+  | { type: 'stats'; id: number; stats: WorkerStats };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
