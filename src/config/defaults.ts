@@ -22,6 +22,19 @@ export const defaults = {
     verify: 'x-client-verify',
   },
   respondStatus: 200,
+  // Edge limits (nginx / HAProxy as reference; README "Limits and timeouts").
+  limits: {
+    maxHeaderCount: 100, // request headers → 431
+    maxHeaderBytes: 32 * 1024, // 32 KiB of request header lines → 431
+    maxRequestLine: 8 * 1024, // 8 KiB request line → 414
+    maxBodySize: null as number | null, // bytes → 413; null = unlimited (streamed with backpressure)
+  },
+  timeouts: {
+    handshake: 10_000, // 10 s for the TLS handshake to finish
+    requestHeader: 30_000, // 30 s for a request's headers to arrive → 408
+    keepAlive: 60_000, // 60 s idle between keep-alive requests
+  },
+  maxConnections: 10_000, // per worker and listener; new connections beyond it are refused
   workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
   reloadDebounce: 25, // ms: editors write a file in several steps (rename, write, chmod)
 };

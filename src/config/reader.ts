@@ -126,6 +126,23 @@ export class Reader {
     return ms ?? undefined;
   }
 
+  /** A byte size: an integer, or "512", "8k", "32KiB", "1m", "1MiB" (binary units). */
+  size(o: Obj, key: string, path: string, opts: { min?: number; max?: number } = {}): number | undefined {
+    const v = o[key];
+    if (v === undefined || v === null) return undefined;
+    const n = typeof v === 'number' || typeof v === 'string' ? parseSize(v) : null;
+    const p = join(path, key);
+    if (n === null) {
+      this.error(p, `must be a size in bytes like 8192, "8k", "32KiB" or "1m", got ${describe(v)}`);
+      return undefined;
+    }
+    if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+      this.error(p, `must be between ${opts.min ?? 0} and ${opts.max ?? '∞'} bytes, got ${n}`);
+      return undefined;
+    }
+    return n;
+  }
+
   hostPort(o: Obj, key: string, path: string, required = false): HostPort | undefined {
     const v = this.str(o, key, path, { required });
     if (v === undefined) return undefined;
@@ -137,6 +154,18 @@ export class Reader {
     }
     return { host: m[1] ?? m[2]!, port };
   }
+}
+
+const SIZE_UNIT: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+
+/** Bytes, or null when the text is not a non-negative whole size. */
+export function parseSize(v: string | number): number | null {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : null;
+  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(v);
+  const unit = m ? SIZE_UNIT[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return null;
+  const n = Number(m[1]) * unit;
+  return Number.isSafeInteger(n) ? n : null;
 }
 
 export function join(path: string, key: string | number): string {

@@ -8,11 +8,58 @@ import { secretFields } from './secret-fields';
 import type { TlsProtocol } from '../snapshot/types';
 import { defaults } from './defaults';
 import { join, Reader, type Obj } from './reader';
-import type { GatewayConfig, ListenerConfig, RouteConfig, SslConfig, UpstreamConfig } from './types';
+import type {
+  GatewayConfig, LimitsConfig, ListenerConfig, RouteConfig, SslConfig, TimeoutsConfig, UpstreamConfig,
+} from './types';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ID_HINT = 'must be 1-64 characters: letters, digits, ".", "_", "-"';
-const TOP = ['workers', 'log', 'warn_days', 'drain_timeout', 'admin', 'audit', 'listeners', 'secret_providers', 'ssls', 'upstreams', 'routes'] as const;
+const TOP = [
+  'workers', 'log', 'warn_days', 'drain_timeout', 'limits', 'timeouts', 'max_connections',
+  'admin', 'audit', 'listeners', 'secret_providers', 'ssls', 'upstreams', 'routes',
+] as const;
+const LIMIT_KEYS = ['max_header_count', 'max_header_bytes', 'max_request_line', 'max_body_size'] as const;
+const TIMEOUT_KEYS = ['handshake', 'request_header', 'keepalive'] as const;
+const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
+
+interface EdgeDefaults {
+  limits: LimitsConfig;
+  timeouts: TimeoutsConfig;
+  max_connections: number;
+}
+
+/** `limits` / `timeouts` / `max_connections` at `path` (top level or a listener), over `base`. */
+function edge(r: Reader, o: Obj, path: string, base: EdgeDefaults): EdgeDefaults {
+  const limits = { ...base.limits };
+  if (o.limits !== undefined) {
+    const p = join(path, 'limits');
+    const l = r.obj(o.limits, p);
+    if (l) {
+      r.known(l, p, LIMIT_KEYS);
+      limits.max_header_count = r.int(l, 'max_header_count', p, { min: 1, max: 1000 }) ?? limits.max_header_count;
+      limits.max_header_bytes = r.size(l, 'max_header_bytes', p, { min: 1024, max: 1024 ** 2 }) ?? limits.max_header_bytes;
+      limits.max_request_line = r.size(l, 'max_request_line', p, { min: 256, max: 1024 ** 2 }) ?? limits.max_request_line;
+      if (l.max_body_size === null || l.max_body_size === 'unlimited') limits.max_body_size = null;
+      else limits.max_body_size = r.size(l, 'max_body_size', p) ?? limits.max_body_size;
+    }
+  }
+  const timeouts = { ...base.timeouts };
+  if (o.timeouts !== undefined) {
+    const p = join(path, 'timeouts');
+    const t = r.obj(o.timeouts, p);
+    if (t) {
+      r.known(t, p, TIMEOUT_KEYS);
+      for (const k of TIMEOUT_KEYS) {
+        const ms = r.duration(t, k, p);
+        if (ms === undefined) continue;
+        if (ms < 100 || ms > 3_600_000) r.error(join(p, k), `must be between 100ms and 1h, got ${ms} ms`);
+        else timeouts[k] = ms;
+      }
+    }
+  }
+  const max_connections = r.int(o, 'max_connections', path, { min: 1, max: 1_000_000 }) ?? base.max_connections;
+  return { limits, timeouts, max_connections };
+}
 
 export interface SchemaResult {
   config?: GatewayConfig;
@@ -24,6 +71,17 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   const root = raw === null || raw === undefined ? {} : r.obj(raw, '(root)');
   if (!root) return { issues: r.issues };
   r.known(root, '', TOP);
+  const d = defaults;
+  const edgeDefaults = edge(r, root, '', {
+    limits: {
+      max_header_count: d.limits.maxHeaderCount,
+      max_header_bytes: d.limits.maxHeaderBytes,
+      max_request_line: d.limits.maxRequestLine,
+      max_body_size: d.limits.maxBodySize,
+    },
+    timeouts: { handshake: d.timeouts.handshake, request_header: d.timeouts.requestHeader, keepalive: d.timeouts.keepAlive },
+    max_connections: d.maxConnections,
+  });
 
   let workers = defaults.workers();
   if (root.workers !== undefined && root.workers !== 'auto') workers = r.int(root, 'workers', '', { min: 1, max: 256 }) ?? workers;
@@ -80,7 +138,7 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   }
 
   (r.list(root, 'listeners', '', true) ?? []).forEach((v, i) => {
-    const l = listener(r, v, `listeners[${i}]`);
+    const l = listener(r, v, `listeners[${i}]`, edgeDefaults);
     if (l) config.listeners.push(l);
   });
   if (Array.isArray(root.listeners) && root.listeners.length === 0) r.error('listeners', 'must hold at least one listener');
@@ -110,10 +168,11 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   return ok ? { config, issues: r.issues } : { issues: r.issues };
 }
 
-function listener(r: Reader, v: unknown, path: string): ListenerConfig | undefined {
+function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): ListenerConfig | undefined {
   const o = r.obj(v, path);
   if (!o) return undefined;
-  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl', 'session_tickets']);
+  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections']);
+  const e = edge(r, o, path, base);
   const name = r.str(o, 'name', path, { required: true, pattern: ID, hint: ID_HINT });
   const listen = r.hostPort(o, 'listen', path, true);
   const engine = r.oneOf(o, 'engine', path, ['node', 'uws'] as const) ?? defaults.engine;
@@ -121,7 +180,7 @@ function listener(r: Reader, v: unknown, path: string): ListenerConfig | undefin
   const session_tickets = r.bool(o, 'session_tickets', path) ?? true;
   if (engine === 'uws' && !session_tickets) r.error(join(path, 'session_tickets'), 'uws cannot turn session tickets off: use engine: node', 'TLSGATE_E_ENGINE_UNSUPPORTED');
   if (!name || !listen) return undefined;
-  return { name, listen, engine, session_tickets, ...optional('default_ssl', default_ssl) };
+  return { name, listen, engine, session_tickets, ...optional('default_ssl', default_ssl), ...e };
 }
 
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
@@ -245,7 +304,20 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
 function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
   const o = r.obj(v, path);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'hosts', 'paths', 'upstream', 'respond']);
+  r.known(o, path, ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size']);
+  let methods: string[] | undefined;
+  const rawMethods = r.list(o, 'methods', path);
+  if (rawMethods) {
+    methods = [];
+    rawMethods.forEach((m, j) => {
+      if (typeof m === 'string' && METHOD.test(m)) methods!.includes(m) || methods!.push(m);
+      else r.error(`${path}.methods[${j}]`, `${JSON.stringify(m)} is not an upper-case HTTP method (GET, POST, …)`);
+    });
+    if (rawMethods.length === 0) r.error(join(path, 'methods'), 'must hold at least one method (omit it for any method)');
+  }
+  let maxBody: number | null | undefined;
+  if (o.max_body_size === null || o.max_body_size === 'unlimited') maxBody = null;
+  else maxBody = r.size(o, 'max_body_size', path);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   let hosts: string[] | undefined;
   const rawHosts = r.list(o, 'hosts', path);
@@ -286,7 +358,15 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
   if (upstreamId && respond) r.error(path, 'has both upstream and respond; a route does one');
   if (!upstreamId && !respond && id) r.error(path, 'needs an upstream or a respond block');
   if (!id) return undefined;
-  return { id, ...optional('hosts', hosts), paths, ...optional('upstream', upstreamId), ...optional('respond', respond) };
+  return {
+    id,
+    ...optional('hosts', hosts),
+    paths,
+    ...optional('upstream', upstreamId),
+    ...optional('respond', respond),
+    ...optional('methods', methods),
+    ...(maxBody !== undefined ? { max_body_size: maxBody } : {}),
+  };
 }
 
 function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {

@@ -13,12 +13,31 @@ export interface AdminConfig {
   tls?: { cert: string; key: string };
 }
 
+/** Request limits in bytes / counts; null body size = unlimited. */
+export interface LimitsConfig {
+  max_header_count: number;
+  max_header_bytes: number;
+  max_request_line: number;
+  max_body_size: number | null;
+}
+
+/** Timeouts in ms. */
+export interface TimeoutsConfig {
+  handshake: number;
+  request_header: number;
+  keepalive: number;
+}
+
 export interface ListenerConfig {
   name: string;
   listen: HostPort;
   engine: EngineName;
   default_ssl?: string;
   session_tickets: boolean;
+  /** Top-level `limits`, overridden field by field by the listener's own. */
+  limits: LimitsConfig;
+  timeouts: TimeoutsConfig;
+  max_connections: number;
 }
 
 export interface SslConfig {
@@ -50,6 +69,10 @@ export interface RouteConfig {
   paths: string[];
   upstream?: string;
   respond?: { status: number; body: string; headers: Record<string, string> };
+  /** Upper-case methods this route answers; absent = any method but TRACE. */
+  methods?: string[];
+  /** Overrides the listener's max_body_size for this route (bytes; null = unlimited). */
+  max_body_size?: number | null;
 }
 
 export interface GatewayConfig {

@@ -121,10 +121,32 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
 
   return {
     snapshot: {
-      listeners: c.listeners.map((l) => ({ name: l.name, host: l.listen.host, port: l.listen.port, engine: l.engine, sessionTickets: l.session_tickets, ...(l.default_ssl ? { defaultSsl: l.default_ssl } : {}) })),
+      listeners: c.listeners.map((l) => ({
+        name: l.name,
+        host: l.listen.host,
+        port: l.listen.port,
+        engine: l.engine,
+        sessionTickets: l.session_tickets,
+        ...(l.default_ssl ? { defaultSsl: l.default_ssl } : {}),
+        limits: {
+          maxHeaderCount: l.limits.max_header_count,
+          maxHeaderBytes: l.limits.max_header_bytes,
+          maxRequestLine: l.limits.max_request_line,
+          maxBodySize: l.limits.max_body_size,
+        },
+        timeouts: {
+          handshakeMs: l.timeouts.handshake,
+          requestHeaderMs: l.timeouts.request_header,
+          keepAliveMs: l.timeouts.keepalive,
+        },
+        maxConnections: l.max_connections,
+      })),
       ssls,
       sni,
-      routes: c.routes.map((r) => ({ ...r })),
+      routes: c.routes.map(({ max_body_size, ...r }) => ({
+        ...r,
+        ...(max_body_size !== undefined ? { maxBodySize: max_body_size } : {}),
+      })),
       upstreams,
     },
     details,

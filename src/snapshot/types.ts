@@ -27,6 +27,21 @@ export interface SslSnapshot {
   hash: string;
 }
 
+export interface RequestLimits {
+  maxHeaderCount: number;
+  /** Bytes of header lines (names, values, separators), request line excluded. */
+  maxHeaderBytes: number;
+  maxRequestLine: number;
+  /** Bytes; null = unlimited. A route may override it. */
+  maxBodySize: number | null;
+}
+
+export interface ListenerTimeouts {
+  handshakeMs: number;
+  requestHeaderMs: number;
+  keepAliveMs: number;
+}
+
 export interface ListenerSnapshot {
   name: string;
   host: string;
@@ -35,6 +50,10 @@ export interface ListenerSnapshot {
   defaultSsl?: string;
   /** false: no session tickets (every connection makes a full handshake). */
   sessionTickets: boolean;
+  limits: RequestLimits;
+  timeouts: ListenerTimeouts;
+  /** Per worker; connections beyond it are refused, open ones keep being served. */
+  maxConnections: number;
 }
 
 export interface RespondSnapshot {
@@ -51,6 +70,10 @@ export interface RouteSnapshot {
   paths: string[];
   upstream?: string;
   respond?: RespondSnapshot;
+  /** Upper-case methods; absent = any method but TRACE. */
+  methods?: string[];
+  /** Overrides the listener's maxBodySize when present (null = unlimited). */
+  maxBodySize?: number | null;
 }
 
 export interface UpstreamNodeSnapshot {
