@@ -43,6 +43,8 @@ export const ErrorCodes = {
   TLSGATE_E_UPSTREAM_PROTOCOL: 'the upstream sent an invalid HTTP response (502)',
   TLSGATE_E_UPSTREAM_UNKNOWN: 'the route names an upstream this worker does not know (502)',
   TLSGATE_E_BAD_REQUEST: 'the request cannot be forwarded to the upstream as sent (400)',
+  TLSGATE_E_HEADERS_TOO_LARGE: 'the request has more headers, or more header bytes, than the listener allows (431)',
+  TLSGATE_E_URI_TOO_LONG: 'the request line is longer than the listener allows (414)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
