@@ -11,6 +11,7 @@ import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { sendError } from '../proxy';
 import { SESSION_ID_CONTEXT, buildContext, versionRange } from './context-cache';
 import { dataPlane as m } from '../metrics';
+import { wireNodeParser } from './node-client-error';
 
 const SSL = Symbol('tlsgate.ssl');
 type GateSocket = TLSSocket & { [SSL]?: SslSnapshot };
@@ -66,11 +67,7 @@ export class NodeEngine implements Engine {
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
     this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
     this.server.on('tlsClientError', (err: Error & { code?: string }) => this.onTlsError(err));
-    this.server.on('clientError', (err: Error & { code?: string }, socket) => {
-      // Garbage on the socket after TLS: 400 when the socket can still take it.
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    wireNodeParser(this.server, () => this.listener.limits);
     this.applyDefault();
   }
 
