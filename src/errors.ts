@@ -45,7 +45,7 @@ export const ErrorCodes = {
   TLSGATE_E_BAD_REQUEST: 'the request cannot be forwarded to the upstream as sent (400)',
   TLSGATE_E_HEADERS_TOO_LARGE: 'the request has more headers, or more header bytes, than the listener allows (431)',
   TLSGATE_E_URI_TOO_LONG: 'the request line is longer than the listener allows (414)',
-  TLSGATE_E_REQUEST_TIMEOUT: 'the request headers did not arrive within timeouts.request_header (408)',
+  TLSGATE_E_REQUEST_TIMEOUT: 'the request headers did not arrive within the request-header timeout (408)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

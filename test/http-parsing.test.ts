@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gateway, freePort } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
-import { RawConnection, rawRequest, type RawResponse } from './helpers/raw-http';
+import { RawConnection, rawRequest, type RawResponse } from './helpers/raw-conn';
 
 const ca = createCA('http parsing CA');
 const site = server(ca, ['a.test', 'b.test']);
