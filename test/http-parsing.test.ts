@@ -70,12 +70,17 @@ routes:
       await new Promise<void>((r) => upstream.close(() => r()));
     });
 
-    /** Sends a request that must be refused with `status` before any upstream sees it. */
-    async function refused(bytes: string, status: number): Promise<RawResponse> {
+    /**
+     * Sends a request that must be refused with `status` before any upstream sees it.
+     * uwsCloses: uWS's own parser refuses this one by closing the connection before
+     * tlsgate sees it (README table); on uws a prompt close is then the expected answer.
+     */
+    async function refused(bytes: string, status: number, uwsCloses = false): Promise<RawResponse> {
       const before = hits.length;
       const r = await rawRequest(port, bytes);
       assert.equal(r.hung, false, 'the gateway neither answered nor closed');
-      assert.equal(r.status, status, `got ${r.statusLine || '(close)'}`);
+      if (engine === 'uws' && uwsCloses && r.status === 0) assert.equal(r.closed, true);
+      else assert.equal(r.status, status, `got ${r.statusLine || '(close)'}`);
       assert.equal(hits.length, before, 'a refused request reached the upstream');
       return r;
     }
@@ -104,8 +109,9 @@ routes:
         await refused(`GET /admin HTTP/1.1\r\nHost: a.test\r\nX-Big: ${'v'.repeat(LIMITS.bytes)}\r\n\r\n`, 431);
       });
 
-      test('far over the limits (64 KiB of headers) → 431, not a close', async () => {
-        await refused(`GET /admin HTTP/1.1\r\nHost: a.test\r\n${headers(16, 4000)}\r\n`, 431);
+      // uWS closes a request head that spans reads once it buffered 4 KiB of it.
+      test('far over the limits (64 KiB of headers) → 431 (uws: or a close)', async () => {
+        await refused(`GET /admin HTTP/1.1\r\nHost: a.test\r\n${headers(16, 4000)}\r\n`, 431, true);
       });
 
       test(`a target over max_request_line → 414`, async () => {
@@ -113,8 +119,8 @@ routes:
         assert.match(r.body.toString(), /TLSGATE_E_URI_TOO_LONG/);
       });
 
-      test('a 64 KiB target → 414', async () => {
-        await refused(`GET /admin/${'a'.repeat(64 * 1024)} HTTP/1.1\r\nHost: a.test\r\n\r\n`, 414);
+      test('a 64 KiB target → 414 (uws: or a close)', async () => {
+        await refused(`GET /admin/${'a'.repeat(64 * 1024)} HTTP/1.1\r\nHost: a.test\r\n\r\n`, 414, true);
       });
 
       test('Content-Length over max_body_size → 413; a route may allow more', async () => {
@@ -139,25 +145,33 @@ routes:
     });
 
     describe('framing attacks → 400, never forwarded', () => {
-      const cases: Array<[string, string]> = [
-        ['duplicate Content-Length (equal)', 'Content-Length: 2\r\nContent-Length: 2\r\n'],
-        ['duplicate Content-Length (different)', 'Content-Length: 2\r\nContent-Length: 3\r\n'],
-        ['Content-Length list', 'Content-Length: 2, 2\r\n'],
-        ['Content-Length + Transfer-Encoding', 'Content-Length: 2\r\nTransfer-Encoding: chunked\r\n'],
-        ['Transfer-Encoding: chunked, gzip', 'Transfer-Encoding: chunked, gzip\r\n'],
-        ['Transfer-Encoding: gzip', 'Transfer-Encoding: gzip\r\n'],
-        ['Transfer-Encoding: identity', 'Transfer-Encoding: identity\r\n'],
-        ['Transfer-Encoding: xchunked', 'Transfer-Encoding: xchunked\r\n'],
-        ['Transfer-Encoding twice', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n'],
-        ['negative Content-Length', 'Content-Length: -1\r\n'],
-        ['non-numeric Content-Length', 'Content-Length: 0x2\r\n'],
-        ['overflowing Content-Length', 'Content-Length: 99999999999999999999\r\n'],
+      // [what, header lines, body, uWS closes it before tlsgate sees it]. A chunked body is
+      // a valid empty one, so the refusal is about the headers alone.
+      const CHUNKED_END = '0\r\n\r\n';
+      const cases: Array<[string, string, string, boolean]> = [
+        ['duplicate Content-Length (equal)', 'Content-Length: 2\r\nContent-Length: 2\r\n', 'ok', false],
+        ['duplicate Content-Length (different)', 'Content-Length: 2\r\nContent-Length: 3\r\n', 'ok', false],
+        ['Content-Length list', 'Content-Length: 2, 2\r\n', 'ok', true],
+        ['Content-Length + Transfer-Encoding', 'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n', CHUNKED_END, true],
+        ['Transfer-Encoding: chunked, gzip', 'Transfer-Encoding: chunked, gzip\r\n', CHUNKED_END, false],
+        ['Transfer-Encoding: gzip', 'Transfer-Encoding: gzip\r\n', CHUNKED_END, false],
+        ['Transfer-Encoding: identity', 'Transfer-Encoding: identity\r\n', CHUNKED_END, false],
+        ['Transfer-Encoding: xchunked', 'Transfer-Encoding: xchunked\r\n', CHUNKED_END, false],
+        ['Transfer-Encoding twice', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n', CHUNKED_END, false],
+        ['negative Content-Length', 'Content-Length: -1\r\n', '', true],
+        ['non-numeric Content-Length', 'Content-Length: 0x2\r\n', 'ok', true],
+        ['overflowing Content-Length', 'Content-Length: 99999999999999999999\r\n', '', true],
       ];
-      for (const [what, h] of cases) {
+      for (const [what, h, body, uwsCloses] of cases) {
         test(what, async () => {
-          await refused(`POST /admin HTTP/1.1\r\nHost: a.test\r\n${h}\r\nok`, 400);
+          await refused(`POST /admin HTTP/1.1\r\nHost: a.test\r\n${h}\r\n${body}`, 400, uwsCloses);
         });
       }
+
+      test('Transfer-Encoding: gzip with a body that is not chunked → 400 (uws: or a close)', async () => {
+        // uWS reads any Transfer-Encoding as chunked and closes on the bad chunk, dropping the 400.
+        await refused('POST /admin HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\n\r\nhello', 400, true);
+      });
 
       test('a second Host header → 400', async () => {
         await refused('GET /admin HTTP/1.1\r\nHost: b.test\r\nHost: a.test\r\n\r\n', 400);
