@@ -222,8 +222,12 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     res.cork(() => {
       if (this.#mode === 'none') {
         this.#writeHead();
-        if (this.#length !== '') res.writeHeader('content-length', this.#length);
-        res.endWithoutBody(undefined, close);
+        // endWithoutBody(undefined, …) writes `Content-Length: 9223372036854775808` in 20.30
+        // (measured): pass the length, or nothing at all (Connection: close is then the
+        // client's cue; uWS keeps the socket).
+        const n = Number(this.#length);
+        if (this.#length !== '' && Number.isSafeInteger(n) && n >= 0) res.endWithoutBody(n, close);
+        else res.endWithoutBody();
         return;
       }
       if (this.#mode === 'small') {

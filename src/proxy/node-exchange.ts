@@ -29,7 +29,10 @@ export class NodeExchange implements Exchange, ResponseWriter {
     return this.req.rawHeaders;
   }
   get bodyDone(): boolean {
-    return this.req.complete;
+    // In the 'request' handler even a request without a body is not `complete` yet.
+    if (this.req.complete) return true;
+    const h = this.req.headers;
+    return h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0');
   }
   get res(): ResponseWriter {
     return this;

@@ -78,7 +78,7 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     if (!type) headers.push('content-type', 'text/plain');
     headers.push('content-length', String(body.length));
     // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
-    if (!ex.bodyDone && (req.contentLength !== 0 || req.chunked)) {
+    if (!ex.bodyDone) {
       headers.push('connection', 'close');
       ex.res.closeAfter();
     }

@@ -23,10 +23,12 @@ export interface RawOptions {
   /** Write the request in parts, with a pause between them. */
   parts?: Array<string | Buffer>;
   pauseMs?: number;
+  /** Indexes of the responses that answer HEAD (no body whatever Content-Length says). */
+  bodiless?: number[];
 }
 
 /** Parse every complete response in `raw` (Content-Length or chunked bodies). */
-export function parseResponses(raw: string): RawResponse[] {
+export function parseResponses(raw: string, bodiless: readonly number[] = []): RawResponse[] {
   const out: RawResponse[] = [];
   let rest = raw;
   for (;;) {
@@ -48,7 +50,9 @@ export function parseResponses(raw: string): RawResponse[] {
       rest = after;
       continue;
     }
-    if (headers['transfer-encoding'] === 'chunked') {
+    if (bodiless.includes(out.length)) {
+      // an answer to HEAD: Content-Length describes a body that is not sent
+    } else if (headers['transfer-encoding'] === 'chunked') {
       for (;;) {
         const nl = after.indexOf('\r\n');
         if (nl < 0) return out;
@@ -87,7 +91,7 @@ export function rawRequest(port: number, request: string | Buffer, o: RawOptions
       settled = true;
       clearTimeout(timer);
       s.destroy();
-      resolve(Object.assign(parseResponses(raw), { raw, closed }));
+      resolve(Object.assign(parseResponses(raw, o.bodiless), { raw, closed }));
     };
     const timer = setTimeout(() => finish(false), o.timeoutMs ?? 5_000);
     s.on('secureConnect', async () => {
@@ -99,7 +103,7 @@ export function rawRequest(port: number, request: string | Buffer, o: RawOptions
     });
     s.on('data', (d: Buffer) => {
       raw += d.toString('latin1');
-      if (o.responses !== undefined && parseResponses(raw).length >= o.responses) finish(false);
+      if (o.responses !== undefined && parseResponses(raw, o.bodiless).length >= o.responses) finish(false);
     });
     s.on('close', () => finish(true));
     s.on('error', (err) => {
