@@ -10,6 +10,7 @@ import { createServer as createHttp, type IncomingMessage, type ServerResponse }
 import { createServer as createHttps } from 'node:https';
 import { createServer as createNet, type AddressInfo, type Server as NetServer } from 'node:net';
 import { connect } from 'node:tls';
+import { Agent, request } from 'undici';
 import { Gateway, freePort, waitFor } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
 import { rawRequest, parseResponses } from './helpers/raw-http';
@@ -165,6 +166,21 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal(r.status, 200, r.body);
       assert.equal(seen(r.body).bytes, body.length);
       assert.equal(seen(r.body).sha, sha(body));
+    });
+
+    test('keep-alive: 100 KiB uploads in a row on one connection all complete (the client is resumed after each body)', async () => {
+      const agent = new Agent({ connections: 1, connect: { rejectUnauthorized: false, servername: SNI } });
+      try {
+        for (let i = 0; i < 4; i++) {
+          const body = Buffer.alloc(100_000, String(i));
+          const r = await request(`https://127.0.0.1:${port()}/one/up${i}`, { dispatcher: agent, method: 'POST', body, headers: { host: SNI } });
+          const s = seen(await r.body.text());
+          assert.equal(r.statusCode, 200);
+          assert.equal(s.sha, sha(body), `upload ${i}`);
+        }
+      } finally {
+        await agent.close();
+      }
     });
 
     test('a body that arrives 300 ms after the headers is forwarded', async () => {

@@ -127,6 +127,10 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     if (isLast) {
       this.#bodyDone = true;
       b.push(null);
+      // The Readable never asks for more once it has ended: a socket left paused here
+      // would never read the next request on this connection (measured: the keep-alive
+      // connection stalled, then reset).
+      this.#resumeClient();
     }
   };
 
