@@ -310,6 +310,18 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal(who.filter((n) => n === 'b').length, 2, who.join(','));
     });
 
+    test('a head larger than the parser allows: node answers 431 with a JSON body; uws answers or closes', async () => {
+      // Default limits: 32 KiB of headers + 8 KiB request line; Node's parser bounds both together.
+      const r = await rawRequest(port(), head('GET', '/one/x', `X-Big: ${'b'.repeat(48 * 1024)}\r\n`), { servername: SNI, responses: 1, timeoutMs: 4_000 });
+      if (engine === 'uws') {
+        assert.ok(r.length === 1 ? r[0]!.status >= 400 : r.closed, `uws must answer 4xx or close: ${JSON.stringify(r.raw.slice(0, 200))}`);
+        return;
+      }
+      assert.equal(r[0]?.status, 431, JSON.stringify(r.raw.slice(0, 300)));
+      assert.equal(JSON.parse(r[0]!.body).error.code, 'TLSGATE_E_HEADERS_TOO_LARGE');
+      assert.equal(r[0]!.headers['connection'], 'close');
+    });
+
     test('the client closing mid-response does not take the worker down', async () => {
       const before = (await gw.status()).workers.map((w) => w.pid);
       const s = connect({ host: '127.0.0.1', port: port(), servername: SNI, rejectUnauthorized: false });
