@@ -95,7 +95,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #onClientGone = (): void => {
     if (this.#done) return;
     this.#done = true;
-    dataPlane.requests.inc({ route: this.#route, status: 499 });
+    if (!this.#responded) dataPlane.requests.inc({ route: this.#route, status: 499 });
     if (this.#abort !== null) this.#abort(new ClientGoneError('client closed the connection'));
   };
 
