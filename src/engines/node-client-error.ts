@@ -9,7 +9,7 @@
 // - maxHeaderSize counts the request line and the header lines together and fails with
 //   HPE_HEADER_OVERFLOW. It is set above max_request_line + max_header_bytes, so requests
 //   within both limits always reach the request check (exact 414 / 431 there); only larger
-//   ones are refused here.
+//   ones are refused here (414 or 431, see overflowInRequestLine).
 // - CONNECT goes to the server's 'connect' event and, with no listener, is closed without
 //   a word: it gets a 400 like every other non-origin request form.
 // Both values are read by Node per connection (server.maxHeaderSize / maxHeadersCount in
@@ -60,20 +60,22 @@ export function classifyClientError(
 }
 
 /**
- * Node reports one overflow for the request line and the headers. The packet it failed in
- * tells them apart well enough: the failure lies within the first line of a packet that starts
- * a request (`METHOD SP`), or the request line there is over the limit, or the packet holds no
- * line break, space or colon (the middle of a long target split over TLS records). A single
- * header value over 16 KiB without a space is the case this misnames (431 → 414).
+ * Node reports one overflow for the request line and the headers together. 414 only when
+ * the packet it failed in starts a request and the failure lies in its first line (a target
+ * over the limit within one TLS record); otherwise 431. A target so long that it spans TLS
+ * records is then answered 431: still a refusal with a status line, and the other way round
+ * a browser's oversized Cookie header (the likelier legitimate case) would be told 414.
+ * Heads within max_request_line + max_header_bytes never get here: checkRequest answers
+ * them exactly.
  */
 function overflowInRequestLine(err: { rawPacket?: Buffer; bytesParsed?: number }, limits: RequestLimits): boolean {
   const raw = err.rawPacket;
   if (!raw) return false;
-  const head = raw.subarray(0, Math.min(raw.length, err.bytesParsed ?? raw.length)).toString('latin1');
-  const nl = head.indexOf('\n');
-  const startsRequest = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ /.test(head);
-  if (nl < 0) return startsRequest || !/[ :]/.test(head);
-  return startsRequest && nl > limits.maxRequestLine;
+  const head = raw.subarray(0, Math.min(raw.length, err.bytesParsed ?? raw.length, limits.maxRequestLine + 64 * 1024));
+  const text = head.toString('latin1');
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ /.test(text)) return false;
+  const nl = text.indexOf('\n');
+  return nl < 0 || nl > limits.maxRequestLine;
 }
 
 /** The answer to a parser error on `socket`, or a destroy when nothing can be written any more. */
