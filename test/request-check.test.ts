@@ -309,6 +309,7 @@ describe('Host and the authority', () => {
     assert.equal(r.path, '*');
     assert.equal(r.target, '*');
     assert.equal(check('*', H, 'GET').ok, false);
+    assert.equal(check('*', [], 'OPTIONS').ok, false, 'HTTP/1.1 OPTIONS * without Host');
   });
 });
 

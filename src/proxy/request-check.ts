@@ -156,6 +156,7 @@ export function checkRequest(
     pathAndQuery = target;
   } else if (target === '*') {
     if (method !== 'OPTIONS') return refuse(400, 'asterisk-form target outside OPTIONS');
+    if (host === null && httpVersion !== '1.0') return refuse(400, 'missing Host header');
     return { ok: true, req: { method, path: '*', query: '', target: '*', host, authority, contentLength, chunked, absoluteForm } };
   } else {
     const abs = absoluteTarget(target);
