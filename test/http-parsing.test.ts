@@ -30,6 +30,7 @@ for (const engine of ['node', 'uws'] as const) {
   describe(`${engine} engine: HTTP parsing and limits`, () => {
     const gw = new Gateway(`tlsgate-http-${engine}-`);
     let port = 0;
+    let upPort = 0;
     let upstream: Server;
     const hits: Hit[] = [];
     const uwsOnly = (reason: string): { todo?: string } => (engine === 'uws' ? { todo: reason } : {});
@@ -45,13 +46,17 @@ for (const engine of ['node', 'uws'] as const) {
         });
       });
       await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-      const upPort = (upstream.address() as AddressInfo).port;
-      port = await freePort();
+      [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+      upPort = (upstream.address() as AddressInfo).port;
       gw.write('a.crt', site.cert);
       gw.write('a.key', site.key);
-      await gw.start(`
+      await gw.start(config(LIMITS.count));
+    });
+
+    const config = (count: number): string => `
 workers: 1
-limits: { max_header_count: ${LIMITS.count}, max_header_bytes: ${LIMITS.bytes}, max_request_line: ${LIMITS.line} }
+admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+limits: { max_header_count: ${count}, max_header_bytes: ${LIMITS.bytes}, max_request_line: ${LIMITS.line} }
 listeners:
   - { name: edge, listen: 127.0.0.1:${port}, engine: ${engine}, default_ssl: a, limits: { max_body_size: ${LIMITS.body} } }
 ssls: [{ id: a, snis: [a.test, b.test], cert: "$file://a.crt", key: "$file://a.key" }]
@@ -62,8 +67,7 @@ routes:
   - { id: upload, paths: [/upload/], upstream: up, max_body_size: 100000 }
   - { id: traced, paths: [/trace-ok], methods: [GET, TRACE], respond: { status: 200, body: traced } }
   - { id: root, paths: [/], respond: { status: 200, body: root } }
-`);
-    });
+`;
 
     after(async () => {
       await gw.stop();
@@ -286,6 +290,17 @@ routes:
           c.close();
         }
       });
+    });
+
+    test('a config reload changes the limits for the next connections', async () => {
+      const version = (await gw.status()).version;
+      gw.write('gateway.yaml', config(10));
+      await gw.waitVersion(version + 1);
+      const ok = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a.test\r\n${headers(9)}\r\n`);
+      assert.equal(ok.status, 200);
+      await refused(`GET /admin HTTP/1.1\r\nHost: a.test\r\n${headers(10)}\r\n`, 431);
+      gw.write('gateway.yaml', config(LIMITS.count));
+      await gw.waitVersion(version + 2);
     });
 
     if (engine === 'uws') {
