@@ -7,7 +7,12 @@
 import { checkRequest } from '../src/proxy/request-check';
 import type { RequestLimits } from '../src/snapshot/types';
 
-const limits: RequestLimits = { maxHeaderCount: 100, maxHeaderBytes: 32 * 1024, maxRequestLine: 8 * 1024, maxBodySize: null };
+const limits: RequestLimits = {
+  maxHeaderCount: 100,
+  maxHeaderBytes: 32 * 1024,
+  maxRequestLine: 8 * 1024,
+  maxBodySize: null,
+};
 const browser = [
   'Host', 'shop.example.com',
   'User-Agent', 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',

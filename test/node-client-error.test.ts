@@ -5,9 +5,19 @@ import assert from 'node:assert/strict';
 import { classifyClientError, rawErrorResponse } from '../src/engines/node-client-error';
 import type { RequestLimits } from '../src/snapshot/types';
 
-const limits: RequestLimits = { maxHeaderCount: 100, maxHeaderBytes: 32 * 1024, maxRequestLine: 8 * 1024, maxBodySize: null };
+const limits: RequestLimits = {
+  maxHeaderCount: 100,
+  maxHeaderBytes: 32 * 1024,
+  maxRequestLine: 8 * 1024,
+  maxBodySize: null,
+};
 const err = (code: string, raw?: string): Error & { code: string; rawPacket?: Buffer; bytesParsed?: number } =>
-  Object.assign(new Error(code), { code, ...(raw !== undefined ? { rawPacket: Buffer.from(raw, 'latin1'), bytesParsed: raw.length } : {}) });
+  Object.assign(new Error(code), {
+    code,
+    ...(raw !== undefined ? { rawPacket: Buffer.from(raw, 'latin1'), bytesParsed: raw.length } : {}),
+  });
+
+const overflow = (raw: string): ReturnType<typeof err> => err('HPE_HEADER_OVERFLOW', raw);
 
 const cases: Array<[string, ReturnType<typeof err>, number]> = [
   ['headers timeout', err('ERR_HTTP_REQUEST_TIMEOUT'), 408],
@@ -15,8 +25,8 @@ const cases: Array<[string, ReturnType<typeof err>, number]> = [
   ['invalid header token', err('HPE_INVALID_HEADER_TOKEN', 'GET / HTTP/1.1\r\nA B: c\r\n'), 400],
   ['chunk extensions overflow', err('HPE_CHUNK_EXTENSIONS_OVERFLOW'), 413],
   ['overflow inside the request line of this packet', err('HPE_HEADER_OVERFLOW', 'GET /' + 'a'.repeat(12_000)), 414],
-  ['overflow in a packet whose request line is over the limit', err('HPE_HEADER_OVERFLOW', `GET /${'a'.repeat(9_000)} HTTP/1.1\r\nX: y`), 414],
-  ['overflow in the headers of this packet', err('HPE_HEADER_OVERFLOW', `GET / HTTP/1.1\r\nCookie: ${'a=b; '.repeat(9000)}`), 431],
+  ['overflow where the request line is over the limit', overflow(`GET /${'a'.repeat(9_000)} HTTP/1.1\r\nX: y`), 414],
+  ['overflow in the headers of this packet', overflow(`GET / HTTP/1.1\r\nCookie: ${'a=b; '.repeat(9000)}`), 431],
   ['overflow in the middle of a long header value', err('HPE_HEADER_OVERFLOW', 'b'.repeat(16_000)), 431],
   ['overflow without a packet', err('HPE_HEADER_OVERFLOW'), 431],
 ];

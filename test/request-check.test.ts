@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import { checkRequest, normalizePath, type CheckResult } from '../src/proxy/request-check';
 import type { RequestLimits } from '../src/snapshot/types';
 
-const LIMITS: RequestLimits = { maxHeaderCount: 100, maxHeaderBytes: 32 * 1024, maxRequestLine: 8 * 1024, maxBodySize: null };
+const LIMITS: RequestLimits = {
+  maxHeaderCount: 100,
+  maxHeaderBytes: 32 * 1024,
+  maxRequestLine: 8 * 1024,
+  maxBodySize: null,
+};
 const H = ['Host', 'a.test'];
 
 function check(target: string, headers: string[] = H, method = 'GET', version = '1.1', limits = LIMITS): CheckResult {

@@ -16,21 +16,26 @@ const site = server(ca, ['a.test']);
 
 /** Raw response bytes per request path. */
 function answer(method: string, path: string): string {
-  const manyHeaders = (n: number): string => Array.from({ length: n }, (_, i) => `X-Up-${i}: ${'v'.repeat(20)}\r\n`).join('');
+  const manyHeaders = (n: number): string =>
+    Array.from({ length: n }, (_, i) => `X-Up-${i}: ${'v'.repeat(20)}\r\n`).join('');
+  const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
   switch (path) {
     case '/continue':
-      return 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+      return 'HTTP/1.1 100 Continue\r\n\r\n' + ok;
     case '/early-hints':
-      return 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+      return 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n' + ok;
     case '/not-modified':
       return 'HTTP/1.1 304 Not Modified\r\ncontent-length: 1234\r\netag: "x"\r\n\r\n';
     case '/no-content':
       return 'HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n';
     case '/head':
       // Content-Length of the GET body, no body bytes (RFC 9110 §9.3.2).
-      return method === 'HEAD' ? 'HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n' : `HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n${'x'.repeat(1234)}`;
+      return 'HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n' + (method === 'HEAD' ? '' : 'x'.repeat(1234));
     case '/trailers':
-      return 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n';
+      return (
+        'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n' +
+        '5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n'
+      );
     case '/some-headers':
       return `HTTP/1.1 200 OK\r\n${manyHeaders(200)}content-length: 2\r\n\r\nok`;
     case '/too-many-headers':

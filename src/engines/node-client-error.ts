@@ -51,9 +51,15 @@ export function classifyClientError(
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return { status: 413, code: 'TLSGATE_E_BAD_REQUEST', message: 'chunk extensions too large' };
     case 'HPE_HEADER_OVERFLOW':
-      return overflowInRequestLine(err, limits)
-        ? { status: 414, code: 'TLSGATE_E_URI_TOO_LONG', message: `request line longer than ${limits.maxRequestLine} bytes` }
-        : { status: 431, code: 'TLSGATE_E_HEADERS_TOO_LARGE', message: `request headers larger than ${limits.maxHeaderBytes} bytes` };
+      if (overflowInRequestLine(err, limits)) {
+        const message = `request line longer than ${limits.maxRequestLine} bytes`;
+        return { status: 414, code: 'TLSGATE_E_URI_TOO_LONG', message };
+      }
+      return {
+        status: 431,
+        code: 'TLSGATE_E_HEADERS_TOO_LARGE',
+        message: `request headers larger than ${limits.maxHeaderBytes} bytes`,
+      };
     default:
       return { status: 400, code: 'TLSGATE_E_BAD_REQUEST', message: 'malformed request' };
   }
@@ -107,7 +113,9 @@ export function wireNodeParser(server: EventEmitter, limits: () => RequestLimits
     configurable: true,
     get: () => limits().maxHeaderCount + 1,
   });
-  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, limits()));
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    answerClientError(err, socket, limits());
+  });
   server.on('connect', (_req: unknown, socket: Duplex) => {
     socket.end(rawErrorResponse(400, 'TLSGATE_E_BAD_REQUEST', 'CONNECT is not supported'));
   });

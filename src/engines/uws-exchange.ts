@@ -233,7 +233,8 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
         // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
         // (Connection: close is then the client's cue; uWS keeps the socket).
         const n = Number(this.#length);
-        if (status !== 204 && this.#length !== '' && Number.isSafeInteger(n) && n >= 0) res.writeHeader('content-length', this.#length);
+        const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
+        if (status !== 204 && sized) res.writeHeader('content-length', this.#length);
         res.endWithoutBody();
         return;
       }

@@ -164,7 +164,8 @@ export class Forward implements Dispatcher.DispatchHandler {
       this.#done = true;
       return;
     }
-    if (this.#responded && (this.#status === 204 || this.#status === 304) && errorCodeOf(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    const noBody = this.#status === 204 || this.#status === 304;
+    if (this.#responded && noBody && errorCodeOf(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
       // undici 7 holds a 204/304 with a Content-Length to that many body bytes; the response
       // has none by definition and is complete (undici drops the upstream connection).
       this.#done = true;

@@ -65,7 +65,10 @@ const MAX_CL_DIGITS = 16;
 const BAD_TARGET = /[^\x21\x22\x24-\x5b\x5d-\x7e]/;
 
 function refuse(status: RequestRefusal['status'], message: string): CheckResult {
-  const code: ErrorCode = status === 431 ? 'TLSGATE_E_HEADERS_TOO_LARGE' : status === 414 ? 'TLSGATE_E_URI_TOO_LONG' : 'TLSGATE_E_BAD_REQUEST';
+  const code: ErrorCode =
+    status === 431 ? 'TLSGATE_E_HEADERS_TOO_LARGE'
+    : status === 414 ? 'TLSGATE_E_URI_TOO_LONG'
+    : 'TLSGATE_E_BAD_REQUEST';
   return { ok: false, status, code, message };
 }
 
@@ -87,7 +90,9 @@ export function checkRequest(
   limits: RequestLimits,
   httpVersion = '1.1',
 ): CheckResult {
-  if (target.length > limits.maxRequestLine) return refuse(414, `request target longer than ${limits.maxRequestLine} bytes`);
+  if (target.length > limits.maxRequestLine) {
+    return refuse(414, `request target longer than ${limits.maxRequestLine} bytes`);
+  }
   const count = rawHeaders.length >> 1;
   if (count > limits.maxHeaderCount) return refuse(431, `more than ${limits.maxHeaderCount} request headers`);
 
@@ -128,7 +133,9 @@ export function checkRequest(
   if (te !== null) {
     if (httpVersion === '1.0') return refuse(400, 'Transfer-Encoding in an HTTP/1.0 request');
     if (clValue !== null) return refuse(400, 'Content-Length together with Transfer-Encoding');
-    if (trimOws(te).toLowerCase() !== 'chunked') return refuse(400, 'unsupported Transfer-Encoding (only "chunked" is accepted)');
+    if (trimOws(te).toLowerCase() !== 'chunked') {
+      return refuse(400, 'unsupported Transfer-Encoding (only "chunked" is accepted)');
+    }
     chunked = true;
   } else if (clValue !== null) {
     const v = trimOws(clValue);
@@ -157,7 +164,8 @@ export function checkRequest(
   } else if (target === '*') {
     if (method !== 'OPTIONS') return refuse(400, 'asterisk-form target outside OPTIONS');
     if (host === null && httpVersion !== '1.0') return refuse(400, 'missing Host header');
-    return { ok: true, req: { method, path: '*', query: '', target: '*', host, authority, contentLength, chunked, absoluteForm } };
+    const req = { method, path: '*', query: '', target: '*', host, authority, contentLength, chunked, absoluteForm };
+    return { ok: true, req };
   } else {
     const abs = absoluteTarget(target);
     if (abs === null) return refuse(400, method === 'CONNECT' ? 'CONNECT is not supported' : 'invalid request target');

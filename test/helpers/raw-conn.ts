@@ -75,7 +75,9 @@ export class RawConnection {
       const r = this.parse(headResponse);
       if (r !== null) {
         // A close that follows the response at once is part of it ("connection: close").
-        if (!this.closed && /close/i.test(r.headers['connection'] ?? '')) await this.waitChange(Math.min(deadline, Date.now() + 1_000));
+        if (!this.closed && /close/i.test(r.headers['connection'] ?? '')) {
+          await this.waitChange(Math.min(deadline, Date.now() + 1_000));
+        }
         return { ...r, closed: this.closed, hung: false, ms: Date.now() - t0 };
       }
       if (this.closed || Date.now() >= deadline) {
@@ -174,7 +176,11 @@ export class RawConnection {
 }
 
 /** One request on a fresh connection, then close. */
-export async function rawRequest(port: number, bytes: string | Buffer, o: RawOptions & { head?: boolean } = {}): Promise<RawResponse> {
+export async function rawRequest(
+  port: number,
+  bytes: string | Buffer,
+  o: RawOptions & { head?: boolean } = {},
+): Promise<RawResponse> {
   const c = new RawConnection(port, o);
   try {
     return await c.send(bytes, o.head ?? false);
