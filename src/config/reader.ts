@@ -3,6 +3,7 @@
 import type { ConfigIssue, ErrorCode } from '../errors';
 import { parseValue } from '../secrets/reference';
 import { parseDuration } from './duration';
+import { bindHost, nearest } from './formats';
 import type { HostPort } from './types';
 
 export type Obj = Record<string, unknown>;
@@ -25,17 +26,29 @@ export class Reader {
 
   /** Reports keys the schema does not know: a typo must not be silently ignored. */
   known(o: Obj, path: string, keys: readonly string[]): void {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.error(join(path, k), `unknown field (expected one of: ${keys.join(', ')})`);
+    for (const k of Object.keys(o)) {
+      if (keys.includes(k)) continue;
+      const near = nearest(k, keys);
+      this.error(join(path, k), `unknown field${near ? `; did you mean "${near}"?` : ''} (expected one of: ${keys.join(', ')})`);
+    }
   }
 
-  list(o: Obj, key: string, path: string, required = false): unknown[] | undefined {
+  /** `shape` names what a list holds (`{host, port, weight}`, `host names`), for a value of the wrong shape. */
+  list(o: Obj, key: string, path: string, required = false, shape?: string): unknown[] | undefined {
     const v = o[key];
     if (v === undefined || v === null) {
-      if (required) this.error(join(path, key), 'is required');
+      if (required) this.error(join(path, key), shape ? `is required: a list of ${shape}` : 'is required');
       return undefined;
     }
     if (Array.isArray(v)) return v;
-    this.error(join(path, key), `must be a list, got ${describe(v)}`);
+    this.error(join(path, key), `must be a list${shape ? ` of ${shape}` : ''}, got ${describe(v)}`);
+    return undefined;
+  }
+
+  /** Like obj(), with the expected keys in the message: `must be a mapping {host, port, weight}`. */
+  shaped(v: unknown, path: string, shape: string): Obj | undefined {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
+    this.error(path, `must be a mapping ${shape}, got ${describe(v)}`);
     return undefined;
   }
 
@@ -148,11 +161,17 @@ export class Reader {
     if (v === undefined) return undefined;
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
     const port = m ? Number(m[3]) : NaN;
-    if (!m || port > 65535) {
-      this.error(join(path, key), `"${v}" must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443)`);
+    if (!m || port > 65535 || port < 1) {
+      this.error(join(path, key), `"${v}" must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535`);
       return undefined;
     }
-    return { host: m[1] ?? m[2]!, port };
+    const host = m[1] ?? m[2]!;
+    const bad = bindHost(host);
+    if (bad) {
+      this.error(join(path, key), bad);
+      return undefined;
+    }
+    return { host, port };
   }
 }
 

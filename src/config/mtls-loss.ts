@@ -1,0 +1,65 @@
+// Which names a config change leaves without client certificate verification. An mTLS
+// SSL object disabled or removed while a plain wildcard (or a listener's default_ssl)
+// still answers for its names turns "client certificate required" into "anyone" with
+// no handshake failing: the change must be named, never silent.
+import { wildcardParent } from '../routing/names';
+import type { GatewayConfig, SslConfig } from './types';
+
+export interface MtlsLoss {
+  /** A name (or `*.` pattern) that had client verification. */
+  sni: string;
+  /** Id of the mTLS SSL object that served it. */
+  from: string;
+  /** Id of the SSL object that serves it now, without a client CA. */
+  to: string;
+}
+
+type Cfg = Pick<GatewayConfig, 'ssls' | 'listeners'>;
+
+/**
+ * Names served with mTLS in `prev` that `next` serves without it. With no `prev` (the
+ * `validate` command, start-up), the names of *disabled* mTLS objects that `next` serves
+ * without a client CA: the config itself shadows them.
+ * Primary use: on reload, `mtlsLoss(current.config, next.config)` → reload result warnings
+ * and one audit entry per name.
+ */
+export function mtlsLoss(prev: Cfg | undefined, next: Cfg): MtlsLoss[] {
+  const before = prev
+    ? prev.ssls.filter((s) => live(s) && s.client)
+    : next.ssls.filter((s) => s.type === 'server' && s.status === 'disabled' && s.client);
+  if (before.length === 0) return [];
+  const map = sniMap(next);
+  const out: MtlsLoss[] = [];
+  for (const s of before) {
+    for (const sni of s.snis) {
+      const now = serving(map, next, sni);
+      if (now && !now.client) out.push({ sni, from: s.id, to: now.id });
+    }
+  }
+  return out;
+}
+
+function live(s: SslConfig): boolean {
+  return s.type === 'server' && s.status === 'enabled';
+}
+
+function sniMap(c: Cfg): Map<string, SslConfig> {
+  const m = new Map<string, SslConfig>();
+  for (const s of c.ssls) if (live(s)) for (const n of s.snis) if (!m.has(n)) m.set(n, s);
+  return m;
+}
+
+/** The SSL object a client asking for `name` gets (DESIGN.md "SNI rules"), or undefined (handshake fails). */
+function serving(map: Map<string, SslConfig>, c: Cfg, name: string): SslConfig | undefined {
+  const exact = map.get(name);
+  if (exact) return exact;
+  if (!name.startsWith('*.')) {
+    const parent = wildcardParent(name);
+    const wild = parent ? map.get('*.' + parent) : undefined;
+    if (wild) return wild;
+  }
+  // No SNI match: a listener's default_ssl answers. The weakest one is what a client can get.
+  const byId = new Map(c.ssls.filter(live).map((s) => [s.id, s]));
+  const defaults = c.listeners.map((l) => (l.default_ssl ? byId.get(l.default_ssl) : undefined));
+  return defaults.find((d) => d && !d.client) ?? defaults.find((d) => d !== undefined);
+}
