@@ -16,7 +16,7 @@ export const FRAMING_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 export function headerName(v: string): string | null {
-  return TOKEN.test(v) ? null : `"${v}" is not a header name (RFC 9110 token: letters, digits and !#$%&'*+.^_\`|~-)`;
+  return TOKEN.test(v) ? null : `${JSON.stringify(v)} is not a header name (RFC 9110 token: letters, digits and !#$%&'*+.^_\`|~-)`;
 }
 
 export function headerValue(v: string): string | null {
@@ -29,8 +29,8 @@ export function headerValue(v: string): string | null {
 /** A host a socket can connect to: a DNS name or a bare IP literal. Returns a message, or null when valid. */
 export function connectHost(v: string): string | null {
   if (isIP(v)) return null;
-  if (v.startsWith('[') && v.endsWith(']') && isIP(v.slice(1, -1)) === 6) return `"${v}": write an IPv6 address without brackets`;
-  return normalizeHost(v) ? null : `"${v}" is not a host name or IP address`;
+  if (v.startsWith('[') && v.endsWith(']') && isIP(v.slice(1, -1)) === 6) return `${JSON.stringify(v)}: write an IPv6 address without brackets`;
+  return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name or IP address`;
 }
 
 /** A Host header value: host name or IP literal (IPv6 in brackets), optional `:port`. */
@@ -40,13 +40,13 @@ export function hostHeader(v: string): string | null {
   const host = m?.[1] ?? '';
   const hostOk = host.startsWith('[') ? isIP(host.slice(1, -1)) === 6 : isIP(host) === 4 || normalizeHost(host) !== null;
   if (m && hostOk && port >= 1 && port <= 65535) return null;
-  return `"${v}" is not a Host value (a host name or IP address, optionally with :port; IPv6 in brackets)`;
+  return `${JSON.stringify(v)} is not a Host value (a host name or IP address, optionally with :port; IPv6 in brackets)`;
 }
 
 /** TLS SNI (RFC 6066 §3): a DNS name, never an IP literal. */
 export function sniName(v: string): string | null {
-  if (isIP(v) || isIP(v.replace(/^\[|\]$/g, ''))) return `"${v}" is an IP address; SNI carries host names only (RFC 6066)`;
-  return normalizeHost(v) ? null : `"${v}" is not a host name`;
+  if (isIP(v) || isIP(v.replace(/^\[|\]$/g, ''))) return `${JSON.stringify(v)} is an IP address; SNI carries host names only (RFC 6066)`;
+  return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name`;
 }
 
 const BIND_NAMES = new Set(['localhost', 'ip6-localhost']);
@@ -54,7 +54,7 @@ const BIND_NAMES = new Set(['localhost', 'ip6-localhost']);
 /** An address a listener can bind without a DNS lookup: an IP literal or localhost. */
 export function bindHost(v: string): string | null {
   if (isIP(v) || BIND_NAMES.has(v.toLowerCase())) return null;
-  return `"${v}" is not an address to listen on (an IP address such as 0.0.0.0, 127.0.0.1, ::, or localhost)`;
+  return `${JSON.stringify(v)} is not an address to listen on (an IP address such as 0.0.0.0, 127.0.0.1, ::, or localhost)`;
 }
 
 // Special-use and private single-label names (RFC 6761, RFC 6762, common intranet use): a

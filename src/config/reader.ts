@@ -64,7 +64,7 @@ export class Reader {
       return undefined;
     }
     if (opts.pattern && !opts.pattern.test(v)) {
-      this.error(p, `"${v}" ${opts.hint ?? `does not match ${opts.pattern}`}`);
+      this.error(p, `${JSON.stringify(v)} ${opts.hint ?? `does not match ${opts.pattern}`}`);
       return undefined;
     }
     return v;
@@ -162,7 +162,7 @@ export class Reader {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
     const port = m ? Number(m[3]) : NaN;
     if (!m || port > 65535 || port < 1) {
-      this.error(join(path, key), `"${v}" must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535`);
+      this.error(join(path, key), `${JSON.stringify(v)} must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535`);
       return undefined;
     }
     const host = m[1] ?? m[2]!;

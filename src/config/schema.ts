@@ -401,7 +401,7 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   c.listeners.forEach((l, i) => {
     if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl)) return;
     const s = ssls.get(l.default_ssl);
-    if (!s) r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    if (!s) r.error(`listeners[${i}].default_ssl`, `${JSON.stringify(l.default_ssl)} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
   });
   // Two SSL objects claiming one SNI: an error naming both ids.
@@ -417,14 +417,14 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   const upstreams = new Set(c.upstreams.map((u) => u.id));
   c.routes.forEach((rt, i) => {
     if (rt.upstream !== undefined && !upstreams.has(rt.upstream) && !refusedUpstreams.has(rt.upstream)) {
-      r.error(`routes[${i}].upstream`, `"${rt.upstream}" is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
+      r.error(`routes[${i}].upstream`, `${JSON.stringify(rt.upstream)} is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
     }
   });
   c.upstreams.forEach((u, i) => {
     const cs = u.tls?.client_ssl;
     if (cs === undefined || refusedSsls.has(cs)) return;
     const s = ssls.get(cs);
-    if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `${JSON.stringify(cs)} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
   const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
