@@ -250,6 +250,7 @@ upstreams:
     tls: { sni: "::1" }
     nodes: [{ host: "bad host", port: 80 }, { host: "[::1]", port: 65536 }]
     client_identity_headers: { verify: "x:verify" }
+    timeout: { connect: 0ms, read: 30d }
 routes:
   - { id: r, paths: [/], respond: { status: 600, body: [1], headers: { "x-a": "1\\r\\nx-b: 2", transfer-encoding: chunked } } }
 `);
@@ -264,6 +265,8 @@ routes:
     /upstreams\[0\]\.nodes\[1\]\.host: "\[::1\]": write an IPv6 address without brackets/,
     /upstreams\[0\]\.nodes\[1\]\.port: must be between 1 and 65535, got 65536/,
     /upstreams\[0\]\.client_identity_headers\.verify: "x:verify" is not a header name/,
+    /upstreams\[0\]\.timeout\.connect: must be at least 1 ms, got "0ms"/,
+    /upstreams\[0\]\.timeout\.read: must be at most 24 days \(Node timers\), got "30d"/,
     /routes\[0\]\.respond\.status: must be between 200 and 599, got 600/,
     /routes\[0\]\.respond\.body: must be a string/,
     /routes\[0\]\.respond\.headers\["x-a"\]: holds CR/,

@@ -131,11 +131,19 @@ export class Reader {
     return undefined;
   }
 
-  duration(o: Obj, key: string, path: string): number | undefined {
+  duration(o: Obj, key: string, path: string, opts: { min?: number } = {}): number | undefined {
     const v = o[key];
     if (v === undefined || v === null) return undefined;
     const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : null;
     if (ms === null) this.error(join(path, key), `must be a duration like "500ms", "5s", "2m", got ${describe(v)}`);
+    else if (ms > MAX_TIMER_MS) {
+      // Node clamps a longer timer to 1 ms (TimeoutOverflowWarning): "30d" would fire at once.
+      this.error(join(path, key), `must be at most 24 days (Node timers), got ${describe(v)}`);
+      return undefined;
+    } else if (opts.min !== undefined && ms < opts.min) {
+      this.error(join(path, key), `must be at least ${opts.min} ms, got ${describe(v)}`);
+      return undefined;
+    }
     return ms ?? undefined;
   }
 
@@ -174,6 +182,8 @@ export class Reader {
     return { host, port };
   }
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const SIZE_UNIT: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
 

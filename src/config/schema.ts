@@ -283,8 +283,8 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
     const t = r.obj(o.timeout, join(path, 'timeout'));
     if (t) {
       r.known(t, join(path, 'timeout'), ['connect', 'read']);
-      timeout.connect = r.duration(t, 'connect', join(path, 'timeout')) ?? timeout.connect;
-      timeout.read = r.duration(t, 'read', join(path, 'timeout')) ?? timeout.read;
+      timeout.connect = r.duration(t, 'connect', join(path, 'timeout'), { min: 1 }) ?? timeout.connect;
+      timeout.read = r.duration(t, 'read', join(path, 'timeout'), { min: 1 }) ?? timeout.read;
     }
   }
   let identity: UpstreamConfig['client_identity_headers'];
