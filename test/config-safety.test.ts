@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { Gateway, freePort, get } from './helpers/gateway';
-import { createCA, server } from './helpers/pki';
+import { createCA, issue, server } from './helpers/pki';
 
 /** [what, config edit (applied to the good config text), the path the refusal must name]. */
 export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
@@ -51,6 +51,10 @@ export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
     /listeners\[1\]\.listen: "example\.com" is not an address to listen on/],
   ['SNI wildcard over a public suffix', (c) => c.replace('snis: [site.test]', 'snis: [site.test, "*.co.uk"]'),
     /ssls\[0\]\.snis\[1\]: "\*\.co\.uk" is a wildcard over the public suffix "co\.uk".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/],
+  ['a certificate with no SAN', (c) => c.replace('"$file://site.crt", key: "$file://site.key"', '"$file://nosan.crt", key: "$file://nosan.key"'),
+    /ssls\[0\]\.cert: has no DNS Subject Alternative Name.*\[TLSGATE_E_CERT_NO_SAN\]/],
+  ['a 1024-bit RSA key', (c) => c.replace('"$file://site.crt", key: "$file://site.key"', '"$file://weak.crt", key: "$file://weak.key"'),
+    /ssls\[0\]\.cert: the certificate has a 1024-bit RSA key.*\[TLSGATE_E_KEY_WEAK\]/],
 ];
 
 describe('a running gateway refuses every value that would reach a socket or header unchecked', () => {
@@ -89,6 +93,12 @@ routes:
     [nodePort, uwsPort, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
     gw.write('site.crt', site.cert);
     gw.write('site.key', site.key);
+    const noSan = issue({ cn: 'site.test', eku: ['serverAuth'], issuer: ca });
+    const weak = server(ca, ['site.test'], { keyType: 'rsa-1024' });
+    for (const [n, v] of [['nosan', noSan], ['weak', weak]] as const) {
+      gw.write(`${n}.crt`, v.cert);
+      gw.write(`${n}.key`, v.key);
+    }
     await gw.start(good());
   });
   after(async () => {
