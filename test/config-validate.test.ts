@@ -202,13 +202,17 @@ upstreams: [{ id: u, nodes: [{ host: 127.0.0.1, port: 80, wieght: 1 }], colour: 
 test('a value of the wrong shape shows the expected shape', async () => {
   const r = await validate(`
 listeners: { name: public, listen: 127.0.0.1:8443 }
+admin: 127.0.0.1:9180
+ssls: [good]
 upstreams:
   - { id: u1, nodes: "a:1" }
   - { id: u2, nodes: ["a:1"] }
 routes: [{ id: r, paths: /, upstream: u1, respond: { status: 200, headers: [a] } }]
 `);
   assert.equal(r.code, 1);
-  assert.match(r.out, /listeners: must be a list of \{name, listen, engine, default_ssl\}, got a mapping/);
+  assert.match(r.out, /listeners: must be a list of \{name, listen, engine, default_ssl, …\}, got a mapping/);
+  assert.match(r.out, /admin: must be a mapping \{listen, api_keys, tls\}, got "127\.0\.0\.1:9180"/);
+  assert.match(r.out, /ssls\[0\]: must be a mapping \{id, type, snis, cert, key, certs, keys, client, ssl_protocols, status\}, got "good"/);
   assert.match(r.out, /upstreams\[0\]\.nodes: must be a list of \{host, port, weight\}, got "a:1"/);
   assert.match(r.out, /upstreams\[1\]\.nodes\[0\]: must be a mapping \{host, port, weight\}, got "a:1"/);
   assert.match(r.out, /routes\[0\]\.paths: must be a list of path prefixes, got "\/"/);
@@ -249,7 +253,7 @@ upstreams:
     scheme: https
     tls: { sni: "::1" }
     nodes: [{ host: "bad host", port: 80 }, { host: "[::1]", port: 65536 }]
-    client_identity_headers: { verify: "x:verify" }
+    client_identity_headers: { verify: "x:verify", fingerprint: X-Client-Cert-Subject }
     timeout: { connect: 0ms, read: 30d }
 routes:
   - { id: r, paths: [/], respond: { status: 600, body: [1], headers: { "x-a": "1\\r\\nx-b: 2", transfer-encoding: chunked } } }
@@ -265,6 +269,7 @@ routes:
     /upstreams\[0\]\.nodes\[1\]\.host: "\[::1\]": write an IPv6 address without brackets/,
     /upstreams\[0\]\.nodes\[1\]\.port: must be between 1 and 65535, got 65536/,
     /upstreams\[0\]\.client_identity_headers\.verify: "x:verify" is not a header name/,
+    /upstreams\[0\]\.client_identity_headers: the three header names must differ/,
     /upstreams\[0\]\.timeout\.connect: must be at least 1 ms, got "0ms"/,
     /upstreams\[0\]\.timeout\.read: must be at most 24 days \(Node timers\), got "30d"/,
     /routes\[0\]\.respond\.status: must be between 200 and 599, got 600/,

@@ -18,9 +18,10 @@ export class Reader {
     this.issues.push({ path, message, code, severity: 'warning' });
   }
 
-  obj(v: unknown, path: string): Obj | undefined {
+  /** `keys`: the fields the mapping takes, shown when the value is not a mapping. */
+  obj(v: unknown, path: string, keys?: readonly string[]): Obj | undefined {
     if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
-    this.error(path, `must be a mapping, got ${describe(v)}`);
+    this.error(path, `must be a mapping${keys ? ` {${keys.join(', ')}}` : ''}, got ${describe(v)}`);
     return undefined;
   }
 

@@ -24,6 +24,19 @@ const TOP = [
 ] as const;
 const LIMIT_KEYS = ['max_header_count', 'max_header_bytes', 'max_request_line', 'max_body_size'] as const;
 const TIMEOUT_KEYS = ['handshake', 'request_header', 'keepalive'] as const;
+const LOG_KEYS = ['level', 'file'] as const;
+const ADMIN_KEYS = ['listen', 'api_keys', 'tls'] as const;
+const PAIR_KEYS = ['cert', 'key'] as const;
+const LISTENER_KEYS = [
+  'name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections',
+] as const;
+const SSL_KEYS = ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status'] as const;
+const CLIENT_KEYS = ['ca', 'depth'] as const;
+const UPSTREAM_KEYS = ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers'] as const;
+const UPSTREAM_TLS_KEYS = ['verify', 'ca', 'client_ssl', 'sni'] as const;
+const IDENTITY_KEYS = ['subject', 'fingerprint', 'verify'] as const;
+const ROUTE_KEYS = ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size'] as const;
+const RESPOND_KEYS = ['status', 'body', 'headers'] as const;
 const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
 
 interface EdgeDefaults {
@@ -37,7 +50,7 @@ function edge(r: Reader, o: Obj, path: string, base: EdgeDefaults): EdgeDefaults
   const limits = { ...base.limits };
   if (o.limits !== undefined) {
     const p = join(path, 'limits');
-    const l = r.obj(o.limits, p);
+    const l = r.obj(o.limits, p, LIMIT_KEYS);
     if (l) {
       r.known(l, p, LIMIT_KEYS);
       limits.max_header_count = r.int(l, 'max_header_count', p, { min: 1, max: 1000 }) ?? limits.max_header_count;
@@ -50,7 +63,7 @@ function edge(r: Reader, o: Obj, path: string, base: EdgeDefaults): EdgeDefaults
   const timeouts = { ...base.timeouts };
   if (o.timeouts !== undefined) {
     const p = join(path, 'timeouts');
-    const t = r.obj(o.timeouts, p);
+    const t = r.obj(o.timeouts, p, TIMEOUT_KEYS);
     if (t) {
       r.known(t, p, TIMEOUT_KEYS);
       for (const k of TIMEOUT_KEYS) {
@@ -90,8 +103,8 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   let workers = defaults.workers();
   if (root.workers !== undefined && root.workers !== 'auto') workers = r.int(root, 'workers', '', { min: 1, max: 256 }) ?? workers;
 
-  const logObj = root.log === undefined ? {} : r.obj(root.log, 'log') ?? {};
-  r.known(logObj, 'log', ['level', 'file']);
+  const logObj = root.log === undefined ? {} : r.obj(root.log, 'log', LOG_KEYS) ?? {};
+  r.known(logObj, 'log', LOG_KEYS);
   const log = {
     level: r.oneOf(logObj, 'level', 'log', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? defaults.logLevel,
     ...optional('file', r.str(logObj, 'file', 'log')),
@@ -112,17 +125,17 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   };
 
   if (root.admin !== undefined) {
-    const a = r.obj(root.admin, 'admin');
+    const a = r.obj(root.admin, 'admin', ADMIN_KEYS);
     if (a) {
-      r.known(a, 'admin', ['listen', 'api_keys', 'tls']);
+      r.known(a, 'admin', ADMIN_KEYS);
       const listen = r.hostPort(a, 'listen', 'admin', true);
       const keys = (r.list(a, 'api_keys', 'admin', true) ?? []).map((k, i) => r.secretAt(k, `admin.api_keys[${i}]`));
       if (a.api_keys !== undefined && keys.length === 0) r.error('admin.api_keys', 'must hold at least one key');
       let tls: { cert: string; key: string } | undefined;
       if (a.tls !== undefined) {
-        const t = r.obj(a.tls, 'admin.tls');
+        const t = r.obj(a.tls, 'admin.tls', PAIR_KEYS);
         if (t) {
-          r.known(t, 'admin.tls', ['cert', 'key']);
+          r.known(t, 'admin.tls', PAIR_KEYS);
           const cert = r.secret(t, 'cert', 'admin.tls', true);
           const key = r.secret(t, 'key', 'admin.tls', true);
           if (cert && key) tls = { cert, key };
@@ -133,7 +146,7 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   }
 
   if (root.audit !== undefined) {
-    const a = r.obj(root.audit, 'audit');
+    const a = r.obj(root.audit, 'audit', ['path']);
     if (a) {
       r.known(a, 'audit', ['path']);
       const path = r.str(a, 'path', 'audit', { required: true });
@@ -141,7 +154,7 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
     }
   }
 
-  (r.list(root, 'listeners', '', true, '{name, listen, engine, default_ssl}') ?? []).forEach((v, i) => {
+  (r.list(root, 'listeners', '', true, `{${LISTENER_KEYS.slice(0, 4).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const l = listener(r, v, `listeners[${i}]`, edgeDefaults);
     if (l) config.listeners.push(l);
   });
@@ -153,15 +166,15 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
     if (provider) config.secret_providers.push(provider);
   });
 
-  (r.list(root, 'ssls', '', false, '{id, snis, cert, key}') ?? []).forEach((v, i) => {
+  (r.list(root, 'ssls', '', false, `{${SSL_KEYS.slice(0, 5).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const s = ssl(r, v, `ssls[${i}]`);
     if (s) config.ssls.push(s);
   });
-  (r.list(root, 'upstreams', '', false, '{id, scheme, nodes}') ?? []).forEach((v, i) => {
+  (r.list(root, 'upstreams', '', false, `{${UPSTREAM_KEYS.slice(0, 4).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const u = upstream(r, v, `upstreams[${i}]`);
     if (u) config.upstreams.push(u);
   });
-  (r.list(root, 'routes', '', false, '{id, hosts, paths, upstream | respond}') ?? []).forEach((v, i) => {
+  (r.list(root, 'routes', '', false, '{id, hosts, paths, upstream | respond, …}') ?? []).forEach((v, i) => {
     const rt = route(r, v, `routes[${i}]`);
     if (rt) config.routes.push(rt);
   });
@@ -173,9 +186,9 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
 }
 
 function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): ListenerConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, LISTENER_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections']);
+  r.known(o, path, LISTENER_KEYS);
   const e = edge(r, o, path, base);
   const name = r.str(o, 'name', path, { required: true, pattern: ID, hint: ID_HINT });
   const listen = r.hostPort(o, 'listen', path, true);
@@ -188,9 +201,9 @@ function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): List
 }
 
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, SSL_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status']);
+  r.known(o, path, SSL_KEYS);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const type = r.oneOf(o, 'type', path, ['server', 'client'] as const) ?? defaults.sslType;
   const snis: string[] = [];
@@ -211,9 +224,9 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
   if (certs.length !== keys.length) r.error(join(path, 'keys'), `has ${keys.length} key(s) for ${certs.length} extra certificate(s) in certs; they pair by index`);
   let client: SslConfig['client'];
   if (o.client !== undefined) {
-    const c = r.obj(o.client, join(path, 'client'));
+    const c = r.obj(o.client, join(path, 'client'), CLIENT_KEYS);
     if (c) {
-      r.known(c, join(path, 'client'), ['ca', 'depth']);
+      r.known(c, join(path, 'client'), CLIENT_KEYS);
       const ca = r.secret(c, 'ca', join(path, 'client'), true);
       const depth = r.int(c, 'depth', join(path, 'client'), { min: 0, max: 10 }) ?? defaults.clientDepth;
       if (ca) client = { ca, depth };
@@ -244,9 +257,9 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
 }
 
 function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, UPSTREAM_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers']);
+  r.known(o, path, UPSTREAM_KEYS);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const scheme = r.oneOf(o, 'scheme', path, ['http', 'https'] as const) ?? defaults.upstreamScheme;
   const nodes: UpstreamConfig['nodes'] = [];
@@ -265,10 +278,10 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
   const host = checked(r, join(path, 'host'), r.str(o, 'host', path), hostHeader);
   let tls: UpstreamConfig['tls'];
   if (o.tls !== undefined) {
-    const t = r.obj(o.tls, join(path, 'tls'));
+    const t = r.obj(o.tls, join(path, 'tls'), UPSTREAM_TLS_KEYS);
     if (t) {
       const p = join(path, 'tls');
-      r.known(t, p, ['verify', 'ca', 'client_ssl', 'sni']);
+      r.known(t, p, UPSTREAM_TLS_KEYS);
       tls = {
         verify: r.bool(t, 'verify', p) ?? defaults.upstreamVerify,
         ...optional('ca', r.secret(t, 'ca', p)),
@@ -280,7 +293,7 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
   }
   const timeout = { connect: defaults.connectTimeout, read: defaults.readTimeout };
   if (o.timeout !== undefined) {
-    const t = r.obj(o.timeout, join(path, 'timeout'));
+    const t = r.obj(o.timeout, join(path, 'timeout'), ['connect', 'read']);
     if (t) {
       r.known(t, join(path, 'timeout'), ['connect', 'read']);
       timeout.connect = r.duration(t, 'connect', join(path, 'timeout'), { min: 1 }) ?? timeout.connect;
@@ -291,15 +304,17 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
   const cih = o.client_identity_headers;
   if (cih === true) identity = { ...defaults.clientIdentityHeaders };
   else if (cih !== undefined && cih !== false) {
-    const c = r.obj(cih, join(path, 'client_identity_headers'));
+    const c = r.obj(cih, join(path, 'client_identity_headers'), IDENTITY_KEYS);
     if (c) {
       const p = join(path, 'client_identity_headers');
-      r.known(c, p, ['subject', 'fingerprint', 'verify']);
+      r.known(c, p, IDENTITY_KEYS);
       const name = (k: 'subject' | 'fingerprint' | 'verify'): string => {
         const v = checked(r, join(p, k), r.str(c, k, p), identityHeader);
         return (v ?? defaults.clientIdentityHeaders[k]).toLowerCase();
       };
       identity = { subject: name('subject'), fingerprint: name('fingerprint'), verify: name('verify') };
+      const names = [identity.subject, identity.fingerprint, identity.verify];
+      if (new Set(names).size < 3) r.error(p, `the three header names must differ, got ${names.join(', ')}`);
     }
   }
   if (!id) return undefined;
@@ -307,9 +322,9 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
 }
 
 function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, ROUTE_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size']);
+  r.known(o, path, ROUTE_KEYS);
   let methods: string[] | undefined;
   const rawMethods = r.list(o, 'methods', path, false, 'upper-case HTTP methods');
   if (rawMethods) {
@@ -344,9 +359,9 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
   let respond: RouteConfig['respond'];
   if (o.respond !== undefined) {
     const p = join(path, 'respond');
-    const ro = r.obj(o.respond, p);
+    const ro = r.obj(o.respond, p, RESPOND_KEYS);
     if (ro) {
-      r.known(ro, p, ['status', 'body', 'headers']);
+      r.known(ro, p, RESPOND_KEYS);
       const headers: Record<string, string> = {};
       if (ro.headers !== undefined) {
         const hp = join(p, 'headers');
