@@ -139,6 +139,19 @@ routes:
     });
   }
 
+  test('a reload with a missing file and a bad certificate names both; the gateway still serves', async () => {
+    const bad = good()
+      .replace('"$file://site.crt", key: "$file://site.key"', '"$file://weak.crt", key: "$file://weak.key"')
+      .replace('ssls:\n', 'ssls:\n  - { id: gone, snis: [gone.test], cert: "$file://gone.crt", key: "$file://site.key" }\n');
+    gw.write('gateway.yaml', bad);
+    const r = await gw.admin('POST', '/v1/reload');
+    assert.equal(r.status, 422, JSON.stringify(r.body));
+    const errors = r.body.errors.join('\n');
+    assert.match(errors, /ssls\[0\]\.cert: \$file:\/\/gone\.crt: cannot read .*\[TLSGATE_E_SECRET_UNRESOLVED\]/);
+    assert.match(errors, /ssls\[1\]\.cert: the certificate has a 1024-bit RSA key.*\[TLSGATE_E_KEY_WEAK\]/);
+    await serves();
+  });
+
   test('the good config written back reloads (or is unchanged) and still serves', async () => {
     gw.write('gateway.yaml', good().replace('body: ok', 'body: ok2'));
     const r = await gw.admin('POST', '/v1/reload');
