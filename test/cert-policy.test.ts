@@ -20,14 +20,19 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const day = 86_400_000;
 const ca = createCA('Policy CA');
 const root = createCA('Policy Root');
-const expiredInter = createCA('Expired Inter', { issuer: root, notBefore: new Date(Date.now() - 40 * day), notAfter: new Date(Date.now() - day) });
+const ago = (days: number): Date => new Date(Date.now() - days * day);
+const expiredInter = createCA('Expired Inter', { issuer: root, notBefore: ago(40), notAfter: ago(1) });
 const futureInter = createCA('Future Inter', { issuer: root, notBefore: new Date(Date.now() + day) });
 const goodInter = createCA('Good Inter', { issuer: root });
 const keyed = (inter: typeof root, name: string): { cert: string; key: string } => {
   const l = server(inter, [name]);
   return { cert: l.cert + inter.cert, key: l.key };
 };
-const chains = { expired: keyed(expiredInter, 'e.test'), future: keyed(futureInter, 'f.test'), good: keyed(goodInter, 'g.test') };
+const chains = {
+  expired: keyed(expiredInter, 'e.test'),
+  future: keyed(futureInter, 'f.test'),
+  good: keyed(goodInter, 'g.test'),
+};
 const noSan = issue({ cn: 'nosan.test', eku: ['serverAuth'], issuer: ca });
 const weak = server(ca, ['weak.test'], { keyType: 'rsa-1024' });
 const rsa2048 = server(ca, ['strong.test'], { keyType: 'rsa-2048' });
@@ -70,38 +75,58 @@ const ssl = (id: string, snis: string, file: string, extra = ''): string =>
 test('a certificate with no SAN is refused; its CN is not used for the SNI', async () => {
   const r = await validate(config(ssl('nosan', 'nosan.test', 'nosan')));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: has no DNS Subject Alternative Name \(subject CN=nosan\.test\).*\[TLSGATE_E_CERT_NO_SAN\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: has no DNS Subject Alternative Name \(subject CN=nosan\.test\).*\[TLSGATE_E_CERT_NO_SAN\]/,
+  );
   assert.doesNotMatch(r.out, /TLSGATE_E_SNI_NOT_COVERED/, 'no follow-on coverage error');
 });
 
 test('a chain with an expired or a not-yet-valid intermediate is refused; a valid chain passes', async () => {
-  const r = await validate(config([ssl('exp', 'e.test', 'expired'), ssl('fut', 'f.test', 'future'), ssl('ok', 'g.test', 'good')].join('\n')));
+  const ssls = [ssl('exp', 'e.test', 'expired'), ssl('fut', 'f.test', 'future'), ssl('ok', 'g.test', 'good')];
+  const r = await validate(config(ssls.join('\n')));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: chain certificate 2 \(CN=Expired Inter\) expired on .*\[TLSGATE_E_CERT_EXPIRED\]/);
-  assert.match(r.out, /ssls\[1\]\.cert: chain certificate 2 \(CN=Future Inter\) is not valid before .*\[TLSGATE_E_CERT_NOT_YET_VALID\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: chain certificate 2 \(CN=Expired Inter\) expired on .*\[TLSGATE_E_CERT_EXPIRED\]/,
+  );
+  assert.match(
+    r.out,
+    /ssls\[1\]\.cert: chain certificate 2 \(CN=Future Inter\) is not valid before .*\[TLSGATE_E_CERT_NOT_YET_VALID\]/,
+  );
   assert.doesNotMatch(r.out, /ssls\[2\]/);
   const ok = await validate(config(ssl('ok', 'g.test', 'good')));
   assert.equal(ok.code, 0, ok.out);
 });
 
 test('an RSA key under 2048 bits is refused; 2048 bits passes', async () => {
-  const r = await validate(config([ssl('weak', 'weak.test', 'weak'), ssl('strong', 'strong.test', 'strong')].join('\n')));
+  const ssls = [ssl('weak', 'weak.test', 'weak'), ssl('strong', 'strong.test', 'strong')];
+  const r = await validate(config(ssls.join('\n')));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: the certificate has a 1024-bit RSA key; at least 2048 bits are required \[TLSGATE_E_KEY_WEAK\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: the certificate has a 1024-bit RSA key; at least 2048 bits are required \[TLSGATE_E_KEY_WEAK\]/,
+  );
   assert.doesNotMatch(r.out, /ssls\[1\]/);
 });
 
 test('a wildcard over a public suffix is refused as an SNI and does not count as a covering SAN', async () => {
   const snis = await validate(config(ssl('wide', '"*.com", "*.co.uk", "*.github.io", "*.example.co.uk"', 'local')));
   assert.equal(snis.code, 1);
-  assert.match(snis.out, /ssls\[0\]\.snis\[0\]: "\*\.com" is a wildcard over the public suffix "com".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/);
+  assert.match(
+    snis.out,
+    /ssls\[0\]\.snis\[0\]: "\*\.com" is a wildcard over the public suffix "com".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/,
+  );
   assert.match(snis.out, /ssls\[0\]\.snis\[1\]: "\*\.co\.uk" is a wildcard over the public suffix "co\.uk"/);
   assert.match(snis.out, /ssls\[0\]\.snis\[2\]: "\*\.github\.io" is a wildcard over the public suffix "github\.io"/);
   assert.doesNotMatch(snis.out, /snis\[3\]/, '*.example.co.uk is below a registrable domain');
 
   const sans = await validate(config(ssl('wide', 'shop.com, a.co.uk, ok.example.co.uk', 'wide')));
   assert.equal(sans.code, 1);
-  assert.match(sans.out, /ssls\[0\]\.snis\[0\]: "shop\.com" is covered only by the SAN "\*\.com", a wildcard over the public suffix "com".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/);
+  assert.match(
+    sans.out,
+    /ssls\[0\]\.snis\[0\]: "shop\.com" is covered only by the SAN "\*\.com", a wildcard over the public suffix "com".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/,
+  );
   assert.match(sans.out, /ssls\[0\]\.snis\[1\]: "a\.co\.uk" is covered only by the SAN "\*\.co\.uk"/);
   assert.doesNotMatch(sans.out, /snis\[2\]/);
 
@@ -112,7 +137,10 @@ test('a wildcard over a public suffix is refused as an SNI and does not count as
 test('an EKU problem names serverAuth / clientAuth, never an OID', async () => {
   const r = await validate(config(ssl('svc', 'svc.test', 'svc')));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: Extended Key Usage \(clientAuth\) lacks serverAuth, required for an SSL object of type server \[TLSGATE_E_CERT_EKU\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: Extended Key Usage \(clientAuth\) lacks serverAuth, required for an SSL object of type server \[TLSGATE_E_CERT_EKU\]/,
+  );
   assert.doesNotMatch(r.out, /1\.3\.6\.1/);
 });
 
@@ -122,7 +150,10 @@ test('validate warns when a disabled mTLS object\'s name is served by a plain wi
     ssl('wild', '"*.site.test"', 'site'),
   ].join('\n')));
   assert.equal(r.code, 0, r.out);
-  assert.match(r.out, /warning: ssls\[0\]\.status: "api\.site\.test" of the disabled mTLS SSL object "api" is served by "wild" without client certificate verification \[TLSGATE_E_MTLS_LOSS\]/);
+  assert.match(
+    r.out,
+    /warning: ssls\[0\]\.status: "api\.site\.test" of the disabled mTLS SSL object "api" is served by "wild" without client certificate verification \[TLSGATE_E_MTLS_LOSS\]/,
+  );
   const fine = await validate(config([
     ssl('api', 'api.site.test', 'site', ', client: { ca: "$file://ca.crt" }'),
     ssl('wild', '"*.site.test"', 'site'),
@@ -133,9 +164,13 @@ test('validate warns when a disabled mTLS object\'s name is served by a plain wi
 
 // mtlsLoss on parsed configs (schema only: `$file://` references are not read).
 const parse = (ssls: string, defaultSsl = ''): ReturnType<typeof parseConfigText>['config'] =>
-  parseConfigText(config(ssls, `[{ name: public, listen: 127.0.0.1:8443${defaultSsl ? `, default_ssl: ${defaultSsl}` : ''} }]`), join(dir, 'x.yaml')).config;
+  parseConfigText(
+    config(ssls, `[{ name: public, listen: 127.0.0.1:8443${defaultSsl ? `, default_ssl: ${defaultSsl}` : ''} }]`),
+    join(dir, 'x.yaml'),
+  ).config;
+const CA = ', client: { ca: "$file://ca.crt" }';
 const MTLS = ssl('api', 'api.site.test, admin.site.test', 'site', ', client: { ca: "$file://ca.crt" }');
-const DISABLED = ssl('api', 'api.site.test, admin.site.test', 'site', ', client: { ca: "$file://ca.crt" }, status: disabled');
+const DISABLED = ssl('api', 'api.site.test, admin.site.test', 'site', `${CA}, status: disabled`);
 const WILD = ssl('wild', '"*.site.test"', 'site');
 const OTHER = ssl('other', 'other.test', 'site');
 
@@ -146,7 +181,8 @@ test('mtlsLoss: disabling or removing an mTLS object under a plain wildcard name
     { sni: 'admin.site.test', from: 'api', to: 'wild' },
   ];
   assert.deepEqual(mtlsLoss(prev, parse([DISABLED, WILD].join('\n'))), expected);
-  assert.deepEqual(mtlsLoss(undefined, parse([DISABLED, WILD].join('\n'))), expected, 'validate: shadowed in the config itself');
+  const shadowed = parse([DISABLED, WILD].join('\n'));
+  assert.deepEqual(mtlsLoss(undefined, shadowed), expected, 'validate: shadowed in the config itself');
   assert.deepEqual(mtlsLoss(prev, parse(WILD)), expected);
   assert.deepEqual(mtlsLoss(prev, prev), []);
 });
@@ -162,7 +198,7 @@ test('mtlsLoss: a listener default_ssl without mTLS counts; no coverage at all i
 
 test('mtlsLoss: the name moving to another mTLS object, or client.ca dropped in place', () => {
   const prev = parse([MTLS, WILD].join('\n'));
-  const moved = parse([WILD, ssl('api2', 'api.site.test, admin.site.test', 'site', ', client: { ca: "$file://ca.crt" }')].join('\n'));
+  const moved = parse([WILD, ssl('api2', 'api.site.test, admin.site.test', 'site', CA)].join('\n'));
   assert.deepEqual(mtlsLoss(prev, moved), []);
   const dropped = parse([ssl('api', 'api.site.test, admin.site.test', 'site'), WILD].join('\n'));
   assert.deepEqual(mtlsLoss(prev, dropped), [
@@ -172,6 +208,6 @@ test('mtlsLoss: the name moving to another mTLS object, or client.ca dropped in 
 });
 
 test('mtlsLoss: an mTLS wildcard removed while a default_ssl answers', () => {
-  const prev = parse([ssl('wm', '"*.secure.test"', 'site', ', client: { ca: "$file://ca.crt" }'), OTHER].join('\n'), 'other');
+  const prev = parse([ssl('wm', '"*.secure.test"', 'site', CA), OTHER].join('\n'), 'other');
   assert.deepEqual(mtlsLoss(prev, parse(OTHER, 'other')), [{ sni: '*.secure.test', from: 'wm', to: 'other' }]);
 });

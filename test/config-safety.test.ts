@@ -9,6 +9,8 @@ import { once } from 'node:events';
 import { Gateway, freePort, get } from './helpers/gateway';
 import { createCA, issue, server } from './helpers/pki';
 
+const SITE_PAIR = '"$file://site.crt", key: "$file://site.key"';
+
 /** [what, config edit (applied to the good config text), the path the refusal must name]. */
 export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
   ['node host with a space', (c) => c.replace('host: 127.0.0.1, port', 'host: "bad host", port'),
@@ -47,13 +49,14 @@ export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
     /upstreams\[0\]\.tls\.sni: "a b" is not a host name/],
   ['upstream tls.sni an IP address', (c) => c.replace('scheme: http\n', 'scheme: https\n    tls: { sni: 10.0.0.1 }\n'),
     /upstreams\[0\]\.tls\.sni: "10\.0\.0\.1" is an IP address/],
-  ['listener address a DNS name', (c) => c.replace(/listen: 127\.0\.0\.1:(\d+), engine: uws/, 'listen: "example.com:$1", engine: uws'),
+  ['listener address a DNS name',
+    (c) => c.replace(/listen: 127\.0\.0\.1:(\d+), engine: uws/, 'listen: "example.com:$1", engine: uws'),
     /listeners\[1\]\.listen: "example\.com" is not an address to listen on/],
   ['SNI wildcard over a public suffix', (c) => c.replace('snis: [site.test]', 'snis: [site.test, "*.co.uk"]'),
     /ssls\[0\]\.snis\[1\]: "\*\.co\.uk" is a wildcard over the public suffix "co\.uk".*\[TLSGATE_E_WILDCARD_PUBLIC_SUFFIX\]/],
-  ['a certificate with no SAN', (c) => c.replace('"$file://site.crt", key: "$file://site.key"', '"$file://nosan.crt", key: "$file://nosan.key"'),
+  ['a certificate with no SAN', (c) => c.replace(SITE_PAIR, '"$file://nosan.crt", key: "$file://nosan.key"'),
     /ssls\[0\]\.cert: has no DNS Subject Alternative Name.*\[TLSGATE_E_CERT_NO_SAN\]/],
-  ['a 1024-bit RSA key', (c) => c.replace('"$file://site.crt", key: "$file://site.key"', '"$file://weak.crt", key: "$file://weak.key"'),
+  ['a 1024-bit RSA key', (c) => c.replace(SITE_PAIR, '"$file://weak.crt", key: "$file://weak.key"'),
     /ssls\[0\]\.cert: the certificate has a 1024-bit RSA key.*\[TLSGATE_E_KEY_WEAK\]/],
 ];
 
@@ -139,10 +142,11 @@ routes:
     });
   }
 
+  const GONE = '  - { id: gone, snis: [gone.test], cert: "$file://gone.crt", key: "$file://site.key" }';
   test('a reload with a missing file and a bad certificate names both; the gateway still serves', async () => {
     const bad = good()
-      .replace('"$file://site.crt", key: "$file://site.key"', '"$file://weak.crt", key: "$file://weak.key"')
-      .replace('ssls:\n', 'ssls:\n  - { id: gone, snis: [gone.test], cert: "$file://gone.crt", key: "$file://site.key" }\n');
+      .replace(SITE_PAIR, '"$file://weak.crt", key: "$file://weak.key"')
+      .replace('ssls:\n', `ssls:\n${GONE}\n`);
     gw.write('gateway.yaml', bad);
     const r = await gw.admin('POST', '/v1/reload');
     assert.equal(r.status, 422, JSON.stringify(r.body));
@@ -157,6 +161,8 @@ routes:
     const r = await gw.admin('POST', '/v1/reload');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await gw.waitVersion(r.body.version);
-    for (const port of [nodePort, uwsPort]) assert.equal((await get(port, '/static', { servername: 'site.test' })).body, 'ok2');
+    for (const port of [nodePort, uwsPort]) {
+      assert.equal((await get(port, '/static', { servername: 'site.test' })).body, 'ok2');
+    }
   });
 });

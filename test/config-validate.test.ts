@@ -61,7 +61,10 @@ test('a valid config: exit 0 and a one-line summary', async () => {
 test('two SSL objects claiming one SNI: an error naming both ids', async () => {
   const r = await validate(base(`${GOOD}\n  - { id: dup, snis: [GOOD.test], cert: "$file://good.crt", key: "$file://good.key" }`));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[1\]\.snis\[0\]: "good\.test" is claimed by SSL objects "good" and "dup" \[TLSGATE_E_SNI_CONFLICT\]/);
+  assert.match(
+    r.out,
+    /ssls\[1\]\.snis\[0\]: "good\.test" is claimed by SSL objects "good" and "dup" \[TLSGATE_E_SNI_CONFLICT\]/,
+  );
 });
 
 test('key mismatch, expired, wrong EKU, SAN not covering an SNI, chain order, bad PEM: each with its code, all at once', async () => {
@@ -75,11 +78,20 @@ test('key mismatch, expired, wrong EKU, SAN not covering an SNI, chain order, ba
   - { id: garbage, snis: [g.test], cert: "$file://garbage.crt", key: "$file://good.key" }`),
   );
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[1\]\.key: does not match the certificate in ssls\[1\]\.cert .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/);
+  assert.match(
+    r.out,
+    /ssls\[1\]\.key: does not match the certificate in ssls\[1\]\.cert .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/,
+  );
   assert.match(r.out, /ssls\[2\]\.cert: expired on .*\[TLSGATE_E_CERT_EXPIRED\]/);
   assert.match(r.out, /ssls\[3\]\.cert: Extended Key Usage .* lacks serverAuth.*\[TLSGATE_E_CERT_EKU\]/);
-  assert.match(r.out, /ssls\[4\]\.snis\[0\]: "a\.b\.good\.test" is not covered by the certificate's SANs.*\[TLSGATE_E_SNI_NOT_COVERED\]/);
-  assert.match(r.out, /ssls\[5\]\.cert: certificate 1 of the chain .* is not issued by certificate 2.*\[TLSGATE_E_CERT_CHAIN_ORDER\]/);
+  assert.match(
+    r.out,
+    /ssls\[4\]\.snis\[0\]: "a\.b\.good\.test" is not covered by the certificate's SANs.*\[TLSGATE_E_SNI_NOT_COVERED\]/,
+  );
+  assert.match(
+    r.out,
+    /ssls\[5\]\.cert: certificate 1 of the chain .* is not issued by certificate 2.*\[TLSGATE_E_CERT_CHAIN_ORDER\]/,
+  );
   assert.match(r.out, /ssls\[6\]\.cert: not a valid PEM certificate.*\[TLSGATE_E_CERT_PARSE\]/);
   assert.ok(!r.out.includes('PRIVATE KEY'), 'no key material in the output');
 });
@@ -133,12 +145,21 @@ test('broken YAML: the line and the parser message', async () => {
 test('references: a missing env var and file are named; $secret:// without a provider is refused, not a crash', async () => {
   const r = await validate(base(`  - { id: refs, snis: [good.test], cert: "$env://TLSGATE_TEST_NOPE", key: "$file://nope.key" }`));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: \$env:\/\/TLSGATE_TEST_NOPE: environment variable TLSGATE_TEST_NOPE is not set \[TLSGATE_E_SECRET_UNRESOLVED\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: \$env:\/\/TLSGATE_TEST_NOPE: environment variable TLSGATE_TEST_NOPE is not set \[TLSGATE_E_SECRET_UNRESOLVED\]/,
+  );
   assert.match(r.out, /ssls\[0\]\.key: \$file:\/\/nope\.key: cannot read .*nope\.key \(ENOENT\)/);
   const v = await validate(base(`  - { id: vault, snis: [v.test], cert: "$secret://vault/main/certs/v/cert", key: "$secret://vault/main/certs/v/key" }`));
   assert.equal(v.code, 1);
-  assert.match(v.out, /ssls\[0\]\.cert: \$secret:\/\/vault\/main\/certs\/v\/cert: secret provider "main" is not configured.*\[TLSGATE_E_SECRET_PROVIDER\]/);
-  assert.match(v.out, /ssls\[0\]\.key: \$secret:\/\/vault\/main\/certs\/v\/key: secret provider "main" is not configured/);
+  assert.match(
+    v.out,
+    /ssls\[0\]\.cert: \$secret:\/\/vault\/main\/certs\/v\/cert: secret provider "main" is not configured.*\[TLSGATE_E_SECRET_PROVIDER\]/,
+  );
+  assert.match(
+    v.out,
+    /ssls\[0\]\.key: \$secret:\/\/vault\/main\/certs\/v\/key: secret provider "main" is not configured/,
+  );
 });
 
 test('$env:// values resolve from the environment', async () => {
@@ -158,14 +179,19 @@ ssls:
 routes: [{ id: r, paths: [/], respond: { status: 200 } }]
 `);
   assert.equal(r.code, 1);
-  assert.match(r.out, /listeners\[0\]\.engine: uws cannot enforce mTLS.*use engine: node.*\[TLSGATE_E_ENGINE_UNSUPPORTED\]/);
+  assert.match(
+    r.out,
+    /listeners\[0\]\.engine: uws cannot enforce mTLS.*use engine: node.*\[TLSGATE_E_ENGINE_UNSUPPORTED\]/,
+  );
 });
 
 test('YAML errors give the real line and column, not 0:0', async () => {
   const dup = await validate('listeners: []\nworkers: 2\nlisteners: []\n');
   assert.equal(dup.code, 1);
   assert.match(dup.out, /c-\w+\.yaml:3:1: Map keys must be unique \[TLSGATE_E_CONFIG_PARSE\]/);
-  const open = await validate('listeners:\n  - { name: public, listen: 127.0.0.1:8443 }\nssls:\n  - id: a\n    snis: [a.test\nroutes: []\n');
+  const open = await validate(
+    'listeners:\n  - { name: public, listen: 127.0.0.1:8443 }\nssls:\n  - id: a\n    snis: [a.test\nroutes: []\n',
+  );
   assert.equal(open.code, 1);
   assert.match(open.out, /c-\w+\.yaml:6:1: Flow sequence .*\[TLSGATE_E_CONFIG_PARSE\]/);
   assert.doesNotMatch(open.out + dup.out, /:0:0:/);
@@ -196,7 +222,11 @@ upstreams: [{ id: u, nodes: [{ host: 127.0.0.1, port: 80, wieght: 1 }], colour: 
   assert.match(r.out, /routes\[0\]\.path: unknown field; did you mean "paths"\?/);
   assert.match(r.out, /routes\[0\]\.respond\.header: unknown field; did you mean "headers"\?/);
   assert.match(r.out, /upstreams\[0\]\.nodes\[0\]\.wieght: unknown field; did you mean "weight"\?/);
-  assert.match(r.out, /upstreams\[0\]\.colour: unknown field \(expected one of: id, scheme/, 'no far-fetched suggestion');
+  assert.match(
+    r.out,
+    /upstreams\[0\]\.colour: unknown field \(expected one of: id, scheme/,
+    'no far-fetched suggestion',
+  );
 });
 
 test('a value of the wrong shape shows the expected shape', async () => {
@@ -212,7 +242,10 @@ routes: [{ id: r, paths: /, upstream: u1, respond: { status: 200, headers: [a] }
   assert.equal(r.code, 1);
   assert.match(r.out, /listeners: must be a list of \{name, listen, engine, default_ssl, …\}, got a mapping/);
   assert.match(r.out, /admin: must be a mapping \{listen, api_keys, tls\}, got "127\.0\.0\.1:9180"/);
-  assert.match(r.out, /ssls\[0\]: must be a mapping \{id, type, snis, cert, key, certs, keys, client, ssl_protocols, status\}, got "good"/);
+  assert.match(
+    r.out,
+    /ssls\[0\]: must be a mapping \{id, type, snis, cert, key, certs, keys, client, ssl_protocols, status\}, got "good"/,
+  );
   assert.match(r.out, /upstreams\[0\]\.nodes: must be a list of \{host, port, weight\}, got "a:1"/);
   assert.match(r.out, /upstreams\[1\]\.nodes\[0\]: must be a mapping \{host, port, weight\}, got "a:1"/);
   assert.match(r.out, /routes\[0\]\.paths: must be a list of path prefixes, got "\/"/);
@@ -236,7 +269,11 @@ routes:
   assert.match(r.out, /ssls\[0\]\.cert: is required/);
   assert.match(r.out, /ssls\[1\]\.cert: must be a non-empty string/);
   assert.match(r.out, /upstreams\[0\]\.id: "bad id!" must be 1-64 characters/);
-  assert.match(r.out, /routes\[1\]\.upstream: "ghost" is not the id of an upstream/, 'a real dangling reference is still reported');
+  assert.match(
+    r.out,
+    /routes\[1\]\.upstream: "ghost" is not the id of an upstream/,
+    'a real dangling reference is still reported',
+  );
   assert.doesNotMatch(r.out, /listeners\[0\]\.default_ssl/);
   assert.doesNotMatch(r.out, /routes\[0\]\.upstream/);
   assert.doesNotMatch(r.out, /upstreams\[1\]\.tls\.client_ssl/);

@@ -98,15 +98,21 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     for (let i = 1; i < chain.length; i++) {
       const c = chain[i]!;
       const what = `chain certificate ${i + 1} (${oneLine(c.subject)})`;
-      if (Date.parse(c.validTo) <= input.now) err(pair.certPath, 'TLSGATE_E_CERT_EXPIRED', `${what} expired on ${new Date(Date.parse(c.validTo)).toISOString()}`);
-      else if (Date.parse(c.validFrom) > input.now) err(pair.certPath, 'TLSGATE_E_CERT_NOT_YET_VALID', `${what} is not valid before ${new Date(Date.parse(c.validFrom)).toISOString()}`);
+      const [notBefore, notAfter] = [Date.parse(c.validFrom), Date.parse(c.validTo)];
+      if (notAfter <= input.now) {
+        err(pair.certPath, 'TLSGATE_E_CERT_EXPIRED', `${what} expired on ${new Date(notAfter).toISOString()}`);
+      } else if (notBefore > input.now) {
+        const when = new Date(notBefore).toISOString();
+        err(pair.certPath, 'TLSGATE_E_CERT_NOT_YET_VALID', `${what} is not valid before ${when}`);
+      }
     }
     chain.forEach((c, i) => {
-      const bits = c.publicKey.asymmetricKeyType === 'rsa' ? c.publicKey.asymmetricKeyDetails?.modulusLength : undefined;
-      if (bits !== undefined && bits < MIN_RSA_BITS) {
-        const what = i === 0 ? 'the certificate' : `chain certificate ${i + 1} (${oneLine(c.subject)})`;
-        err(pair.certPath, 'TLSGATE_E_KEY_WEAK', `${what} has a ${bits}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`);
-      }
+      const pub = c.publicKey;
+      const bits = pub.asymmetricKeyType === 'rsa' ? pub.asymmetricKeyDetails?.modulusLength : undefined;
+      if (bits === undefined || bits >= MIN_RSA_BITS) return;
+      const what = i === 0 ? 'the certificate' : `chain certificate ${i + 1} (${oneLine(c.subject)})`;
+      const msg = `${what} has a ${bits}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`;
+      err(pair.certPath, 'TLSGATE_E_KEY_WEAK', msg);
     });
     const from = Date.parse(leaf.validFrom);
     const to = Date.parse(leaf.validTo);
@@ -119,21 +125,34 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     // keyUsage is Node's name for the Extended Key Usage list; undefined when absent.
     const eku = leaf.keyUsage;
     if (eku && eku.length > 0 && !eku.includes(EKU.any) && !eku.includes(EKU[input.type])) {
-      err(pair.certPath, 'TLSGATE_E_CERT_EKU', `Extended Key Usage (${eku.map(ekuName).join(', ')}) lacks ${input.type === 'server' ? 'serverAuth' : 'clientAuth'}, required for an SSL object of type ${input.type}`);
+      const want = input.type === 'server' ? 'serverAuth' : 'clientAuth';
+      const has = eku.map(ekuName).join(', ');
+      const msg = `Extended Key Usage (${has}) lacks ${want}, required for an SSL object of type ${input.type}`;
+      err(pair.certPath, 'TLSGATE_E_CERT_EKU', msg);
     }
     const sans = dnsNames(leaf);
     if (input.type === 'server' && sans.length === 0) {
       // No CN fallback: RFC 6125 §6.4.4 and every current browser ignore the CN when
       // matching, so a CN-only certificate would pass here and fail at every client.
-      err(pair.certPath, 'TLSGATE_E_CERT_NO_SAN', `has no DNS Subject Alternative Name (subject ${oneLine(leaf.subject)}); the CN is not used for name matching`);
+      const subject = oneLine(leaf.subject);
+      const msg = `has no DNS Subject Alternative Name (subject ${subject}); the CN is not used for name matching`;
+      err(pair.certPath, 'TLSGATE_E_CERT_NO_SAN', msg);
     } else if (input.type === 'server') {
       // A SAN like `*.com` would cover any registrable domain: never a name this object may serve.
       const usable = sans.filter((san) => !wildcardOverPublicSuffix(san));
       input.snis.forEach((sni, j) => {
         if (usable.some((san) => patternCovers(san, sni))) return;
         const wide = sans.find((san) => wildcardOverPublicSuffix(san) && patternCovers(san, sni));
-        if (wide) err(`${input.path}.snis[${j}]`, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${wildcardOverPublicSuffix(wide)}", in ${pair.certPath}`);
-        else err(`${input.path}.snis[${j}]`, 'TLSGATE_E_SNI_NOT_COVERED', `"${sni}" is not covered by the certificate's SANs (${sans.join(', ')}) in ${pair.certPath}`);
+        const p = `${input.path}.snis[${j}]`;
+        if (wide) {
+          const suffix = wildcardOverPublicSuffix(wide);
+          const msg = `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
+            `in ${pair.certPath}`;
+          err(p, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', msg);
+        } else {
+          const msg = `"${sni}" is not covered by the certificate's SANs (${sans.join(', ')}) in ${pair.certPath}`;
+          err(p, 'TLSGATE_E_SNI_NOT_COVERED', msg);
+        }
       });
     }
     const pub = leaf.publicKey;

@@ -16,20 +16,23 @@ export const FRAMING_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 export function headerName(v: string): string | null {
-  return TOKEN.test(v) ? null : `${JSON.stringify(v)} is not a header name (RFC 9110 token: letters, digits and !#$%&'*+.^_\`|~-)`;
+  if (TOKEN.test(v)) return null;
+  return `${JSON.stringify(v)} is not a header name (RFC 9110 token: letters, digits and !#$%&'*+.^_\`|~-)`;
 }
 
 export function headerValue(v: string): string | null {
   if (FIELD_VALUE.test(v)) return null;
   const bad = [...v].find((ch) => !FIELD_VALUE.test(ch))!;
-  const name = bad === '\r' ? 'CR' : bad === '\n' ? 'LF' : bad === '\0' ? 'NUL' : `U+${bad.codePointAt(0)!.toString(16).padStart(4, '0')}`;
+  const names: Record<string, string> = { '\r': 'CR', '\n': 'LF', '\0': 'NUL' };
+  const name = names[bad] ?? `U+${bad.codePointAt(0)!.toString(16).padStart(4, '0')}`;
   return `holds ${name}, which a header value cannot (control characters other than tab, and characters above U+00FF)`;
 }
 
 /** A host a socket can connect to: a DNS name or a bare IP literal. Returns a message, or null when valid. */
 export function connectHost(v: string): string | null {
   if (isIP(v)) return null;
-  if (v.startsWith('[') && v.endsWith(']') && isIP(v.slice(1, -1)) === 6) return `${JSON.stringify(v)}: write an IPv6 address without brackets`;
+  const bracketed = v.startsWith('[') && v.endsWith(']') && isIP(v.slice(1, -1)) === 6;
+  if (bracketed) return `${JSON.stringify(v)}: write an IPv6 address without brackets`;
   return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name or IP address`;
 }
 
@@ -38,14 +41,16 @@ export function hostHeader(v: string): string | null {
   const m = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(v);
   const port = m?.[2] === undefined ? 1 : Number(m[2]);
   const host = m?.[1] ?? '';
-  const hostOk = host.startsWith('[') ? isIP(host.slice(1, -1)) === 6 : isIP(host) === 4 || normalizeHost(host) !== null;
+  const ipv6 = host.startsWith('[');
+  const hostOk = ipv6 ? isIP(host.slice(1, -1)) === 6 : isIP(host) === 4 || normalizeHost(host) !== null;
   if (m && hostOk && port >= 1 && port <= 65535) return null;
-  return `${JSON.stringify(v)} is not a Host value (a host name or IP address, optionally with :port; IPv6 in brackets)`;
+  return `${JSON.stringify(v)} is not a Host value (a host name or IP address, optionally :port; IPv6 in brackets)`;
 }
 
 /** TLS SNI (RFC 6066 §3): a DNS name, never an IP literal. */
 export function sniName(v: string): string | null {
-  if (isIP(v) || isIP(v.replace(/^\[|\]$/g, ''))) return `${JSON.stringify(v)} is an IP address; SNI carries host names only (RFC 6066)`;
+  const ip = isIP(v) || isIP(v.replace(/^\[|\]$/g, ''));
+  if (ip) return `${JSON.stringify(v)} is an IP address; SNI carries host names only (RFC 6066)`;
   return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name`;
 }
 
@@ -54,12 +59,14 @@ const BIND_NAMES = new Set(['localhost', 'ip6-localhost']);
 /** An address a listener can bind without a DNS lookup: an IP literal or localhost. */
 export function bindHost(v: string): string | null {
   if (isIP(v) || BIND_NAMES.has(v.toLowerCase())) return null;
-  return `${JSON.stringify(v)} is not an address to listen on (an IP address such as 0.0.0.0, 127.0.0.1, ::, or localhost)`;
+  return `${JSON.stringify(v)} is not an address to listen on (an IP address such as 0.0.0.0 or ::, or localhost)`;
 }
 
 // Special-use and private single-label names (RFC 6761, RFC 6762, common intranet use): a
 // wildcard over them is a deployment's own choice, not a wildcard over the public Internet.
-const PRIVATE_TLDS = new Set(['localhost', 'test', 'example', 'invalid', 'local', 'internal', 'lan', 'home', 'corp', 'intranet']);
+const PRIVATE_TLDS = new Set([
+  'localhost', 'test', 'example', 'invalid', 'local', 'internal', 'lan', 'home', 'corp', 'intranet',
+]);
 
 // Common multi-label public suffixes (ICANN second levels and the largest hosting
 // suffixes of the Public Suffix List). Single-label TLDs are caught by rule, not list.

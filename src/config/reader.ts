@@ -30,7 +30,8 @@ export class Reader {
     for (const k of Object.keys(o)) {
       if (keys.includes(k)) continue;
       const near = nearest(k, keys);
-      this.error(join(path, k), `unknown field${near ? `; did you mean "${near}"?` : ''} (expected one of: ${keys.join(', ')})`);
+      const hint = near ? `; did you mean "${near}"?` : '';
+      this.error(join(path, k), `unknown field${hint} (expected one of: ${keys.join(', ')})`);
     }
   }
 
@@ -171,7 +172,8 @@ export class Reader {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
     const port = m ? Number(m[3]) : NaN;
     if (!m || port > 65535 || port < 1) {
-      this.error(join(path, key), `${JSON.stringify(v)} must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535`);
+      const example = '(e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535';
+      this.error(join(path, key), `${JSON.stringify(v)} must be host:port ${example}`);
       return undefined;
     }
     const host = m[1] ?? m[2]!;

@@ -212,15 +212,20 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     const n = typeof s === 'string' ? normalizePattern(s) : null;
     const suffix = n === null ? null : wildcardOverPublicSuffix(n);
     if (n === null) r.error(p, `${JSON.stringify(s)} is not a valid SNI (a host name, or "*." and a host name; ≤ 253 bytes)`, 'TLSGATE_E_SNI_INVALID');
-    else if (suffix) r.error(p, `"${n}" is a wildcard over the public suffix "${suffix}": it would claim every site under it`, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX');
+    else if (suffix) {
+      const msg = `"${n}" is a wildcard over the public suffix "${suffix}": it would claim every site under it`;
+      r.error(p, msg, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX');
+    }
     else if (snis.includes(n)) r.error(p, `"${n}" is listed twice`, 'TLSGATE_E_SNI_CONFLICT');
     else snis.push(n);
   });
   if (type === 'server' && Array.isArray(o.snis) && o.snis.length === 0) r.error(join(path, 'snis'), 'a server SSL object needs at least one SNI');
   const cert = r.secret(o, 'cert', path, true);
   const key = r.secret(o, 'key', path, true);
-  const certs = (r.list(o, 'certs', path, false, 'PEM certificates or references') ?? []).map((c, j) => r.secretAt(c, `${path}.certs[${j}]`));
-  const keys = (r.list(o, 'keys', path, false, 'PEM keys or references') ?? []).map((c, j) => r.secretAt(c, `${path}.keys[${j}]`));
+  const certs = (r.list(o, 'certs', path, false, 'PEM certificates or references') ?? [])
+    .map((c, j) => r.secretAt(c, `${path}.certs[${j}]`));
+  const keys = (r.list(o, 'keys', path, false, 'PEM keys or references') ?? [])
+    .map((c, j) => r.secretAt(c, `${path}.keys[${j}]`));
   if (certs.length !== keys.length) r.error(join(path, 'keys'), `has ${keys.length} key(s) for ${certs.length} extra certificate(s) in certs; they pair by index`);
   let client: SslConfig['client'];
   if (o.client !== undefined) {
@@ -369,14 +374,21 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
         for (const [k, hv] of Object.entries(ho ?? {})) {
           const kp = `${hp}[${JSON.stringify(k)}]`;
           const badName = headerName(k);
-          const badValue = typeof hv === 'string' || typeof hv === 'number' ? headerValue(String(hv)) : 'must be a string';
+          const scalar = typeof hv === 'string' || typeof hv === 'number';
+          const badValue = scalar ? headerValue(String(hv)) : 'must be a string';
           if (badName) r.error(kp, badName);
-          else if (FRAMING_HEADERS.has(k.toLowerCase())) r.error(kp, `"${k}" is set by the gateway from the body and connection; a route cannot set it`);
-          else if (badValue) r.error(kp, badValue);
+          else if (FRAMING_HEADERS.has(k.toLowerCase())) {
+            r.error(kp, `"${k}" is set by the gateway from the body and connection; a route cannot set it`);
+          } else if (badValue) r.error(kp, badValue);
           else headers[k.toLowerCase()] = String(hv);
         }
       }
-      const body = ro.body === undefined ? '' : typeof ro.body === 'string' ? ro.body : (r.error(join(p, 'body'), `must be a string, got ${typeof ro.body === 'object' ? 'a structure' : JSON.stringify(ro.body)}`), '');
+      let body = '';
+      if (typeof ro.body === 'string') body = ro.body;
+      else if (ro.body !== undefined) {
+        const got = typeof ro.body === 'object' ? 'a structure' : JSON.stringify(ro.body);
+        r.error(join(p, 'body'), `must be a string, got ${got}`);
+      }
       // 1xx is not a final response (the client would wait for one); Node refuses > 999.
       respond = { status: r.int(ro, 'status', p, { min: 200, max: 599 }) ?? defaults.respondStatus, body, headers };
     }
@@ -416,7 +428,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   c.listeners.forEach((l, i) => {
     if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl)) return;
     const s = ssls.get(l.default_ssl);
-    if (!s) r.error(`listeners[${i}].default_ssl`, `${JSON.stringify(l.default_ssl)} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const name = JSON.stringify(l.default_ssl);
+    if (!s) r.error(`listeners[${i}].default_ssl`, `${name} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
   });
   // Two SSL objects claiming one SNI: an error naming both ids.
@@ -432,14 +445,17 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   const upstreams = new Set(c.upstreams.map((u) => u.id));
   c.routes.forEach((rt, i) => {
     if (rt.upstream !== undefined && !upstreams.has(rt.upstream) && !refusedUpstreams.has(rt.upstream)) {
-      r.error(`routes[${i}].upstream`, `${JSON.stringify(rt.upstream)} is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
+      const name = JSON.stringify(rt.upstream);
+      r.error(`routes[${i}].upstream`, `${name} is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
     }
   });
   c.upstreams.forEach((u, i) => {
     const cs = u.tls?.client_ssl;
     if (cs === undefined || refusedSsls.has(cs)) return;
     const s = ssls.get(cs);
-    if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `${JSON.stringify(cs)} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const name = JSON.stringify(cs);
+    const p = `upstreams[${i}].tls.client_ssl`;
+    if (!s) r.error(p, `${name} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
   const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
@@ -456,7 +472,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     const i = c.ssls.findIndex((s) => s.id === loss.from);
     r.warn(
       `ssls[${i}].status`,
-      `"${loss.sni}" of the disabled mTLS SSL object "${loss.from}" is served by "${loss.to}" without client certificate verification`,
+      `"${loss.sni}" of the disabled mTLS SSL object "${loss.from}" is served by "${loss.to}" ` +
+        'without client certificate verification',
       'TLSGATE_E_MTLS_LOSS',
     );
   }
@@ -522,7 +539,9 @@ function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj
 }
 
 /** Runs a format check on a value that was read; records the message at `path`. */
-function checked(r: Reader, path: string, v: string | undefined, check: (v: string) => string | null): string | undefined {
+function checked(
+  r: Reader, path: string, v: string | undefined, check: (v: string) => string | null,
+): string | undefined {
   if (v === undefined) return undefined;
   const bad = check(v);
   if (bad === null) return v;
@@ -533,7 +552,8 @@ function checked(r: Reader, path: string, v: string | undefined, check: (v: stri
 function identityHeader(v: string): string | null {
   const bad = headerName(v);
   if (bad) return bad;
-  return FRAMING_HEADERS.has(v.toLowerCase()) || v.toLowerCase() === 'host' ? `"${v}" is a header the gateway sets itself` : null;
+  const own = FRAMING_HEADERS.has(v.toLowerCase()) || v.toLowerCase() === 'host';
+  return own ? `"${v}" is a header the gateway sets itself` : null;
 }
 
 function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
