@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { CLI } from './helpers/gateway';
 import { createCA, issue, server } from './helpers/pki';
 import { parseConfigText } from '../src/config/load';
-import { mtlsLoss } from '../src/config/mtls-loss';
+import { mtlsLoss, mtlsLossIssues } from '../src/config/mtls-loss';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsgate-certpolicy-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -184,6 +184,16 @@ test('mtlsLoss: disabling or removing an mTLS object under a plain wildcard name
   const shadowed = parse([DISABLED, WILD].join('\n'));
   assert.deepEqual(mtlsLoss(undefined, shadowed), expected, 'validate: shadowed in the config itself');
   assert.deepEqual(mtlsLoss(prev, parse(WILD)), expected);
+  const issues = mtlsLossIssues(prev, parse(WILD));
+  assert.equal(issues.length, 2);
+  assert.deepEqual(issues[0], {
+    path: 'ssls[0] (removed)',
+    code: 'TLSGATE_E_MTLS_LOSS',
+    severity: 'warning',
+    message: '"api.site.test" loses client certificate verification: mTLS SSL object "api" is removed, ' +
+      '"wild" serves it without a client CA',
+  });
+  assert.match(mtlsLossIssues(prev, parse([DISABLED, WILD].join('\n')))[1]!.message, /"admin\.site\.test" .* "api" is disabled/);
   assert.deepEqual(mtlsLoss(prev, prev), []);
 });
 

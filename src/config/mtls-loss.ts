@@ -3,6 +3,7 @@
 // still answers for its names turns "client certificate required" into "anyone" with
 // no handshake failing: the change must be named, never silent.
 import { wildcardParent } from '../routing/names';
+import type { ConfigIssue } from '../errors';
 import type { GatewayConfig, SslConfig } from './types';
 
 export interface MtlsLoss {
@@ -62,4 +63,24 @@ function serving(map: Map<string, SslConfig>, c: Cfg, name: string): SslConfig |
   const byId = new Map(c.ssls.filter(live).map((s) => [s.id, s]));
   const defaults = c.listeners.map((l) => (l.default_ssl ? byId.get(l.default_ssl) : undefined));
   return defaults.find((d) => d && !d.client) ?? defaults.find((d) => d !== undefined);
+}
+
+/**
+ * The losses as reload warnings (`TLSGATE_E_MTLS_LOSS`), one per name, at the path of the
+ * object that had mTLS (in `next` when it is still there, else `prev`).
+ */
+export function mtlsLossIssues(prev: Cfg | undefined, next: Cfg): ConfigIssue[] {
+  return mtlsLoss(prev, next).map((l) => {
+    const inNext = next.ssls.findIndex((s) => s.id === l.from);
+    const inPrev = prev ? prev.ssls.findIndex((s) => s.id === l.from) : -1;
+    const path = inNext >= 0 ? `ssls[${inNext}]` : `ssls[${inPrev}] (removed)`;
+    const how = inNext < 0 ? 'removed' : next.ssls[inNext]!.status === 'disabled' ? 'disabled' : 'without client.ca';
+    return {
+      path,
+      code: 'TLSGATE_E_MTLS_LOSS' as const,
+      severity: 'warning' as const,
+      message: `"${l.sni}" loses client certificate verification: mTLS SSL object "${l.from}" is ${how}, ` +
+        `"${l.to}" serves it without a client CA`,
+    };
+  });
 }
