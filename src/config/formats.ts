@@ -28,12 +28,34 @@ export function headerValue(v: string): string | null {
   return `holds ${name}, which a header value cannot (control characters other than tab, and characters above U+00FF)`;
 }
 
+/**
+ * WHATWG URL (which undici parses every origin with) reads a host whose last label is a
+ * number as IPv4: "999.1.1.1" and "a.1" throw ERR_INVALID_URL in the worker, "0x7f.1" becomes
+ * 127.0.0.1. Only a strict dotted quad (isIP) may end in a number.
+ */
+function endsInNumber(host: string): boolean {
+  const last = host.replace(/\.$/, '').split('.').pop() ?? '';
+  return /^(?:\d+|0x[0-9a-f]*)$/i.test(last);
+}
+
+/** A host name that the URL parser keeps as written (no IPv4 reinterpretation, no throw). */
+function dnsName(v: string): boolean {
+  if (normalizeHost(v) === null || endsInNumber(v)) return false;
+  try {
+    return new URL(`http://${v}:1/`).hostname === v.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
 /** A host a socket can connect to: a DNS name or a bare IP literal. Returns a message, or null when valid. */
 export function connectHost(v: string): string | null {
   if (isIP(v)) return null;
   const bracketed = v.startsWith('[') && v.endsWith(']') && isIP(v.slice(1, -1)) === 6;
   if (bracketed) return `${JSON.stringify(v)}: write an IPv6 address without brackets`;
-  return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name or IP address`;
+  const numeric = normalizeHost(v) !== null && endsInNumber(v);
+  if (numeric) return `${JSON.stringify(v)} ends in a number but is not an IPv4 address`;
+  return dnsName(v) ? null : `${JSON.stringify(v)} is not a host name or IP address`;
 }
 
 /** A Host header value: host name or IP literal (IPv6 in brackets), optional `:port`. */
@@ -42,7 +64,7 @@ export function hostHeader(v: string): string | null {
   const port = m?.[2] === undefined ? 1 : Number(m[2]);
   const host = m?.[1] ?? '';
   const ipv6 = host.startsWith('[');
-  const hostOk = ipv6 ? isIP(host.slice(1, -1)) === 6 : isIP(host) === 4 || normalizeHost(host) !== null;
+  const hostOk = ipv6 ? isIP(host.slice(1, -1)) === 6 : isIP(host) === 4 || dnsName(host);
   if (m && hostOk && port >= 1 && port <= 65535) return null;
   return `${JSON.stringify(v)} is not a Host value (a host name or IP address, optionally :port; IPv6 in brackets)`;
 }
@@ -51,7 +73,7 @@ export function hostHeader(v: string): string | null {
 export function sniName(v: string): string | null {
   const ip = isIP(v) || isIP(v.replace(/^\[|\]$/g, ''));
   if (ip) return `${JSON.stringify(v)} is an IP address; SNI carries host names only (RFC 6066)`;
-  return normalizeHost(v) ? null : `${JSON.stringify(v)} is not a host name`;
+  return dnsName(v) ? null : `${JSON.stringify(v)} is not a host name`;
 }
 
 const BIND_NAMES = new Set(['localhost', 'ip6-localhost']);
