@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { Gateway, freePort, get } from './helpers/gateway';
 import { createCA, issue, server } from './helpers/pki';
 
+const BAD_PEM = '-----BEGIN CERTIFICATE-----\\nnope\\n-----END CERTIFICATE-----\\n';
 const SITE_PAIR = '"$file://site.crt", key: "$file://site.key"';
 
 /** [what, config edit (applied to the good config text), the path the refusal must name]. */
@@ -55,6 +56,9 @@ export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
     /upstreams\[0\]\.tls\.sni: "a b" is not a host name/],
   ['upstream tls.sni an IP address', (c) => c.replace('scheme: http\n', 'scheme: https\n    tls: { sni: 10.0.0.1 }\n'),
     /upstreams\[0\]\.tls\.sni: "10\.0\.0\.1" is an IP address/],
+  ['upstream tls.ca that is not PEM',
+    (c) => c.replace('scheme: http\n', `scheme: https\n    tls: { ca: "${BAD_PEM}" }\n`),
+    /upstreams\[0\]\.tls\.ca: not a valid PEM CA bundle.*\[TLSGATE_E_CA_PARSE\]/],
   ['listener address a DNS name',
     (c) => c.replace(/listen: 127\.0\.0\.1:(\d+), engine: uws/, 'listen: "example.com:$1", engine: uws'),
     /listeners\[1\]\.listen: "example\.com" is not an address to listen on/],

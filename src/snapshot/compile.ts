@@ -3,7 +3,8 @@
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
 import type { CertValidator } from '../certs/pool';
-import { materialHash, type CertInfo, type ValidateInput } from '../certs/validate';
+import { X509Certificate } from 'node:crypto';
+import { materialHash, splitPem, type CertInfo, type ValidateInput } from '../certs/validate';
 import type { Snapshot, SslSnapshot, UpstreamSnapshot } from './types';
 
 export interface SslDetails {
@@ -51,7 +52,7 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   }));
   const checked = await validator.validate(all.filter((_, i) => complete[i]));
   const unresolved = rc.unresolved ?? [];
-  const issues = [...unresolved, ...checked.flatMap((r) => r.issues)];
+  const issues = [...unresolved, ...checked.flatMap((r) => r.issues), ...upstreamCaIssues(rc)];
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   const inputs = all;
   const results = checked;
@@ -164,4 +165,23 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     details,
     warnings: issues,
   };
+}
+
+/** A CA bundle that does not parse would only show as a 502 on every request to the upstream. */
+function upstreamCaIssues(rc: ResolvedConfig): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  rc.config.upstreams.forEach((u, i) => {
+    const path = `upstreams[${i}].tls.ca`;
+    const pem = u.tls?.ca ? rc.values.get(path) : undefined;
+    if (pem === undefined) return;
+    const blocks = splitPem(pem);
+    try {
+      if (blocks.length === 0) throw new Error('no "BEGIN CERTIFICATE" block');
+      for (const b of blocks) new X509Certificate(b);
+    } catch (e) {
+      const message = `not a valid PEM CA bundle: ${(e as Error).message}`;
+      out.push({ path, code: 'TLSGATE_E_CA_PARSE', severity: 'error', message });
+    }
+  });
+  return out;
 }
