@@ -317,3 +317,18 @@ routes:
     assert.match(r.out, re);
   }
 });
+
+test('a misspelt enum value or reference suggests the nearest one', async () => {
+  const r = await validate(`
+listeners: [{ name: p, listen: 127.0.0.1:8444, engine: uwss, default_ssl: god }]
+ssls:
+${GOOD}
+upstreams: [{ id: api, nodes: [{ host: 127.0.0.1, port: 80 }] }]
+routes: [{ id: r, paths: [/], upstream: apl }, { id: r2, paths: [/x], upstream: zzzzzz }]
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /listeners\[0\]\.engine: must be one of node \| uws, got "uwss"; did you mean "uws"\?/);
+  assert.match(r.out, /listeners\[0\]\.default_ssl: "god" is not the id of an SSL object \(did you mean "good"\?\)/);
+  assert.match(r.out, /routes\[0\]\.upstream: "apl" is not the id of an upstream \(did you mean "api"\?\)/);
+  assert.match(r.out, /routes\[1\]\.upstream: "zzzzzz" is not the id of an upstream \[/);
+});

@@ -129,7 +129,9 @@ export class Reader {
     const v = o[key];
     if (v === undefined || v === null) return undefined;
     if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
-    this.error(join(path, key), `must be one of ${values.join(' | ')}, got ${describe(v)}`);
+    const near = typeof v === 'string' ? nearest(v, values) : undefined;
+    const hint = near ? `; did you mean "${near}"?` : '';
+    this.error(join(path, key), `must be one of ${values.join(' | ')}, got ${describe(v)}${hint}`);
     return undefined;
   }
 

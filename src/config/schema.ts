@@ -9,7 +9,7 @@ import { secretFields } from './secret-fields';
 import type { TlsProtocol } from '../snapshot/types';
 import { defaults } from './defaults';
 import {
-  connectHost, FRAMING_HEADERS, headerName, headerValue, hostHeader, sniName, wildcardOverPublicSuffix,
+  connectHost, FRAMING_HEADERS, headerName, headerValue, hostHeader, nearest, sniName, wildcardOverPublicSuffix,
 } from './formats';
 import { join, Reader, type Obj } from './reader';
 import type {
@@ -429,7 +429,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl)) return;
     const s = ssls.get(l.default_ssl);
     const name = JSON.stringify(l.default_ssl);
-    if (!s) r.error(`listeners[${i}].default_ssl`, `${name} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const msg = `${name} is not the id of an SSL object${didYouMean(l.default_ssl, [...ssls.keys()])}`;
+    if (!s) r.error(`listeners[${i}].default_ssl`, msg, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
   });
   // Two SSL objects claiming one SNI: an error naming both ids.
@@ -446,7 +447,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   c.routes.forEach((rt, i) => {
     if (rt.upstream !== undefined && !upstreams.has(rt.upstream) && !refusedUpstreams.has(rt.upstream)) {
       const name = JSON.stringify(rt.upstream);
-      r.error(`routes[${i}].upstream`, `${name} is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
+      const hint = didYouMean(rt.upstream, [...upstreams]);
+      r.error(`routes[${i}].upstream`, `${name} is not the id of an upstream${hint}`, 'TLSGATE_E_REF_UNKNOWN');
     }
   });
   c.upstreams.forEach((u, i) => {
@@ -455,7 +457,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     const s = ssls.get(cs);
     const name = JSON.stringify(cs);
     const p = `upstreams[${i}].tls.client_ssl`;
-    if (!s) r.error(p, `${name} is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const hint = didYouMean(cs, [...ssls.keys()]);
+    if (!s) r.error(p, `${name} is not the id of an SSL object${hint}`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
   const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
@@ -513,6 +516,11 @@ function providerRefs(r: Reader, c: GatewayConfig): void {
     if (type === undefined) r.error(path, `${text}: secret provider "${provider}" is not configured (secret_providers has ${[...providers.keys()].map((k) => `"${k}"`).join(', ') || 'none'})`, 'TLSGATE_E_SECRET_PROVIDER');
     else if (type !== kind) r.error(path, `${text}: secret provider "${provider}" is of type ${type}, not ${kind}`, 'TLSGATE_E_SECRET_PROVIDER');
   }
+}
+
+function didYouMean(v: string, known: readonly string[]): string {
+  const near = nearest(v, known);
+  return near ? ` (did you mean "${near}"?)` : '';
 }
 
 /** `id`s present in the raw `kind` list whose object did not validate. */
