@@ -30,10 +30,11 @@ export function mtlsLoss(prev: Cfg | undefined, next: Cfg): MtlsLoss[] {
     : next.ssls.filter((s) => s.type === 'server' && s.status === 'disabled' && s.client);
   if (before.length === 0) return [];
   const map = sniMap(next);
+  const fallback = defaultSsl(next);
   const out: MtlsLoss[] = [];
   for (const s of before) {
     for (const sni of s.snis) {
-      const now = serving(map, next, sni);
+      const now = serving(map, sni) ?? fallback;
       if (now && !now.client) out.push({ sni, from: s.id, to: now.id });
     }
   }
@@ -50,16 +51,16 @@ function sniMap(c: Cfg): Map<string, SslConfig> {
   return m;
 }
 
-/** The SSL object a client asking for `name` gets (DESIGN.md "SNI rules"), or undefined (handshake fails). */
-function serving(map: Map<string, SslConfig>, c: Cfg, name: string): SslConfig | undefined {
+/** The SSL object a client asking for `name` gets by SNI (DESIGN.md "SNI rules"). */
+function serving(map: Map<string, SslConfig>, name: string): SslConfig | undefined {
   const exact = map.get(name);
-  if (exact) return exact;
-  if (!name.startsWith('*.')) {
-    const parent = wildcardParent(name);
-    const wild = parent ? map.get('*.' + parent) : undefined;
-    if (wild) return wild;
-  }
-  // No SNI match: a listener's default_ssl answers. The weakest one is what a client can get.
+  if (exact || name.startsWith('*.')) return exact;
+  const parent = wildcardParent(name);
+  return parent ? map.get('*.' + parent) : undefined;
+}
+
+/** No SNI match: a listener's default_ssl answers (else the handshake fails). The weakest is what a client can get. */
+function defaultSsl(c: Cfg): SslConfig | undefined {
   const byId = new Map(c.ssls.filter(live).map((s) => [s.id, s]));
   const defaults = c.listeners.map((l) => (l.default_ssl ? byId.get(l.default_ssl) : undefined));
   return defaults.find((d) => d && !d.client) ?? defaults.find((d) => d !== undefined);
@@ -70,9 +71,11 @@ function serving(map: Map<string, SslConfig>, c: Cfg, name: string): SslConfig |
  * object that had mTLS (in `next` when it is still there, else `prev`).
  */
 export function mtlsLossIssues(prev: Cfg | undefined, next: Cfg): ConfigIssue[] {
+  const index = (c: Cfg | undefined): Map<string, number> => new Map(c?.ssls.map((s, i) => [s.id, i]));
+  const [nextAt, prevAt] = [index(next), index(prev)];
   return mtlsLoss(prev, next).map((l) => {
-    const inNext = next.ssls.findIndex((s) => s.id === l.from);
-    const inPrev = prev ? prev.ssls.findIndex((s) => s.id === l.from) : -1;
+    const inNext = nextAt.get(l.from) ?? -1;
+    const inPrev = prevAt.get(l.from) ?? -1;
     const path = inNext >= 0 ? `ssls[${inNext}]` : `ssls[${inPrev}] (removed)`;
     const how = inNext < 0 ? 'removed' : next.ssls[inNext]!.status === 'disabled' ? 'disabled' : 'without client.ca';
     return {

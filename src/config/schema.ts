@@ -471,10 +471,10 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
       'TLSGATE_E_PROTOCOLS_PER_SNI',
     );
   }
+  const sslAt = new Map(c.ssls.map((s, i) => [s.id, i]));
   for (const loss of mtlsLoss(undefined, c)) {
-    const i = c.ssls.findIndex((s) => s.id === loss.from);
     r.warn(
-      `ssls[${i}].status`,
+      `ssls[${sslAt.get(loss.from)}].status`,
       `"${loss.sni}" of the disabled mTLS SSL object "${loss.from}" is served by "${loss.to}" ` +
         'without client certificate verification',
       'TLSGATE_E_MTLS_LOSS',
