@@ -22,6 +22,8 @@ export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
     /upstreams\[0\]\.nodes\[0\]\.host: "999\.1\.1\.1" ends in a number but is not an IPv4 address/],
   ['node host that URL rewrites to 127.0.0.1', (c) => c.replace('host: 127.0.0.1, port', 'host: 0x7f.1, port'),
     /upstreams\[0\]\.nodes\[0\]\.host: "0x7f\.1" ends in a number/],
+  ['node host with invalid punycode', (c) => c.replace('host: 127.0.0.1, port', 'host: xn--a.internal, port'),
+    /upstreams\[0\]\.nodes\[0\]\.host: "xn--a\.internal" is not a host name or IP address/],
   ['upstream Host ending in a number', (c) => c.replace('host: app.internal', 'host: "app.1:8080"'),
     /upstreams\[0\]\.host: "app\.1:8080" is not a Host value/],
   ['node port 0', (c) => c.replace(/port: \d+, weight/, 'port: 0, weight'),

@@ -38,9 +38,14 @@ function endsInNumber(host: string): boolean {
   return /^(?:\d+|0x[0-9a-f]*)$/i.test(last);
 }
 
-/** A host name that the URL parser keeps as written (no IPv4 reinterpretation, no throw). */
+/**
+ * A host name that the URL parser keeps as written (no IPv4 reinterpretation, no throw).
+ * For ASCII labels that are not numeric, only punycode (`xn--`) can still fail there
+ * ("xn--a.com" throws ERR_INVALID_URL): parse just those, ~5 µs each.
+ */
 function dnsName(v: string): boolean {
   if (normalizeHost(v) === null || endsInNumber(v)) return false;
+  if (!/(?:^|\.)xn--/i.test(v)) return true;
   try {
     return new URL(`http://${v}:1/`).hostname === v.toLowerCase();
   } catch {
