@@ -44,6 +44,8 @@ export const BAD_VALUES: Array<[string, (c: string) => string, RegExp]> = [
     /routes\[0\]\.respond\.status: must be between 200 and 599, got 99/],
   ['respond status 1000', (c) => c.replace('status: 200', 'status: 1000'),
     /routes\[0\]\.respond\.status: must be between 200 and 599, got 1000/],
+  ['respond 204 with a body', (c) => c.replace('status: 200', 'status: 204'),
+    /routes\[0\]\.respond\.body: must be empty: a 204 response has no content/],
   ['respond body a mapping', (c) => c.replace('body: ok', 'body: { a: 1 }'),
     /routes\[0\]\.respond\.body: must be a string/],
   ['upstream Host header with CR/LF', (c) => c.replace('host: app.internal', 'host: "app.internal\\r\\nx-injected: 1"'),

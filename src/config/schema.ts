@@ -37,6 +37,7 @@ const UPSTREAM_TLS_KEYS = ['verify', 'ca', 'client_ssl', 'sni'] as const;
 const IDENTITY_KEYS = ['subject', 'fingerprint', 'verify'] as const;
 const ROUTE_KEYS = ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size'] as const;
 const RESPOND_KEYS = ['status', 'body', 'headers'] as const;
+const NO_CONTENT = new Set([204, 205, 304]); // RFC 9110 §15.3.5, §15.3.6, §15.4.5
 const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
 
 interface EdgeDefaults {
@@ -390,7 +391,13 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
         r.error(join(p, 'body'), `must be a string, got ${got}`);
       }
       // 1xx is not a final response (the client would wait for one); Node refuses > 999.
-      respond = { status: r.int(ro, 'status', p, { min: 200, max: 599 }) ?? defaults.respondStatus, body, headers };
+      const status = r.int(ro, 'status', p, { min: 200, max: 599 }) ?? defaults.respondStatus;
+      // uWS writes the body after a 204 anyway (measured): a keep-alive client then reads it
+      // as the start of the next response.
+      if (NO_CONTENT.has(status) && body !== '') {
+        r.error(join(p, 'body'), `must be empty: a ${status} response has no content`);
+      }
+      respond = { status, body, headers };
     }
   }
   if (upstreamId && respond) r.error(path, 'has both upstream and respond; a route does one');
