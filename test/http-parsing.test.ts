@@ -268,6 +268,7 @@ routes:
       test('absolute-form: its authority is the host, origin-form upstream', uwsOnly(UWS_PARSER_LIMIT), async () => {
         const r = await proxied('GET https://a.test/x/../admin?q=1 HTTP/1.1\r\nHost: b.test\r\n\r\n');
         assert.equal(r.url, '/admin?q=1');
+        assert.equal(r.host, 'a.test', 'the upstream got the Host header instead of the target authority');
       });
 
       test('OPTIONS * is answered (not refused as malformed)', uwsOnly(UWS_PARSER_LIMIT), async () => {
