@@ -1,5 +1,6 @@
 // The one schema: raw YAML value → GatewayConfig, or every problem with its path.
 import { dirname } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { ConfigIssue } from '../errors';
 import { normalizePattern } from '../routing/names';
 import { validateProviderConfig } from '../secrets/providers';
@@ -186,7 +187,7 @@ function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): List
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
   const o = r.obj(v, path);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status']);
+  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'ssl_ciphers', 'status']);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const type = r.oneOf(o, 'type', path, ['server', 'client'] as const) ?? defaults.sslType;
   const snis: string[] = [];
@@ -207,10 +208,11 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
   if (o.client !== undefined) {
     const c = r.obj(o.client, join(path, 'client'));
     if (c) {
-      r.known(c, join(path, 'client'), ['ca', 'depth']);
+      r.known(c, join(path, 'client'), ['ca', 'depth', 'crl']);
       const ca = r.secret(c, 'ca', join(path, 'client'), true);
       const depth = r.int(c, 'depth', join(path, 'client'), { min: 0, max: 10 }) ?? defaults.clientDepth;
-      if (ca) client = { ca, depth };
+      const crl = r.secret(c, 'crl', join(path, 'client'));
+      if (ca) client = { ca, depth, ...optional('crl', crl) };
     }
     if (type === 'client') r.error(join(path, 'client'), 'client CA (mTLS) applies to server SSL objects only');
   }
@@ -221,6 +223,10 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     else r.error(`${path}.ssl_protocols[${j}]`, `must be TLSv1.2 or TLSv1.3, got ${JSON.stringify(p)}`);
   });
   if (rawProtocols && rawProtocols.length === 0) r.error(join(path, 'ssl_protocols'), 'must hold at least one protocol');
+  const ssl_ciphers = r.str(o, 'ssl_ciphers', path) ?? defaults.sslCiphers;
+  if (o.ssl_ciphers !== undefined && !knownCiphers(ssl_ciphers)) {
+    r.error(join(path, 'ssl_ciphers'), `${JSON.stringify(ssl_ciphers)}: OpenSSL knows none of these ciphers (an OpenSSL cipher list, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")`);
+  }
   const status = r.oneOf(o, 'status', path, ['enabled', 'disabled'] as const) ?? defaults.sslStatus;
   if (!id || !cert || !key) return undefined;
   return {
@@ -233,8 +239,21 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     keys: keys.filter((c): c is string => c !== undefined),
     ...optional('client', client),
     ssl_protocols: protocols,
+    ssl_ciphers,
     status,
   };
+}
+
+/** Does OpenSSL accept the list (at least one cipher it knows)? TLS 1.3 suite names alone count. */
+function knownCiphers(list: string): boolean {
+  const tls12 = list.split(':').filter((c) => c && !c.startsWith('TLS_')).join(':');
+  const tls13 = list.split(':').filter((c) => c.startsWith('TLS_')).join(':');
+  try {
+    createSecureContext({ ciphers: tls12 || tls13 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefined {

@@ -1,5 +1,6 @@
 // ResolvedConfig → Snapshot: validate every certificate (in the pool), check SNI
 // coverage, and lay out what workers need. Refuses with every problem at once.
+import { createSecureContext } from 'node:tls';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
 import type { CertValidator } from '../certs/pool';
@@ -24,6 +25,18 @@ export interface Compiled {
   warnings: ConfigIssue[];
 }
 
+/** Why OpenSSL would not load a client CRL bundle, or undefined. */
+function crlProblem(pem: string): string | undefined {
+  const crls = pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
+  if (crls.length === 0) return 'holds no PEM CRL (-----BEGIN X509 CRL-----)';
+  try {
+    createSecureContext({ crl: crls });
+    return undefined;
+  } catch (err) {
+    return `OpenSSL cannot load it: ${(err as Error).message}`;
+  }
+}
+
 export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidator, now = Date.now()): Promise<Compiled> {
   const { config: c, values } = rc;
   const val = (p: string): string => values.get(p)!;
@@ -42,6 +55,11 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   }));
   const results = await validator.validate(inputs);
   const issues = results.flatMap((r) => r.issues);
+  c.ssls.forEach((s, i) => {
+    if (s.client?.crl === undefined) return;
+    const problem = crlProblem(val(`ssls[${i}].client.crl`));
+    if (problem) issues.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+  });
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
 
   const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
@@ -51,24 +69,29 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
       .map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
       .sort((a, b) => Number(b.ec) - Number(a.ec))
       .map(({ cert, key }) => ({ cert, key }));
-    if (pairs.length > 1 && s.type === 'server') {
+    if (pairs.length > 1 && s.type === 'server' && c.listeners.some((l) => l.engine === 'uws')) {
       issues.push({
         path: `ssls[${i}].certs`,
         code: 'TLSGATE_E_DUAL_CERT_SNI',
         severity: 'warning',
-        message: `"${s.id}" has ${pairs.length} pairs; on a connection whose SNI selects it, node:tls presents only one (Node 20 copies one certificate from an SNI context, measured): the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair. Connections served by it as default_ssl without SNI get every pair.${c.listeners.some((l) => l.engine === 'uws') ? ' On a uws listener (one pair per uWS context) only that pair is used, with or without SNI.' : ''}`,
+        message: `"${s.id}" has ${pairs.length} pairs; a uws listener (one pair per uWS context) presents only the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair, with or without SNI. node listeners present every pair (OpenSSL picks by the client's signature algorithms).`,
       });
     }
     const clientCa = inputs[i]!.clientCa?.pem;
+    const clientCrl = s.client?.crl !== undefined ? val(`ssls[${i}].client.crl`) : undefined;
     return {
       id: s.id,
       type: s.type,
       snis: s.snis,
       pairs,
       ...(clientCa ? { clientCa } : {}),
+      ...(clientCa && clientCrl ? { clientCrl } : {}),
       clientDepth: s.client?.depth ?? 0,
       protocols: s.ssl_protocols,
-      hash: materialHash([...pairs.flatMap((p) => [p.cert, p.key]), clientCa, String(s.client?.depth), s.ssl_protocols.join(',')]),
+      ciphers: s.ssl_ciphers,
+      hash: materialHash([
+        ...pairs.flatMap((p) => [p.cert, p.key]), clientCa, clientCrl, String(s.client?.depth), s.ssl_protocols.join(','), s.ssl_ciphers,
+      ]),
     };
   });
   const sni: Array<[string, string]> = [];
