@@ -20,6 +20,7 @@ import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { sendError } from '../proxy';
 import { contextOptions } from './context-cache';
 import { parseClientHello, UNRECOGNIZED_NAME_ALERT } from './client-hello';
+import { connectionBudget } from './fd-budget';
 import { dataPlane as m } from '../metrics';
 
 const SSL = Symbol('tlsgate.ssl');
@@ -84,7 +85,8 @@ export class NodeEngine implements Engine {
     this.http.emit('listening');
     this.tcp = createTcpServer({ noDelay: true }, (raw) => this.onConnection(raw));
     // At the cap Node closes a new connection at accept; open ones keep being served.
-    this.tcp.maxConnections = listener.maxConnections;
+    // Capped by the fd budget too: past the open-files limit accept() fails (EMFILE).
+    this.tcp.maxConnections = Math.min(listener.maxConnections, connectionBudget());
     this.tcp.on('drop', () => this.fail('max_connections'));
   }
 
@@ -95,6 +97,8 @@ export class NodeEngine implements Engine {
       this.tcp.once('error', onError);
       this.tcp.listen({ host, port }, () => {
         this.tcp.off('error', onError);
+        // Accept errors (EMFILE, ENFILE) must not end the worker: libuv retries the accept.
+        this.tcp.on('error', (err) => this.acceptError(err));
         resolve();
       });
     });
@@ -105,7 +109,14 @@ export class NodeEngine implements Engine {
     this.listener = listener;
     this.http.keepAliveTimeout = listener.timeouts.keepAliveMs;
     this.http.headersTimeout = listener.timeouts.requestHeaderMs;
-    this.tcp.maxConnections = listener.maxConnections;
+    this.tcp.maxConnections = Math.min(listener.maxConnections, connectionBudget());
+  }
+
+  private acceptErrors = 0;
+
+  private acceptError(err: Error): void {
+    // One log line per burst: under an fd flood every accept fails.
+    if (this.acceptErrors++ % 1000 === 0) this.deps.log.error({ err, listener: this.listener.name, count: this.acceptErrors }, 'accept failed');
   }
 
   private onConnection(raw: Socket): void {

@@ -1,36 +1,20 @@
-// Node has no setrlimit: the primary raises its own soft limit of open files to the hard
-// limit with util-linux `prlimit` before it forks, and the workers inherit it. Each TCP
-// connection holds an fd: under a 1,024 soft limit, 1,100 idle connections took a worker
-// down (measured), while the hard limit is usually far higher.
-import { execFileSync } from 'node:child_process';
+// The open-files limit bounds the connections a worker can hold. Node raises its soft
+// limit to the hard limit at start (measured on Node 20.20; workers inherit it), so only
+// the hard limit matters: `ulimit -n 1024` sets both, and 1,100 idle connections then took
+// a worker down (EMFILE). The primary logs the limit and warns when the listeners' caps
+// do not fit in it; each worker also caps itself (engines/fd-budget.ts).
 import type { Logger } from '../log';
+import { connectionBudget, openFilesLimit } from '../engines/fd-budget';
 
-export interface FdLimit {
-  soft: string;
-  hard: string;
-}
-
-function read(pid: number): FdLimit {
-  const out = execFileSync('prlimit', ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '--output', 'SOFT,HARD'], {
-    encoding: 'utf8',
-    timeout: 5_000,
-  });
-  const [soft = '', hard = ''] = out.trim().split(/\s+/);
-  return { soft, hard };
-}
-
-/** Raise the soft RLIMIT_NOFILE of this process to its hard limit; logs the outcome, never throws. */
-export function raiseFdLimit(log: Logger, pid = process.pid): FdLimit | undefined {
-  try {
-    const before = read(pid);
-    if (before.soft !== before.hard) {
-      execFileSync('prlimit', ['--pid', String(pid), `--nofile=${before.hard}:${before.hard}`], { timeout: 5_000 });
-    }
-    const after = read(pid);
-    log.info({ soft: after.soft, hard: after.hard, was: before.soft }, 'open files limit');
-    return after;
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'cannot raise the open files limit with prlimit (util-linux); each connection holds one fd');
-    return undefined;
+export function checkFdLimit(log: Logger, listeners: ReadonlyArray<{ name: string; maxConnections: number }>): void {
+  const limit = openFilesLimit();
+  const budget = connectionBudget(limit);
+  const wanted = listeners.reduce((n, l) => n + l.maxConnections, 0);
+  log.info({ open_files: limit ?? 'unlimited', connection_budget: budget }, 'open files limit');
+  if (wanted > budget) {
+    log.warn(
+      { open_files: limit, max_connections: wanted, budget },
+      'the open files limit holds fewer connections than max_connections allows: raise the hard limit (systemd LimitNOFILE=, ulimit -Hn); each worker caps its listeners at the budget',
+    );
   }
 }

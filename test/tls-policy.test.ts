@@ -1,0 +1,335 @@
+// TLS policy at the edge, as an attacker tries it: silent and slow clients, connection
+// floods, renegotiation, weak ciphers, revoked and over-deep client certificates.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { sign, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { CLI, Gateway, freePort, get, waitFor } from './helpers/gateway';
+import { client, createCA, issue, server, type Issued } from './helpers/pki';
+
+const ca = createCA('Policy CA');
+const site = server(ca, ['site.test']);
+const strict = server(ca, ['strict.test']);
+
+/** openssl s_client against 127.0.0.1:port; resolves stdout + stderr. `input` is typed after the handshake. */
+function sClient(port: number, args: string[], input = ''): Promise<string> {
+  return new Promise((resolve) => {
+    const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { timeout: 10_000 }, (_e, stdout, stderr) =>
+      resolve(stdout + stderr),
+    );
+    p.stdin?.end(input);
+  });
+}
+
+const cipherOf = (out: string): string => /Cipher is (\S+)/.exec(out)?.[1] ?? /Cipher\s*:\s*(\S+)/.exec(out)?.[1] ?? 'refused';
+const refused = (out: string): boolean => cipherOf(out) === 'refused' || cipherOf(out) === '0000' || cipherOf(out) === '(NONE)';
+
+/** Resolves when the socket closes, or rejects after deadlineMs (a hang, not a timing threshold). */
+function closed(s: Socket, deadlineMs: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (s.destroyed && s.closed) return resolve();
+    const t = setTimeout(() => reject(new Error(`${what}: still open after ${deadlineMs} ms`)), deadlineMs);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+function tlsOpen(port: number, servername: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false }, () => resolve(s));
+    s.once('error', reject);
+    s.once('close', () => reject(new Error('closed before the handshake finished')));
+  });
+}
+
+/** One keep-alive request on an open socket; resolves the status line. */
+function request(s: TLSSocket, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    const onData = (d: Buffer): void => {
+      data += d.toString();
+      if (/\r\n\r\n/.test(data) && data.includes('\r\n\r\nok')) done();
+    };
+    const done = (): void => {
+      s.off('data', onData);
+      resolve(data.split('\r\n')[0]!);
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+    s.write(`GET / HTTP/1.1\r\nhost: ${host}\r\n\r\n`);
+  });
+}
+
+for (const engine of ['node', 'uws'] as const) describe(`TLS policy, engine ${engine}`, () => {
+  const gw = new Gateway();
+  let port = 0;
+  let longPort = 0;
+  let cappedPort = 0;
+
+  before(async () => {
+    [port, longPort, cappedPort, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    gw.write('site.crt', site.cert);
+    gw.write('site.key', site.key);
+    gw.write('strict.crt', strict.cert);
+    gw.write('strict.key', strict.key);
+    await gw.start(`
+workers: 1
+admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+listeners:
+  - { name: public, listen: 127.0.0.1:${port}, engine: ${engine}, default_ssl: site, timeouts: { handshake: 300ms, request_header: 300ms, keepalive: 300ms } }
+  - { name: long, listen: 127.0.0.1:${longPort}, engine: ${engine}, default_ssl: site, timeouts: { keepalive: 60s } }
+  - { name: capped, listen: 127.0.0.1:${cappedPort}, engine: ${engine}, default_ssl: site, max_connections: 2 }
+ssls:
+  - { id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }
+  - { id: strict, snis: [strict.test], cert: "$file://strict.crt", key: "$file://strict.key", ssl_ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384" }
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`);
+  });
+  after(() => gw.stop());
+
+  test('a silent TCP client (no ClientHello) is closed, not kept forever', async () => {
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    // node: timeouts.handshake (300 ms here); uws: uWS's compiled-in idle timeout (~10 s, README).
+    await closed(s, engine === 'node' ? 5_000 : 30_000, 'silent TCP client');
+  });
+
+  test('a partial ClientHello followed by silence is closed', { skip: engine === 'uws' && 'uws: same idle timeout as above' }, async () => {
+    const s = netConnect({ host: '127.0.0.1', port }, () => s.write(Buffer.from([22, 3, 1, 2, 0, 1, 0])));
+    s.on('error', () => undefined);
+    await closed(s, 5_000, 'partial ClientHello');
+  });
+
+  test('headers too slow → 408 Request Timeout', { skip: engine === 'uws' && 'uws closes without a status (README)' }, async () => {
+    const s = await tlsOpen(port, 'site.test');
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('error', () => undefined);
+    s.write('GET / HTTP/1.1\r\nhost: site.test\r\n');
+    await closed(s, 5_000, 'slow headers');
+    assert.match(data, /^HTTP\/1\.1 408 /);
+  });
+
+  test('keep-alive idle timeout is the configured one, per listener', { skip: engine === 'uws' && 'uWS idle timeout is compiled in (README)' }, async () => {
+    const [short, long] = await Promise.all([tlsOpen(port, 'site.test'), tlsOpen(longPort, 'site.test')]);
+    for (const s of [short, long]) s.on('error', () => undefined);
+    assert.equal(await request(short, 'site.test'), 'HTTP/1.1 200 OK');
+    assert.equal(await request(long, 'site.test'), 'HTTP/1.1 200 OK');
+    await closed(short, 5_000, 'idle keep-alive (300ms)');
+    // The 60 s listener still holds its connection after the 300 ms one closed its own.
+    assert.equal(long.destroyed, false);
+    assert.equal(await request(long, 'site.test'), 'HTTP/1.1 200 OK');
+    long.destroy();
+  });
+
+  test('max_connections: 2 → a third connection is refused at accept, the first two keep being served', { skip: engine === 'uws' && 'uWS has no accept hook (README)' }, async () => {
+    const a = await tlsOpen(cappedPort, 'site.test');
+    const b = await tlsOpen(cappedPort, 'site.test');
+    for (const s of [a, b]) s.on('error', () => undefined);
+    const third = await tlsOpen(cappedPort, 'site.test').then(
+      (s) => (s.destroy(), 'served'),
+      () => 'refused',
+    );
+    assert.equal(third, 'refused');
+    assert.equal(await request(a, 'site.test'), 'HTTP/1.1 200 OK');
+    assert.equal(await request(b, 'site.test'), 'HTTP/1.1 200 OK');
+    a.destroy();
+    // A slot is free again once one closes.
+    await waitFor(() => tlsOpen(cappedPort, 'site.test').then((s) => (s.destroy(), true), () => undefined), 'a new connection once one closed');
+    b.destroy();
+  });
+
+  test('client-initiated renegotiation is refused (openssl s_client -tls1_2, R)', async () => {
+    const out = await sClient(port, ['-servername', 'site.test', '-tls1_2'], 'R\n');
+    assert.match(out, /RENEGOTIATING/);
+    assert.match(out, /no renegotiation|alert|errno|error/i);
+    // And from node:tls: the renegotiation fails.
+    const s = await tlsOpen(port, 'site.test');
+    s.on('error', () => undefined);
+    const res = await new Promise<string>((resolve) => {
+      const ok = s.renegotiate({}, (err) => resolve(err ? 'refused' : 'renegotiated'));
+      if (!ok) resolve('refused');
+      s.once('close', () => resolve('refused'));
+    });
+    s.destroy();
+    assert.equal(res, 'refused');
+  });
+
+  test('cipher policy: static RSA and CBC refused, ECDHE + AEAD accepted, server preference', async () => {
+    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'AES128-SHA'])), 'static RSA, CBC');
+    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'AES128-GCM-SHA256'])), 'static RSA');
+    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-SHA'])), 'CBC');
+    assert.equal(cipherOf(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'])), 'ECDHE-ECDSA-AES128-GCM-SHA256');
+    // The client prefers AES-256; on node the server's order (AES-128 first) wins. uWS 20.30
+    // sets no server preference and has no option for it (README).
+    const pref = await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256']);
+    assert.equal(cipherOf(pref), engine === 'node' ? 'ECDHE-ECDSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES256-GCM-SHA384');
+    assert.match(cipherOf(await sClient(port, ['-servername', 'site.test', '-tls1_3'])), /^TLS_/);
+  });
+
+  test('ssl_ciphers per SSL object', async () => {
+    assert.ok(refused(await sClient(port, ['-servername', 'strict.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'])));
+    assert.equal(cipherOf(await sClient(port, ['-servername', 'strict.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384'])), 'ECDHE-ECDSA-AES256-GCM-SHA384');
+  });
+
+  test('ALPN http/1.1 is negotiated', { skip: engine === 'uws' && 'uWS 20.30 has no ALPN (README)' }, async () => {
+    assert.match(await sClient(port, ['-servername', 'site.test', '-alpn', 'h2,http/1.1']), /ALPN protocol: http\/1\.1/);
+  });
+});
+
+// --- Client certificates: revocation and depth (node engine: uws refuses client.ca) ---
+
+const OIDS = { ecdsaSha256: '06082a8648ce3d040302' };
+function der(tag: number, body: Buffer): Buffer {
+  const n = body.length;
+  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
+  return Buffer.concat([Buffer.from([tag]), len, body]);
+}
+const seq = (...b: Buffer[]): Buffer => der(0x30, Buffer.concat(b));
+const utc = (d: Date): Buffer => der(0x17, Buffer.from(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'));
+
+/** A v2 CRL signed by `issuer` (an EC CA) revoking the given certificates. */
+function crl(issuer: Issued, revoked: Issued[]): string {
+  const alg = seq(Buffer.from(OIDS.ecdsaSha256, 'hex'));
+  const now = Date.now();
+  const entries = revoked.map((r) => {
+    let serial = Buffer.from(new X509Certificate(r.cert).serialNumber, 'hex');
+    if (serial[0]! >= 0x80) serial = Buffer.concat([Buffer.from([0]), serial]);
+    return seq(der(0x02, serial), utc(new Date(now - 60_000)));
+  });
+  const tbs = seq(
+    der(0x02, Buffer.from([1])),
+    alg,
+    issuer.subjectDer,
+    utc(new Date(now - 60_000)),
+    utc(new Date(now + 86_400_000)),
+    ...(entries.length ? [seq(...entries)] : []),
+  );
+  const sig = sign('sha256', tbs, issuer.keyObject);
+  const body = seq(tbs, alg, der(0x03, Buffer.concat([Buffer.from([0]), sig])));
+  return `-----BEGIN X509 CRL-----\n${body.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END X509 CRL-----\n`;
+}
+
+describe('client certificates: revocation and client.depth (node engine)', () => {
+  const clientCa = createCA('Client Root');
+  const int1 = issue({ cn: 'Client Int 1', ca: true, issuer: clientCa });
+  const int2 = issue({ cn: 'Client Int 2', ca: true, issuer: int1 });
+  const direct = client(clientCa, 'direct');
+  const revoked = client(clientCa, 'revoked');
+  const viaOne = client(int1, 'via-one');
+  const viaTwo = client(int2, 'via-two');
+  const gw = new Gateway();
+  let port = 0;
+
+  before(async () => {
+    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+    for (const n of ['d0', 'd1', 'd2', 'crl']) {
+      const s = server(ca, [`${n}.test`]);
+      gw.write(`${n}.crt`, s.cert);
+      gw.write(`${n}.key`, s.key);
+    }
+    gw.write('clients.pem', clientCa.cert);
+    // With a CRL, OpenSSL checks every CA of the chain: one CRL per issuing CA.
+    gw.write('clients.crl', crl(clientCa, [revoked]));
+    const obj = (n: string, client: string): string =>
+      `  - { id: ${n}, snis: [${n}.test], cert: "$file://${n}.crt", key: "$file://${n}.key", client: ${client} }`;
+    await gw.start(`
+workers: 1
+admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+listeners: [{ name: public, listen: 127.0.0.1:${port} }]
+ssls:
+${obj('d0', '{ ca: "$file://clients.pem", depth: 0 }')}
+${obj('d1', '{ ca: "$file://clients.pem", depth: 1 }')}
+${obj('d2', '{ ca: "$file://clients.pem", depth: 2 }')}
+${obj('crl', '{ ca: "$file://clients.pem", crl: "$file://clients.crl" }')}
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`);
+  });
+  after(() => gw.stop());
+
+  const ask = (sni: string, id: Issued, chain: Issued[] = []): Promise<string> =>
+    get(port, '/', { servername: sni, cert: id.cert + chain.map((c) => c.cert).join(''), key: id.key }).then(
+      (r) => String(r.status),
+      () => 'refused',
+    );
+
+  async function failures(reason: string): Promise<number> {
+    const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
+    const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="public",reason="${reason}"}`));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  }
+
+  test('client.crl: a revoked client certificate is refused at the handshake and counted as mtls_invalid', async () => {
+    assert.equal(await ask('crl.test', direct), '200');
+    const before = await failures('mtls_invalid');
+    assert.equal(await ask('crl.test', revoked), 'refused');
+    await waitFor(async () => (await failures('mtls_invalid')) > before || undefined, 'mtls_invalid counted');
+    // Without the CRL the same certificate passes: the refusal is the revocation.
+    assert.equal(await ask('d1.test', revoked), '200');
+  });
+
+  test('client.depth 0: only a leaf issued by the CA itself', async () => {
+    assert.equal(await ask('d0.test', direct), '200');
+    assert.equal(await ask('d0.test', viaOne, [int1]), 'refused');
+  });
+
+  test('client.depth 1: one intermediate, not two', async () => {
+    assert.equal(await ask('d1.test', direct), '200');
+    assert.equal(await ask('d1.test', viaOne, [int1]), '200');
+    assert.equal(await ask('d1.test', viaTwo, [int2, int1]), 'refused');
+  });
+
+  test('client.depth 2: two intermediates', async () => {
+    assert.equal(await ask('d2.test', direct), '200');
+    assert.equal(await ask('d2.test', viaOne, [int1]), '200');
+    assert.equal(await ask('d2.test', viaTwo, [int2, int1]), '200');
+  });
+});
+
+test('a flood of idle TCP connections under a low open-files limit: the worker survives and serves again', async () => {
+  const gw = new Gateway();
+  const [port, adminPort] = await Promise.all([freePort(), freePort()]);
+  gw.write('site.crt', site.cert);
+  gw.write('site.key', site.key);
+  gw.write(
+    'gateway.yaml',
+    `
+workers: 1
+admin: { listen: 127.0.0.1:${adminPort}, api_keys: ["k"] }
+listeners: [{ name: public, listen: 127.0.0.1:${port}, default_ssl: site, timeouts: { handshake: 500ms } }]
+ssls: [{ id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }]
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`,
+  );
+  // 256 fds (soft and hard, as `ulimit -n 256` sets): fewer than the connections below.
+  const proc = spawn('prlimit', ['--nofile=256:256', process.execPath, CLI, 'start', '--config', gw.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const flood: Socket[] = [];
+  try {
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d));
+    await waitFor(() => out.includes('tlsgate started') || undefined, 'gateway start', 20_000);
+    assert.ok(out.split('\n').some((l) => l.includes('open files limit') && l.includes('"open_files":256')), 'the limit is logged');
+    assert.ok(out.includes('holds fewer connections than max_connections'), 'the cap that does not fit is warned about');
+    const worker = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/)[0];
+    for (let i = 0; i < 400; i++) {
+      const s = netConnect({ host: '127.0.0.1', port });
+      s.on('error', () => undefined);
+      flood.push(s);
+    }
+    // Every one is closed: refused at the cap, or after the handshake timeout.
+    await Promise.all(flood.map((s, i) => closed(s, 15_000, `flood connection ${i}`)));
+    assert.equal((await get(port, '/', { servername: 'site.test' })).status, 200);
+    const after = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/)[0];
+    assert.equal(after, worker, 'the same worker serves: it never died');
+  } finally {
+    for (const s of flood) s.destroy();
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+    await gw.stop();
+  }
+});
