@@ -19,7 +19,6 @@ export const ErrorCodes = {
   TLSGATE_E_CERT_EXPIRING: 'warning: the certificate expires within warn_days',
   TLSGATE_E_CERT_EKU: 'the Extended Key Usage does not allow the SSL object type',
   TLSGATE_E_DUAL_CERT_SNI: 'warning: a uws listener presents one pair of a dual RSA + ECDSA object (the ECDSA one)',
-  TLSGATE_E_PROTOCOLS_PER_SNI: 'warning: SSL objects differ in ssl_protocols; node:tls picks the version before the SNI, so a client is refused, not downgraded',
   TLSGATE_E_CA_PARSE: 'a CA bundle holds no valid certificate',
   TLSGATE_E_SECRET_REF: 'a secret reference is malformed',
   TLSGATE_E_SECRET_UNRESOLVED: 'a secret reference cannot be resolved',

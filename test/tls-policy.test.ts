@@ -333,3 +333,32 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     await gw.stop();
   }
 });
+
+test('validate: an unknown ssl_ciphers list and a client.crl that is not a CRL are refused with their paths', async () => {
+  const gw = new Gateway();
+  try {
+    gw.write('site.crt', site.cert);
+    gw.write('site.key', site.key);
+    gw.write('ca.pem', ca.cert);
+    gw.write('bad.crl', '-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n');
+    const validate = (ssl: string): Promise<string> => {
+      gw.write(
+        'gateway.yaml',
+        `
+listeners: [{ name: public, listen: 127.0.0.1:1 }]
+ssls:
+  - { id: a, snis: [a.test], cert: "$file://site.crt", key: "$file://site.key", ${ssl} }
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`,
+      );
+      return new Promise<string>((resolve) => {
+        execFile(process.execPath, [CLI, 'validate', '--config', gw.configPath], (_e, stdout, stderr) => resolve(stdout + stderr));
+      });
+    };
+    assert.match(await validate('ssl_ciphers: "NOT-A-CIPHER"'), /ssls\[0\]\.ssl_ciphers: .*OpenSSL knows none/);
+    assert.match(await validate('client: { ca: "$file://ca.pem", crl: "$file://bad.crl" }'), /ssls\[0\]\.client\.crl: OpenSSL cannot load it/);
+    assert.match(await validate('client: { ca: "$file://ca.pem", crl: "$file://ca.pem" }'), /ssls\[0\]\.client\.crl: holds no PEM CRL/);
+  } finally {
+    await gw.stop();
+  }
+});

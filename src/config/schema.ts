@@ -431,16 +431,6 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
-  const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
-  const protocolSets = new Set(enabled.map((s) => [...s.ssl_protocols].sort().join('+')));
-  if (protocolSets.size > 1 && c.listeners.some((l) => l.engine === 'node')) {
-    const narrow = c.ssls.findIndex((s) => s.type === 'server' && s.status === 'enabled' && s.ssl_protocols.length === 1);
-    r.warn(
-      narrow >= 0 ? `ssls[${narrow}].ssl_protocols` : 'ssls',
-      `SSL objects differ in ssl_protocols (${[...protocolSets].join(' / ')}): node:tls picks the version before the SNI, so a client that negotiates a version an object excludes is refused, not downgraded`,
-      'TLSGATE_E_PROTOCOLS_PER_SNI',
-    );
-  }
   const mtls = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled' && s.client);
   c.listeners.forEach((l, i) => {
     if (l.engine !== 'uws') return;
