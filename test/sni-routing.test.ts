@@ -142,6 +142,18 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
     }
   });
 
+  test('a session resumes only on the SSL object that made it', { skip: engine !== 'node' && 'uws keeps session tickets per worker' }, async () => {
+    const first = await handshake(port, { servername: 'a.example.com', maxVersion: 'TLSv1.2', keep: true });
+    const session = first.socket!.getSession();
+    first.socket!.destroy();
+    assert.ok(session);
+    assert.equal((await handshake(port, { servername: 'a.example.com', maxVersion: 'TLSv1.2', session })).reused, true);
+    // Same ticket keys, another object (wildcard): a full handshake with that object's certificate.
+    const other = await handshake(port, { servername: 'b.example.com', maxVersion: 'TLSv1.2', session });
+    assert.equal(other.reused, false);
+    assert.equal(other.cert?.subject?.CN, '*.example.com');
+  });
+
   test('routes: longest path prefix wins, then exact host over wildcard over any', async () => {
     const ask = async (host: string, path: string): Promise<string> => {
       const r = await get(port, path, { servername: host, host });

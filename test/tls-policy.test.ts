@@ -92,6 +92,12 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   });
   after(() => gw.stop());
 
+  test('uws: timeouts and max_connections it cannot apply are warned about, not ignored silently', { skip: engine !== 'uws' && 'node applies them' }, () => {
+    const warned = (path: string): boolean => gw.logs.some((l) => l.code === 'TLSGATE_E_ENGINE_UNSUPPORTED' && l.path === path);
+    assert.ok(warned('listeners[0].timeouts'));
+    assert.ok(warned('listeners[2].max_connections'));
+  });
+
   test('a silent TCP client (no ClientHello) is closed, not kept forever', async () => {
     const s = netConnect({ host: '127.0.0.1', port });
     s.on('error', () => undefined);

@@ -3,6 +3,7 @@
 import { createSecureContext } from 'node:tls';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
+import { defaults } from '../config/defaults';
 import type { CertValidator } from '../certs/pool';
 import { materialHash, type CertInfo, type ValidateInput } from '../certs/validate';
 import type { Snapshot, SslSnapshot, UpstreamSnapshot } from './types';
@@ -93,6 +94,23 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
         ...pairs.flatMap((p) => [p.cert, p.key]), clientCa, clientCrl, String(s.client?.depth), s.ssl_protocols.join(','), s.ssl_ciphers,
       ]),
     };
+  });
+  // uWS 20.30 has a compiled-in idle timeout (≈ 10 s, also during the handshake) and no
+  // accept hook: values it cannot apply are said, never silently ignored.
+  c.listeners.forEach((l, i) => {
+    if (l.engine !== 'uws') return;
+    const t = defaults.timeouts;
+    const changed = [
+      ...(l.timeouts.handshake !== t.handshake ? ['handshake'] : []),
+      ...(l.timeouts.request_header !== t.requestHeader ? ['request_header'] : []),
+      ...(l.timeouts.keepalive !== t.keepAlive ? ['keepalive'] : []),
+    ];
+    if (changed.length) {
+      issues.push({ path: `listeners[${i}].timeouts`, code: 'TLSGATE_E_ENGINE_UNSUPPORTED', severity: 'warning', message: `uws applies its compiled-in idle timeout (≈ 10 s), not ${changed.join(', ')}: use engine: node to configure them` });
+    }
+    if (l.max_connections !== defaults.maxConnections) {
+      issues.push({ path: `listeners[${i}].max_connections`, code: 'TLSGATE_E_ENGINE_UNSUPPORTED', severity: 'warning', message: 'uws has no accept hook: max_connections is not enforced on this listener (use engine: node)' });
+    }
   });
   const sni: Array<[string, string]> = [];
   for (const s of c.ssls) if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);
