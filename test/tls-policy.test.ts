@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { sign, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { CLI, Gateway, freePort, get, waitFor } from './helpers/gateway';
 import { client, createCA, issue, server, type Issued } from './helpers/pki';
@@ -26,6 +26,12 @@ function sClient(port: number, args: string[], input = ''): Promise<string> {
 
 const cipherOf = (out: string): string => /Cipher is (\S+)/.exec(out)?.[1] ?? /Cipher\s*:\s*(\S+)/.exec(out)?.[1] ?? 'refused';
 const refused = (out: string): boolean => cipherOf(out) === 'refused' || cipherOf(out) === '0000' || cipherOf(out) === '(NONE)';
+
+async function failures(gw: Gateway, reason: string, listener = 'public'): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="${listener}",reason="${reason}"}`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
 
 /** Resolves when the socket closes, or rejects after deadlineMs (a hang, not a timing threshold). */
 function closed(s: Socket, deadlineMs: number, what: string): Promise<void> {
@@ -109,6 +115,25 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     const s = netConnect({ host: '127.0.0.1', port }, () => s.write(Buffer.from([22, 3, 1, 2, 0, 1, 0])));
     s.on('error', () => undefined);
     await closed(s, 5_000, 'partial ClientHello');
+  });
+
+  test('a whole ClientHello followed by silence is closed, counted as a handshake timeout', async () => {
+    // A real ClientHello, captured from node:tls by a plain TCP server.
+    const hello = await new Promise<Buffer>((resolve) => {
+      const srv = createServer((c) => c.once('data', (d: Buffer) => (resolve(d), c.destroy(), srv.close())));
+      srv.listen(0, '127.0.0.1', () => {
+        const t = tlsConnect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername: 'site.test' });
+        t.on('error', () => undefined);
+      });
+    });
+    const s = netConnect({ host: '127.0.0.1', port }, () => s.write(hello));
+    let answered = 0;
+    s.on('data', (d: Buffer) => (answered += d.length));
+    s.on('error', () => undefined);
+    const before = await failures(gw, 'timeout');
+    await closed(s, engine === 'node' ? 5_000 : 30_000, 'silent after ClientHello');
+    assert.ok(answered > 0, 'the server answered the ClientHello before closing');
+    if (engine === 'node') await waitFor(async () => (await failures(gw, 'timeout')) > before || undefined, 'timeout counted');
   });
 
   test('headers too slow → 408 Request Timeout', { skip: engine === 'uws' && 'uws closes without a status (README)' }, async () => {
@@ -264,17 +289,11 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
       () => 'refused',
     );
 
-  async function failures(reason: string): Promise<number> {
-    const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
-    const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="public",reason="${reason}"}`));
-    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
-  }
-
   test('client.crl: a revoked client certificate is refused at the handshake and counted as mtls_invalid', async () => {
     assert.equal(await ask('crl.test', direct), '200');
-    const before = await failures('mtls_invalid');
+    const before = await failures(gw, 'mtls_invalid');
     assert.equal(await ask('crl.test', revoked), 'refused');
-    await waitFor(async () => (await failures('mtls_invalid')) > before || undefined, 'mtls_invalid counted');
+    await waitFor(async () => (await failures(gw, 'mtls_invalid')) > before || undefined, 'mtls_invalid counted');
     // Without the CRL the same certificate passes: the refusal is the revocation.
     assert.equal(await ask('d1.test', revoked), '200');
   });

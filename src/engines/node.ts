@@ -127,7 +127,7 @@ export class NodeEngine implements Engine {
     const key = `${raw.remoteAddress}|${raw.remotePort}`;
     const conn: Pending = { raw, key, timer: undefined, handed: false, secured: false, failed: false };
     conn.timer = setTimeout(() => {
-      // Silent or slow clients (a half-open handshake holds an fd until this fires).
+      // Silent clients, or a ClientHello dribbled byte by byte (each holds an fd).
       this.fail('timeout');
       conn.failed = true;
       raw.destroy();
@@ -182,6 +182,9 @@ export class NodeEngine implements Engine {
     }
     conn.ssl = ssl;
     conn.handed = true;
+    // From here the TLS server's own handshake timeout runs (its tlsClientError names the
+    // socket; destroying the TCP socket under it would leave the failure unattributed).
+    clearTimeout(conn.timer);
     // Documented injection point: the TLS server wraps the socket with its context.
     server.emit('connection', conn.raw);
   }
@@ -196,9 +199,11 @@ export class NodeEngine implements Engine {
   private tlsServer(ssl: SslSnapshot): TlsServer {
     const tickets = this.listener.sessionTickets && !this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
     const keys = this.state.snapshot.ticketKeys;
-    return this.state.contexts.get(`${this.id}|${ssl.hash}|${tickets ? 't' : '-'}`, ssl.hash, () => {
+    const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}`;
+    return this.state.contexts.get(key, ssl.hash, () => {
       const server = new TlsServer({
         ...contextOptions(ssl, { tickets, ...(keys ? { ticketKeys: keys } : {}) }),
+        handshakeTimeout: this.listener.timeouts.handshakeMs,
         requestCert: ssl.clientCa !== undefined,
         rejectUnauthorized: ssl.clientCa !== undefined,
         ALPNProtocols: ['http/1.1'],
@@ -256,6 +261,10 @@ export class NodeEngine implements Engine {
 
   private onTlsError(err: Error & { code?: string }, socket: TLSSocket): void {
     const conn = this.pending.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    // A tls.Server leaves some failing sockets open (the handshake timeout among them):
+    // https.Server destroys them in its own tlsClientError listener, so must we.
+    socket.destroy();
+    if (conn?.failed) return;
     if (conn) conn.failed = true;
     const c = err.code ?? '';
     const reason = /CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN/.test(c + err.message)
