@@ -27,6 +27,17 @@ function sClient(port: number, args: string[], input = ''): Promise<string> {
 const cipherOf = (out: string): string => /Cipher is (\S+)/.exec(out)?.[1] ?? /Cipher\s*:\s*(\S+)/.exec(out)?.[1] ?? 'refused';
 const refused = (out: string): boolean => cipherOf(out) === 'refused' || cipherOf(out) === '0000' || cipherOf(out) === '(NONE)';
 
+/** A real ClientHello (first TCP read), captured from node:tls by a plain TCP server. */
+function captureHello(servername: string, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<Buffer> {
+  return new Promise<Buffer>((resolve) => {
+    const srv = createServer((c) => c.once('data', (d: Buffer) => (resolve(d), c.destroy(), srv.close())));
+    srv.listen(0, '127.0.0.1', () => {
+      const t = tlsConnect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername, maxVersion });
+      t.on('error', () => undefined);
+    });
+  });
+}
+
 async function failures(gw: Gateway, reason: string, listener = 'public'): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
   const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="${listener}",reason="${reason}"}`));
@@ -118,14 +129,7 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   });
 
   test('a whole ClientHello followed by silence is closed, counted as a handshake timeout', async () => {
-    // A real ClientHello, captured from node:tls by a plain TCP server.
-    const hello = await new Promise<Buffer>((resolve) => {
-      const srv = createServer((c) => c.once('data', (d: Buffer) => (resolve(d), c.destroy(), srv.close())));
-      srv.listen(0, '127.0.0.1', () => {
-        const t = tlsConnect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername: 'site.test' });
-        t.on('error', () => undefined);
-      });
-    });
+    const hello = await captureHello('site.test');
     const s = netConnect({ host: '127.0.0.1', port }, () => s.write(hello));
     let answered = 0;
     s.on('data', (d: Buffer) => (answered += d.length));
@@ -134,6 +138,29 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     await closed(s, engine === 'node' ? 5_000 : 30_000, 'silent after ClientHello');
     assert.ok(answered > 0, 'the server answered the ClientHello before closing');
     if (engine === 'node') await waitFor(async () => (await failures(gw, 'timeout')) > before || undefined, 'timeout counted');
+  });
+
+  test('a ClientHello split over two TLS records and sent byte by byte still selects its SSL object', { skip: engine === 'uws' && 'node engine parser' }, async () => {
+    // TLS 1.2: the server's certificate travels in clear, so the selection is visible.
+    const hello = await captureHello('strict.test', 'TLSv1.2');
+    const der = new X509Certificate(strict.cert).raw;
+    // Re-frame the handshake message into two records (legal, RFC 8446 §5.1).
+    const body = hello.subarray(5);
+    const cut = 40;
+    const rec = (b: Buffer): Buffer => Buffer.concat([Buffer.from([22, 3, 1, b.length >> 8, b.length & 0xff]), b]);
+    const bytes = Buffer.concat([rec(body.subarray(0, cut)), rec(body.subarray(cut))]);
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.setNoDelay(true);
+    s.on('error', () => undefined);
+    let answer = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => (answer = Buffer.concat([answer, d])));
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    for (let i = 0; i < bytes.length; i += 64) s.write(bytes.subarray(i, i + 64));
+    await waitFor(() => answer.includes(der) || undefined, 'strict.test certificate in the server flight', 5_000);
+    // A handshake record (22) with a ServerHello (2).
+    assert.equal(answer[0], 22);
+    assert.equal(answer[5], 2);
+    s.destroy();
   });
 
   test('headers too slow → 408 Request Timeout', { skip: engine === 'uws' && 'uws closes without a status (README)' }, async () => {
