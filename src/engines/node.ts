@@ -339,6 +339,13 @@ export class NodeEngine implements Engine {
   }
 }
 
+/**
+ * Intermediates between the client certificate and its trust anchor. Node completes the
+ * peer chain from the connection's certificate store: the object's own context holds its
+ * client CA, so the walk ends at the anchor. (With the old SNI switch the store was the
+ * default context's, without the CA: the walk stopped one short and `depth: 0` admitted
+ * one intermediate.)
+ */
 function intermediates(socket: TLSSocket): number {
   let c = socket.getPeerCertificate(true);
   let n = 0;
