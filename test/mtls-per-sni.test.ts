@@ -57,7 +57,8 @@ test('mTLS SNI: a certificate from a foreign CA is refused', async () => {
 
 async function failures(reason: string): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
-  const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="public",reason="${reason}"}`));
+  const name = `tlsgate_handshake_failures_total{listener="public",reason="${reason}"}`;
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(name));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 

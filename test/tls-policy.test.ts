@@ -17,22 +17,28 @@ const strict = server(ca, ['strict.test']);
 /** openssl s_client against 127.0.0.1:port; resolves stdout + stderr. `input` is typed after the handshake. */
 function sClient(port: number, args: string[], input = ''): Promise<string> {
   return new Promise((resolve) => {
-    const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { timeout: 10_000 }, (_e, stdout, stderr) =>
-      resolve(stdout + stderr),
-    );
+    const argv = ['s_client', '-connect', `127.0.0.1:${port}`, ...args];
+    const p = execFile('openssl', argv, { timeout: 10_000 }, (_e, stdout, stderr) => resolve(stdout + stderr));
     p.stdin?.end(input);
   });
 }
 
-const cipherOf = (out: string): string => /Cipher is (\S+)/.exec(out)?.[1] ?? /Cipher\s*:\s*(\S+)/.exec(out)?.[1] ?? 'refused';
-const refused = (out: string): boolean => cipherOf(out) === 'refused' || cipherOf(out) === '0000' || cipherOf(out) === '(NONE)';
+const cipherOf = (out: string): string =>
+  /Cipher is (\S+)/.exec(out)?.[1] ?? /Cipher\s*:\s*(\S+)/.exec(out)?.[1] ?? 'refused';
+const refused = (out: string): boolean => ['refused', '0000', '(NONE)'].includes(cipherOf(out));
+/** The TLS 1.2 cipher the server picks for `sni` when the client offers `ciphers`, or 'refused'. */
+const tls12 = async (port: number, sni: string, ciphers: string): Promise<string> => {
+  const out = await sClient(port, ['-servername', sni, '-tls1_2', '-cipher', ciphers]);
+  return refused(out) ? 'refused' : cipherOf(out);
+};
 
 /** A real ClientHello (first TCP read), captured from node:tls by a plain TCP server. */
 function captureHello(servername: string, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<Buffer> {
   return new Promise<Buffer>((resolve) => {
     const srv = createServer((c) => c.once('data', (d: Buffer) => (resolve(d), c.destroy(), srv.close())));
     srv.listen(0, '127.0.0.1', () => {
-      const t = tlsConnect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername, maxVersion });
+      const { port } = srv.address() as { port: number };
+      const t = tlsConnect({ host: '127.0.0.1', port, servername, maxVersion });
       t.on('error', () => undefined);
     });
   });
@@ -40,7 +46,8 @@ function captureHello(servername: string, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'T
 
 async function failures(gw: Gateway, reason: string, listener = 'public'): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
-  const line = (await res.text()).split('\n').find((l) => l.startsWith(`tlsgate_handshake_failures_total{listener="${listener}",reason="${reason}"}`));
+  const name = `tlsgate_handshake_failures_total{listener="${listener}",reason="${reason}"}`;
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(name));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
@@ -98,19 +105,29 @@ for (const engine of ['node', 'uws'] as const) describe(`TLS policy, engine ${en
 workers: 1
 admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
 listeners:
-  - { name: public, listen: 127.0.0.1:${port}, engine: ${engine}, default_ssl: site, timeouts: { handshake: 300ms, request_header: 300ms, keepalive: 300ms } }
+  - name: public
+    listen: 127.0.0.1:${port}
+    engine: ${engine}
+    default_ssl: site
+    timeouts: { handshake: 300ms, request_header: 300ms, keepalive: 300ms }
   - { name: long, listen: 127.0.0.1:${longPort}, engine: ${engine}, default_ssl: site, timeouts: { keepalive: 60s } }
   - { name: capped, listen: 127.0.0.1:${cappedPort}, engine: ${engine}, default_ssl: site, max_connections: 2 }
 ssls:
   - { id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }
-  - { id: strict, snis: [strict.test], cert: "$file://strict.crt", key: "$file://strict.key", ssl_ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384" }
+  - id: strict
+    snis: [strict.test]
+    cert: "$file://strict.crt"
+    key: "$file://strict.key"
+    ssl_ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384"
 routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
 `);
   });
   after(() => gw.stop());
 
-  test('uws: timeouts and max_connections it cannot apply are warned about, not ignored silently', { skip: engine !== 'uws' && 'node applies them' }, () => {
-    const warned = (path: string): boolean => gw.logs.some((l) => l.code === 'TLSGATE_E_ENGINE_UNSUPPORTED' && l.path === path);
+  const onlyUws = { skip: engine !== 'uws' && 'node applies them' };
+  test('uws: timeouts and max_connections it cannot apply are warned about, not ignored silently', onlyUws, () => {
+    const warned = (path: string): boolean =>
+      gw.logs.some((l) => l.code === 'TLSGATE_E_ENGINE_UNSUPPORTED' && l.path === path);
     assert.ok(warned('listeners[0].timeouts'));
     assert.ok(warned('listeners[2].max_connections'));
   });
@@ -122,7 +139,8 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     await closed(s, engine === 'node' ? 5_000 : 30_000, 'silent TCP client');
   });
 
-  test('a partial ClientHello followed by silence is closed', { skip: engine === 'uws' && 'uws: same idle timeout as above' }, async () => {
+  const nodeOnly = (why: string): { skip: string | false } => ({ skip: engine === 'uws' && why });
+  test('a partial ClientHello followed by silence is closed', nodeOnly('uws: same idle timeout as above'), async () => {
     const s = netConnect({ host: '127.0.0.1', port }, () => s.write(Buffer.from([22, 3, 1, 2, 0, 1, 0])));
     s.on('error', () => undefined);
     await closed(s, 5_000, 'partial ClientHello');
@@ -137,10 +155,13 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     const before = await failures(gw, 'timeout');
     await closed(s, engine === 'node' ? 5_000 : 30_000, 'silent after ClientHello');
     assert.ok(answered > 0, 'the server answered the ClientHello before closing');
-    if (engine === 'node') await waitFor(async () => (await failures(gw, 'timeout')) > before || undefined, 'timeout counted');
+    if (engine === 'node') {
+      await waitFor(async () => (await failures(gw, 'timeout')) > before || undefined, 'timeout counted');
+    }
   });
 
-  test('a ClientHello split over two TLS records and sent byte by byte still selects its SSL object', { skip: engine === 'uws' && 'node engine parser' }, async () => {
+  const split = 'a ClientHello split over two TLS records, sent in pieces, still selects its object';
+  test(split, nodeOnly('node parser'), async () => {
     // TLS 1.2: the server's certificate travels in clear, so the selection is visible.
     const hello = await captureHello('strict.test', 'TLSv1.2');
     const der = new X509Certificate(strict.cert).raw;
@@ -163,7 +184,7 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     s.destroy();
   });
 
-  test('headers too slow → 408 Request Timeout', { skip: engine === 'uws' && 'uws closes without a status (README)' }, async () => {
+  test('headers too slow → 408 Request Timeout', nodeOnly('uws closes without a status (README)'), async () => {
     const s = await tlsOpen(port, 'site.test');
     let data = '';
     s.on('data', (d) => (data += d));
@@ -173,7 +194,7 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     assert.match(data, /^HTTP\/1\.1 408 /);
   });
 
-  test('keep-alive idle timeout is the configured one, per listener', { skip: engine === 'uws' && 'uWS idle timeout is compiled in (README)' }, async () => {
+  test('keep-alive idle timeout is the configured one, per listener', nodeOnly('uWS: compiled in'), async () => {
     const [short, long] = await Promise.all([tlsOpen(port, 'site.test'), tlsOpen(longPort, 'site.test')]);
     for (const s of [short, long]) s.on('error', () => undefined);
     assert.equal(await request(short, 'site.test'), 'HTTP/1.1 200 OK');
@@ -185,7 +206,8 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     long.destroy();
   });
 
-  test('max_connections: 2 → a third connection is refused at accept, the first two keep being served', { skip: engine === 'uws' && 'uWS has no accept hook (README)' }, async () => {
+  const cap = 'max_connections: 2 → a third is refused at accept, the first two keep being served';
+  test(cap, nodeOnly('uWS: no accept hook'), async () => {
     const a = await tlsOpen(cappedPort, 'site.test');
     const b = await tlsOpen(cappedPort, 'site.test');
     for (const s of [a, b]) s.on('error', () => undefined);
@@ -198,7 +220,9 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     assert.equal(await request(b, 'site.test'), 'HTTP/1.1 200 OK');
     a.destroy();
     // A slot is free again once one closes.
-    await waitFor(() => tlsOpen(cappedPort, 'site.test').then((s) => (s.destroy(), true), () => undefined), 'a new connection once one closed');
+    const again = (): Promise<true | undefined> =>
+      tlsOpen(cappedPort, 'site.test').then((s) => (s.destroy(), true as const), () => undefined);
+    await waitFor(again, 'a new connection once one closed');
     b.destroy();
   });
 
@@ -219,24 +243,26 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   });
 
   test('cipher policy: static RSA and CBC refused, ECDHE + AEAD accepted, server preference', async () => {
-    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'AES128-SHA'])), 'static RSA, CBC');
-    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'AES128-GCM-SHA256'])), 'static RSA');
-    assert.ok(refused(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-SHA'])), 'CBC');
-    assert.equal(cipherOf(await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'])), 'ECDHE-ECDSA-AES128-GCM-SHA256');
+    assert.equal(await tls12(port, 'site.test', 'AES128-SHA'), 'refused', 'static RSA, CBC');
+    assert.equal(await tls12(port, 'site.test', 'AES128-GCM-SHA256'), 'refused', 'static RSA');
+    assert.equal(await tls12(port, 'site.test', 'ECDHE-ECDSA-AES128-SHA'), 'refused', 'CBC');
+    assert.equal(await tls12(port, 'site.test', 'ECDHE-ECDSA-AES128-GCM-SHA256'), 'ECDHE-ECDSA-AES128-GCM-SHA256');
     // The client prefers AES-256; on node the server's order (AES-128 first) wins. uWS 20.30
     // sets no server preference and has no option for it (README).
-    const pref = await sClient(port, ['-servername', 'site.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256']);
-    assert.equal(cipherOf(pref), engine === 'node' ? 'ECDHE-ECDSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES256-GCM-SHA384');
+    const pref = await tls12(port, 'site.test', 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256');
+    assert.equal(pref, engine === 'node' ? 'ECDHE-ECDSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES256-GCM-SHA384');
     assert.match(cipherOf(await sClient(port, ['-servername', 'site.test', '-tls1_3'])), /^TLS_/);
   });
 
   test('ssl_ciphers per SSL object', async () => {
-    assert.ok(refused(await sClient(port, ['-servername', 'strict.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'])));
-    assert.equal(cipherOf(await sClient(port, ['-servername', 'strict.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384'])), 'ECDHE-ECDSA-AES256-GCM-SHA384');
+    assert.equal(await tls12(port, 'strict.test', 'ECDHE-ECDSA-AES128-GCM-SHA256'), 'refused');
+    assert.equal(await tls12(port, 'strict.test', 'ECDHE-ECDSA-AES256-GCM-SHA384'), 'ECDHE-ECDSA-AES256-GCM-SHA384');
+    assert.equal(await tls12(port, 'site.test', 'ECDHE-ECDSA-AES128-GCM-SHA256'), 'ECDHE-ECDSA-AES128-GCM-SHA256');
   });
 
   test('ALPN http/1.1 is negotiated', { skip: engine === 'uws' && 'uWS 20.30 has no ALPN (README)' }, async () => {
-    assert.match(await sClient(port, ['-servername', 'site.test', '-alpn', 'h2,http/1.1']), /ALPN protocol: http\/1\.1/);
+    const out = await sClient(port, ['-servername', 'site.test', '-alpn', 'h2,http/1.1']);
+    assert.match(out, /ALPN protocol: http\/1\.1/);
   });
 });
 
@@ -359,14 +385,16 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
 `,
   );
   // 256 fds (soft and hard, as `ulimit -n 256` sets): fewer than the connections below.
-  const proc = spawn('prlimit', ['--nofile=256:256', process.execPath, CLI, 'start', '--config', gw.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = ['--nofile=256:256', process.execPath, CLI, 'start', '--config', gw.configPath];
+  const proc = spawn('prlimit', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const flood: Socket[] = [];
   try {
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d));
     await waitFor(() => out.includes('tlsgate started') || undefined, 'gateway start', 20_000);
-    assert.ok(out.split('\n').some((l) => l.includes('open files limit') && l.includes('"open_files":256')), 'the limit is logged');
-    assert.ok(out.includes('holds fewer connections than max_connections'), 'the cap that does not fit is warned about');
+    const logged = out.split('\n').some((l) => l.includes('open files limit') && l.includes('"open_files":256'));
+    assert.ok(logged, 'the limit is logged');
+    assert.ok(out.includes('holds fewer connections than max_connections'), 'a cap that does not fit is warned about');
     const worker = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/)[0];
     for (let i = 0; i < 400; i++) {
       const s = netConnect({ host: '127.0.0.1', port });
@@ -386,7 +414,7 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   }
 });
 
-test('validate: an unknown ssl_ciphers list and a client.crl that is not a CRL are refused with their paths', async () => {
+test('validate: unknown ssl_ciphers and a client.crl that is not a CRL are refused with their paths', async () => {
   const gw = new Gateway();
   try {
     gw.write('site.crt', site.cert);
@@ -404,12 +432,14 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
 `,
       );
       return new Promise<string>((resolve) => {
-        execFile(process.execPath, [CLI, 'validate', '--config', gw.configPath], (_e, stdout, stderr) => resolve(stdout + stderr));
+        const argv = [CLI, 'validate', '--config', gw.configPath];
+        execFile(process.execPath, argv, (_e, stdout, stderr) => resolve(stdout + stderr));
       });
     };
     assert.match(await validate('ssl_ciphers: "NOT-A-CIPHER"'), /ssls\[0\]\.ssl_ciphers: .*OpenSSL knows none/);
-    assert.match(await validate('client: { ca: "$file://ca.pem", crl: "$file://bad.crl" }'), /ssls\[0\]\.client\.crl: OpenSSL cannot load it/);
-    assert.match(await validate('client: { ca: "$file://ca.pem", crl: "$file://ca.pem" }'), /ssls\[0\]\.client\.crl: holds no PEM CRL/);
+    const crl = (file: string): Promise<string> => validate(`client: { ca: "$file://ca.pem", crl: "$file://${file}" }`);
+    assert.match(await crl('bad.crl'), /ssls\[0\]\.client\.crl: OpenSSL cannot load it/);
+    assert.match(await crl('ca.pem'), /ssls\[0\]\.client\.crl: holds no PEM CRL/);
   } finally {
     await gw.stop();
   }

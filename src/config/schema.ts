@@ -187,7 +187,9 @@ function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): List
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
   const o = r.obj(v, path);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'ssl_ciphers', 'status']);
+  r.known(o, path, [
+    'id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'ssl_ciphers', 'status',
+  ]);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const type = r.oneOf(o, 'type', path, ['server', 'client'] as const) ?? defaults.sslType;
   const snis: string[] = [];
@@ -225,7 +227,11 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
   if (rawProtocols && rawProtocols.length === 0) r.error(join(path, 'ssl_protocols'), 'must hold at least one protocol');
   const ssl_ciphers = r.str(o, 'ssl_ciphers', path) ?? defaults.sslCiphers;
   if (o.ssl_ciphers !== undefined && !knownCiphers(ssl_ciphers)) {
-    r.error(join(path, 'ssl_ciphers'), `${JSON.stringify(ssl_ciphers)}: OpenSSL knows none of these ciphers (an OpenSSL cipher list, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")`);
+    r.error(
+      join(path, 'ssl_ciphers'),
+      `${JSON.stringify(ssl_ciphers)}: OpenSSL knows none of these ciphers ` +
+        '(an OpenSSL cipher list, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")',
+    );
   }
   const status = r.oneOf(o, 'status', path, ['enabled', 'disabled'] as const) ?? defaults.sslStatus;
   if (!id || !cert || !key) return undefined;

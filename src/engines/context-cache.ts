@@ -72,7 +72,10 @@ export function splitCrls(pem: string): string[] {
  * picks the pair by the client's signature algorithms), its client CA and CRLs, its
  * versions and ciphers, server cipher preference, no renegotiation.
  */
-export function contextOptions(ssl: SslSnapshot, o: { tickets: boolean; ticketKeys?: Uint8Array }): SecureContextOptions & { ticketKeys?: Buffer } {
+export function contextOptions(
+  ssl: SslSnapshot,
+  o: { tickets: boolean; ticketKeys?: Uint8Array },
+): SecureContextOptions & { ticketKeys?: Buffer } {
   return {
     cert: ssl.pairs.map((p) => p.cert),
     key: ssl.pairs.map((p) => p.key),

@@ -10,7 +10,9 @@
 // certificate, and a dual RSA + ECDSA object could present one pair; per-SNI mTLS needed
 // private fields, the version was chosen before the SNI, and a resumed session skipped
 // the callback.
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse,
+} from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
@@ -116,7 +118,8 @@ export class NodeEngine implements Engine {
 
   private acceptError(err: Error): void {
     // One log line per burst: under an fd flood every accept fails.
-    if (this.acceptErrors++ % 1000 === 0) this.deps.log.error({ err, listener: this.listener.name, count: this.acceptErrors }, 'accept failed');
+    if (this.acceptErrors++ % 1000 !== 0) return;
+    this.deps.log.error({ err, listener: this.listener.name, count: this.acceptErrors }, 'accept failed');
   }
 
   private onConnection(raw: Socket): void {
@@ -197,7 +200,8 @@ export class NodeEngine implements Engine {
    * at all (defence in depth: a resumed session carries its first handshake's verification).
    */
   private tlsServer(ssl: SslSnapshot): TlsServer {
-    const tickets = this.listener.sessionTickets && !this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
+    const mtls = this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
+    const tickets = this.listener.sessionTickets && !mtls;
     const keys = this.state.snapshot.ticketKeys;
     const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}`;
     return this.state.contexts.get(key, ssl.hash, () => {

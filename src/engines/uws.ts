@@ -133,7 +133,9 @@ export class UwsEngine implements Engine {
 
   private generation(): Generation {
     const d = this.defaultSsl(this.state);
-    const app = d ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp({ ...files, ssl_ciphers: uwsCiphers(d) })) : this.uws.SSLApp({});
+    const app = d
+      ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp({ ...files, ssl_ciphers: uwsCiphers(d) }))
+      : this.uws.SSLApp({});
     const g: Generation = { id: this.nextId++, app, listenSocket: undefined, installed: new Map(), aliases: 0, defaultHash: d?.hash, inflight: 0 };
     app.any('/*', (res, req) => this.onRequest(g, res, req));
     app.missingServerName((name) => this.onMissingName(g, name));

@@ -14,7 +14,8 @@ export function checkFdLimit(log: Logger, listeners: ReadonlyArray<{ name: strin
   if (wanted > budget) {
     log.warn(
       { open_files: limit, max_connections: wanted, budget },
-      'the open files limit holds fewer connections than max_connections allows: raise the hard limit (systemd LimitNOFILE=, ulimit -Hn); each worker caps its listeners at the budget',
+      'the open files limit holds fewer connections than max_connections allows: raise the hard limit ' +
+        '(systemd LimitNOFILE=, ulimit -Hn); each worker caps its listeners at the budget',
     );
   }
 }

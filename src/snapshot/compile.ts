@@ -59,7 +59,9 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   c.ssls.forEach((s, i) => {
     if (s.client?.crl === undefined) return;
     const problem = crlProblem(val(`ssls[${i}].client.crl`));
-    if (problem) issues.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+    if (problem) {
+      issues.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+    }
   });
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
 
@@ -75,7 +77,10 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
         path: `ssls[${i}].certs`,
         code: 'TLSGATE_E_DUAL_CERT_SNI',
         severity: 'warning',
-        message: `"${s.id}" has ${pairs.length} pairs; a uws listener (one pair per uWS context) presents only the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair, with or without SNI. node listeners present every pair (OpenSSL picks by the client's signature algorithms).`,
+        message:
+          `"${s.id}" has ${pairs.length} pairs; a uws listener (one pair per uWS context) presents only the ` +
+          `${kinds.includes('ec') ? 'ECDSA' : 'first'} pair, with or without SNI. node listeners present every pair ` +
+          "(OpenSSL picks by the client's signature algorithms).",
       });
     }
     const clientCa = inputs[i]!.clientCa?.pem;
@@ -91,7 +96,12 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
       protocols: s.ssl_protocols,
       ciphers: s.ssl_ciphers,
       hash: materialHash([
-        ...pairs.flatMap((p) => [p.cert, p.key]), clientCa, clientCrl, String(s.client?.depth), s.ssl_protocols.join(','), s.ssl_ciphers,
+        ...pairs.flatMap((p) => [p.cert, p.key]),
+        clientCa,
+        clientCrl,
+        String(s.client?.depth),
+        s.ssl_protocols.join(','),
+        s.ssl_ciphers,
       ]),
     };
   });
@@ -106,10 +116,20 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
       ...(l.timeouts.keepalive !== t.keepAlive ? ['keepalive'] : []),
     ];
     if (changed.length) {
-      issues.push({ path: `listeners[${i}].timeouts`, code: 'TLSGATE_E_ENGINE_UNSUPPORTED', severity: 'warning', message: `uws applies its compiled-in idle timeout (≈ 10 s), not ${changed.join(', ')}: use engine: node to configure them` });
+      issues.push({
+        path: `listeners[${i}].timeouts`,
+        code: 'TLSGATE_E_ENGINE_UNSUPPORTED',
+        severity: 'warning',
+        message: `uws applies its compiled-in idle timeout (≈ 10 s), not ${changed.join(', ')}: use engine: node for them`,
+      });
     }
     if (l.max_connections !== defaults.maxConnections) {
-      issues.push({ path: `listeners[${i}].max_connections`, code: 'TLSGATE_E_ENGINE_UNSUPPORTED', severity: 'warning', message: 'uws has no accept hook: max_connections is not enforced on this listener (use engine: node)' });
+      issues.push({
+        path: `listeners[${i}].max_connections`,
+        code: 'TLSGATE_E_ENGINE_UNSUPPORTED',
+        severity: 'warning',
+        message: 'uws has no accept hook: max_connections is not enforced on this listener (use engine: node)',
+      });
     }
   });
   const sni: Array<[string, string]> = [];
