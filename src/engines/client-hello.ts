@@ -8,8 +8,8 @@
 export const MAX_HELLO_BYTES = 16 * 1024;
 
 export type HelloResult =
-  /** More bytes are needed. */
-  | { kind: 'partial' }
+  /** More bytes are needed: at least `need` in all before parsing again makes progress. */
+  | { kind: 'partial'; need: number }
   /** Not a TLS handshake (plain HTTP on the TLS port, garbage) or over the size cap. */
   | { kind: 'invalid' }
   /** A complete ClientHello; servername absent when the client sent none. */
@@ -24,12 +24,13 @@ export function parseClientHello(buf: Buffer): HelloResult {
   let have = 0;
   let off = 0;
   for (;;) {
-    if (buf.length < off + 5) return buf.length > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial' };
+    if (buf.length < off + 5) return off + 5 > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial', need: off + 5 };
     // Content type 22 (handshake), record version 3.x.
     if (buf[off] !== 22 || buf[off + 1] !== 3) return { kind: 'invalid' };
     const len = buf.readUInt16BE(off + 3);
     if (len === 0 || len > 16_384 + 2048) return { kind: 'invalid' };
-    if (buf.length < off + 5 + len) return off + 5 + len > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial' };
+    const end = off + 5 + len;
+    if (buf.length < end) return end > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial', need: end };
     hs.push(buf.subarray(off + 5, off + 5 + len));
     have += len;
     off += 5 + len;

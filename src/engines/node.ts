@@ -145,11 +145,24 @@ export class NodeEngine implements Engine {
       // without a tlsClientError.
       if (conn.handed && !conn.secured && !conn.failed && conn.ssl?.clientCa) this.fail('mtls_invalid');
     });
-    let buf: Buffer | undefined;
+    // Parsed again only once the bytes it asked for are there: a ClientHello sent byte by
+    // byte costs a few parses, not one per byte.
+    const chunks: Buffer[] = [];
+    let have = 0;
+    let need = 5;
+    let buf: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
-      buf = buf ? Buffer.concat([buf, chunk]) : chunk;
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have < need) return;
+      buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
+      chunks.length = 0;
+      chunks.push(buf);
       const hello = parseClientHello(buf);
-      if (hello.kind === 'partial') return;
+      if (hello.kind === 'partial') {
+        need = hello.need;
+        return;
+      }
       raw.off('data', onData);
       raw.pause();
       if (hello.kind === 'invalid') {
