@@ -51,7 +51,10 @@ export class NodeEngine implements Engine {
   private readonly pending = new Map<string, Pending>();
   /** Distinguishes this engine's TLS servers in the worker's shared cache. */
   private readonly id = `node${++engines}`;
+  /** Connections the open-files limit allows (read once: the limit is set before start). */
+  private readonly budget = connectionBudget();
   private draining = false;
+  private acceptErrors = 0;
 
   constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
     this.listener = listener;
@@ -88,7 +91,7 @@ export class NodeEngine implements Engine {
     this.tcp = createTcpServer({ noDelay: true }, (raw) => this.onConnection(raw));
     // At the cap Node closes a new connection at accept; open ones keep being served.
     // Capped by the fd budget too: past the open-files limit accept() fails (EMFILE).
-    this.tcp.maxConnections = Math.min(listener.maxConnections, connectionBudget());
+    this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
     this.tcp.on('drop', () => this.fail('max_connections'));
   }
 
@@ -111,10 +114,8 @@ export class NodeEngine implements Engine {
     this.listener = listener;
     this.http.keepAliveTimeout = listener.timeouts.keepAliveMs;
     this.http.headersTimeout = listener.timeouts.requestHeaderMs;
-    this.tcp.maxConnections = Math.min(listener.maxConnections, connectionBudget());
+    this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
   }
-
-  private acceptErrors = 0;
 
   private acceptError(err: Error): void {
     // One log line per burst: under an fd flood every accept fails.
@@ -123,7 +124,8 @@ export class NodeEngine implements Engine {
   }
 
   private onConnection(raw: Socket): void {
-    if (this.draining) {
+    // Already reset by the client (no peer address), or draining.
+    if (this.draining || raw.remoteAddress === undefined) {
       raw.destroy();
       return;
     }
