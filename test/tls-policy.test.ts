@@ -263,6 +263,8 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   test('ALPN http/1.1 is negotiated', { skip: engine === 'uws' && 'uWS 20.30 has no ALPN (README)' }, async () => {
     const out = await sClient(port, ['-servername', 'site.test', '-alpn', 'h2,http/1.1']);
     assert.match(out, /ALPN protocol: http\/1\.1/);
+    // A client that speaks only h2 is told so (RFC 7301), not served HTTP/1.1 it did not offer.
+    assert.match(await sClient(port, ['-servername', 'site.test', '-alpn', 'h2']), /no application protocol/i);
   });
 });
 
