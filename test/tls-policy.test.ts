@@ -353,6 +353,14 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     assert.equal(await ask('d1.test', revoked), '200');
   });
 
+  test('client.crl is re-read with its file: a newly revoked certificate is refused after the change', async () => {
+    assert.equal(await ask('crl.test', direct), '200');
+    gw.write('clients.crl', crl(clientCa, [revoked, direct]));
+    await waitFor(async () => (await ask('crl.test', direct)) === 'refused' || undefined, 'the new CRL served', 15_000);
+    // Other certificates of the CA still pass.
+    assert.equal(await ask('crl.test', client(clientCa, 'fresh')), '200');
+  });
+
   test('client.depth 0: only a leaf issued by the CA itself', async () => {
     assert.equal(await ask('d0.test', direct), '200');
     assert.equal(await ask('d0.test', viaOne, [int1]), 'refused');
