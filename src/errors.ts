@@ -23,8 +23,7 @@ export const ErrorCodes = {
   TLSGATE_E_WILDCARD_PUBLIC_SUFFIX: 'a wildcard SNI or SAN spans a public suffix (*.com, *.co.uk)',
   TLSGATE_E_MTLS_LOSS:
     'warning: a name loses client certificate verification (its mTLS SSL object is disabled or removed)',
-  TLSGATE_E_DUAL_CERT_SNI: 'warning: an SNI-selected connection gets one pair of a dual RSA + ECDSA object (the ECDSA one)',
-  TLSGATE_E_PROTOCOLS_PER_SNI: 'warning: SSL objects differ in ssl_protocols; node:tls picks the version before the SNI, so a client is refused, not downgraded',
+  TLSGATE_E_DUAL_CERT_SNI: 'warning: a uws listener presents one pair of a dual RSA + ECDSA object (the ECDSA one)',
   TLSGATE_E_CA_PARSE: 'a CA bundle holds no valid certificate',
   TLSGATE_E_SECRET_REF: 'a secret reference is malformed',
   TLSGATE_E_SECRET_UNRESOLVED: 'a secret reference cannot be resolved',

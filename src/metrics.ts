@@ -10,7 +10,9 @@ export const dataPlane = {
   handshakes: new Counter({ name: 'tlsgate_handshakes_total', help: 'TLS handshakes completed', labelNames: ['listener'] as const }),
   handshakeFailures: new Counter({
     name: 'tlsgate_handshake_failures_total',
-    help: 'TLS handshakes refused, by reason (no_sni_match, mtls_missing, mtls_invalid, mtls_depth, protocol, other)',
+    help:
+      'TLS handshakes refused, by reason (no_sni_match, mtls_missing, mtls_invalid, mtls_depth, protocol, timeout, ' +
+      'malformed, max_connections, context, other)',
     labelNames: ['listener', 'reason'] as const,
   }),
   refused: new Counter({

@@ -152,6 +152,7 @@ test('checkAuthority: the object serving the authority decides, whatever the con
     ...(ca !== undefined ? { clientCa: ca } : {}),
     clientDepth: 1,
     protocols: ['TLSv1.2', 'TLSv1.3'],
+    ciphers: '',
     hash: id,
   });
   const plain = mk('shop', ['*.shop.test']);

@@ -1,12 +1,11 @@
 // Per-SNI mTLS on one listener: secure.test needs a client certificate from its CA,
-// open.test never asks for one. Relies on private node:tls fields (see engines/node.ts):
-// the first test fails loudly if a Node release changes them.
+// open.test never asks for one. The node engine reads the SNI from the ClientHello and
+// makes the TLS socket from the object's own context (verify mode, CA): no private fields.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { Socket } from 'node:net';
-import { TLSSocket, connect as tlsConnect, createSecureContext } from 'node:tls';
-import { Gateway, freePort, get } from './helpers/gateway';
+import { connect as tlsConnect } from 'node:tls';
+import { Gateway, freePort, get, waitFor } from './helpers/gateway';
 import { client, createCA, issue, server } from './helpers/pki';
 
 const serverCa = createCA('Server CA');
@@ -42,17 +41,6 @@ routes:
 });
 after(() => gw.stop());
 
-test('node:tls still has the private fields per-SNI mTLS relies on', () => {
-  const raw = new Socket();
-  const sock = new TLSSocket(raw, { isServer: true, secureContext: createSecureContext({}) });
-  const s = sock as unknown as Record<string, unknown> & { _handle: Record<string, unknown> };
-  assert.equal(typeof s._handle.setVerifyMode, 'function', 'TLSSocket._handle.setVerifyMode is gone');
-  assert.ok('_requestCert' in s, 'TLSSocket._requestCert is gone');
-  assert.ok('_rejectUnauthorized' in s, 'TLSSocket._rejectUnauthorized is gone');
-  sock.destroy();
-  raw.destroy();
-});
-
 const ask = (servername: string, id?: { cert: string; key: string }, host = servername) =>
   get(port, '/', { servername, host, ...(id ? { cert: id.cert, key: id.key } : {}) }).then(
     (r) => `${r.status}`,
@@ -65,6 +53,22 @@ test('mTLS SNI: a client without a certificate is refused before any HTTP byte',
 
 test('mTLS SNI: a certificate from a foreign CA is refused', async () => {
   assert.match(await ask('secure.test', foreign), /^refused:/);
+});
+
+async function failures(reason: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { headers: { 'x-api-key': gw.apiKey } });
+  const name = `tlsgate_handshake_failures_total{listener="public",reason="${reason}"}`;
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(name));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+test('mTLS refusals are counted by reason: no certificate → mtls_missing, foreign CA → mtls_invalid', async () => {
+  const [missing0, invalid0] = [await failures('mtls_missing'), await failures('mtls_invalid')];
+  await ask('secure.test');
+  await waitFor(async () => (await failures('mtls_missing')) === missing0 + 1 || undefined, 'mtls_missing counted');
+  await ask('secure.test', foreign);
+  await waitFor(async () => (await failures('mtls_invalid')) === invalid0 + 1 || undefined, 'mtls_invalid counted');
+  assert.equal(await failures('mtls_missing'), missing0 + 1, 'the foreign certificate is not counted as missing');
 });
 
 test('mTLS SNI: a certificate from the configured CA is accepted (exact and wildcard SNI)', async () => {

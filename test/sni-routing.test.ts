@@ -3,6 +3,7 @@
 // against both engines (node:tls and uWebSockets.js).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
@@ -14,13 +15,14 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
   const exact = server(ca, ['a.example.com']);
   const wild = server(ca, ['*.example.com']);
   const fallback = server(ca, ['fallback.test']);
+  const rsaOnly = server(ca, ['rsa.test'], { keyType: 'rsa' });
   const gw = new Gateway();
   let port = 0;
   let strictPort = 0;
 
   before(async () => {
     [port, strictPort, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
-    for (const [n, i] of Object.entries({ exact, wild, fallback })) {
+    for (const [n, i] of Object.entries({ exact, wild, fallback, rsaOnly })) {
       gw.write(`${n}.crt`, i.cert);
       gw.write(`${n}.key`, i.key);
     }
@@ -34,6 +36,7 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
     - { id: exact, snis: [a.example.com], cert: "$file://exact.crt", key: "$file://exact.key" }
     - { id: wild, snis: ["*.example.com"], cert: "$file://wild.crt", key: "$file://wild.key" }
     - { id: fallback, snis: [fallback.test], cert: "$file://fallback.crt", key: "$file://fallback.key" }
+    - { id: rsa-only, snis: [rsa.test], cert: "$file://rsaOnly.crt", key: "$file://rsaOnly.key" }
   routes:
     - { id: api-exact, hosts: [a.example.com], paths: [/api], respond: { status: 200, body: exact-api } }
     - { id: api-wild, hosts: ["*.example.com"], paths: [/api], respond: { status: 200, body: wild-api } }
@@ -74,6 +77,29 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
     assert.match((await cn(undefined, strictPort)) ?? '', /^failed:/);
     // The listener still serves a known name.
     assert.equal(await cn('a.example.com', strictPort), 'a.example.com');
+  });
+
+  test('an RSA-only object is presented for its SNI to ECDSA-preferring clients (node:tls, curl)', async () => {
+    // The listener's default certificate is ECDSA: an ECDSA-capable client once got it.
+    const r = await handshake(port, { servername: 'rsa.test' });
+    assert.equal(r.cert?.subject?.CN, 'rsa.test');
+    const tls12 = await handshake(port, { servername: 'rsa.test', maxVersion: 'TLSv1.2' });
+    assert.equal(tls12.cert?.subject?.CN, 'rsa.test');
+    const out = await new Promise<string>((resolve) => {
+      const argv = ['-skv', '--resolve', `rsa.test:${port}:127.0.0.1`, `https://rsa.test:${port}/`];
+      execFile('curl', argv, (_e, stdout, stderr) => resolve(stderr + stdout));
+    });
+    assert.match(out, /subject: CN=rsa\.test/, 'curl (default handshake) sees the RSA certificate');
+    assert.match(out, /root/, 'and is served');
+  });
+
+  test('without default_ssl, an unknown SNI gets a fatal unrecognized_name alert', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const argv = ['s_client', '-connect', `127.0.0.1:${strictPort}`, '-servername', 'unknown.test'];
+      const p = execFile('openssl', argv, (_e, stdout, stderr) => resolve(stderr + stdout));
+      p.stdin?.end();
+    });
+    assert.match(out, /unrecognized name|alert number 112/i);
   });
 
   test('an over-long or invalid SNI never matches', async () => {
@@ -117,6 +143,19 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
         assert.equal(r.status, 'HTTP/1.1 200 OK', `${v}: a resumed connection is served`);
       }
     }
+  });
+
+  const nodeOnly = { skip: engine !== 'node' && 'uws keeps session tickets per worker' };
+  test('a session resumes only on the SSL object that made it', nodeOnly, async () => {
+    const first = await handshake(port, { servername: 'a.example.com', maxVersion: 'TLSv1.2', keep: true });
+    const session = first.socket!.getSession();
+    first.socket!.destroy();
+    assert.ok(session);
+    assert.equal((await handshake(port, { servername: 'a.example.com', maxVersion: 'TLSv1.2', session })).reused, true);
+    // Same ticket keys, another object (wildcard): a full handshake with that object's certificate.
+    const other = await handshake(port, { servername: 'b.example.com', maxVersion: 'TLSv1.2', session });
+    assert.equal(other.reused, false);
+    assert.equal(other.cert?.subject?.CN, '*.example.com');
   });
 
   test('routes: longest path prefix wins, then exact host over wildcard over any', async () => {

@@ -10,6 +10,12 @@ export const defaults = {
   sslType: 'server' as const,
   sslProtocols: ['TLSv1.2', 'TLSv1.3'] as const,
   sslStatus: 'enabled' as const,
+  // Mozilla "intermediate" for TLS 1.2, minus DHE: ECDHE key exchange and AEAD only (no
+  // CBC, no 3DES, no static RSA); TLS 1.3 suites are added by the engines.
+  sslCiphers: [
+    'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
   clientDepth: 1, // intermediates allowed between a client certificate and its CA
   upstreamScheme: 'http' as const,
   nodeWeight: 1,

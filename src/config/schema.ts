@@ -1,5 +1,6 @@
 // The one schema: raw YAML value → GatewayConfig, or every problem with its path.
 import { dirname } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { ConfigIssue } from '../errors';
 import { normalizePattern } from '../routing/names';
 import { validateProviderConfig } from '../secrets/providers';
@@ -30,8 +31,10 @@ const PAIR_KEYS = ['cert', 'key'] as const;
 const LISTENER_KEYS = [
   'name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections',
 ] as const;
-const SSL_KEYS = ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status'] as const;
-const CLIENT_KEYS = ['ca', 'depth'] as const;
+const SSL_KEYS = [
+  'id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'ssl_ciphers', 'status',
+] as const;
+const CLIENT_KEYS = ['ca', 'depth', 'crl'] as const;
 const UPSTREAM_KEYS = ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers'] as const;
 const UPSTREAM_TLS_KEYS = ['verify', 'ca', 'client_ssl', 'sni'] as const;
 const IDENTITY_KEYS = ['subject', 'fingerprint', 'verify'] as const;
@@ -235,7 +238,8 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
       r.known(c, join(path, 'client'), CLIENT_KEYS);
       const ca = r.secret(c, 'ca', join(path, 'client'), true);
       const depth = r.int(c, 'depth', join(path, 'client'), { min: 0, max: 10 }) ?? defaults.clientDepth;
-      if (ca) client = { ca, depth };
+      const crl = r.secret(c, 'crl', join(path, 'client'));
+      if (ca) client = { ca, depth, ...optional('crl', crl) };
     }
     if (type === 'client') r.error(join(path, 'client'), 'client CA (mTLS) applies to server SSL objects only');
   }
@@ -246,6 +250,14 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     else r.error(`${path}.ssl_protocols[${j}]`, `must be TLSv1.2 or TLSv1.3, got ${JSON.stringify(p)}`);
   });
   if (rawProtocols && rawProtocols.length === 0) r.error(join(path, 'ssl_protocols'), 'must hold at least one protocol');
+  const ssl_ciphers = r.str(o, 'ssl_ciphers', path) ?? defaults.sslCiphers;
+  if (o.ssl_ciphers !== undefined && !knownCiphers(ssl_ciphers)) {
+    r.error(
+      join(path, 'ssl_ciphers'),
+      `${JSON.stringify(ssl_ciphers)}: OpenSSL knows none of these ciphers ` +
+        '(an OpenSSL cipher list, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")',
+    );
+  }
   const status = r.oneOf(o, 'status', path, ['enabled', 'disabled'] as const) ?? defaults.sslStatus;
   if (!id || !cert || !key) return undefined;
   return {
@@ -258,8 +270,21 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     keys: keys.filter((c): c is string => c !== undefined),
     ...optional('client', client),
     ssl_protocols: protocols,
+    ssl_ciphers,
     status,
   };
+}
+
+/** Does OpenSSL accept the list (at least one cipher it knows)? TLS 1.3 suite names alone count. */
+function knownCiphers(list: string): boolean {
+  const tls12 = list.split(':').filter((c) => c && !c.startsWith('TLS_')).join(':');
+  const tls13 = list.split(':').filter((c) => c.startsWith('TLS_')).join(':');
+  try {
+    createSecureContext({ ciphers: tls12 || tls13 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefined {
@@ -468,16 +493,6 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     if (!s) r.error(p, `${name} is not the id of an SSL object${hint}`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
-  const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
-  const protocolSets = new Set(enabled.map((s) => [...s.ssl_protocols].sort().join('+')));
-  if (protocolSets.size > 1 && c.listeners.some((l) => l.engine === 'node')) {
-    const narrow = c.ssls.findIndex((s) => s.type === 'server' && s.status === 'enabled' && s.ssl_protocols.length === 1);
-    r.warn(
-      narrow >= 0 ? `ssls[${narrow}].ssl_protocols` : 'ssls',
-      `SSL objects differ in ssl_protocols (${[...protocolSets].join(' / ')}): node:tls picks the version before the SNI, so a client that negotiates a version an object excludes is refused, not downgraded`,
-      'TLSGATE_E_PROTOCOLS_PER_SNI',
-    );
-  }
   const sslAt = new Map(c.ssls.map((s, i) => [s.id, i]));
   for (const loss of mtlsLoss(undefined, c)) {
     r.warn(

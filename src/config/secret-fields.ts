@@ -10,6 +10,7 @@ export function secretFields(c: GatewayConfig): Array<[string, string]> {
     s.certs.forEach((v, j) => out.push([`ssls[${i}].certs[${j}]`, v]));
     s.keys.forEach((v, j) => out.push([`ssls[${i}].keys[${j}]`, v]));
     if (s.client) out.push([`ssls[${i}].client.ca`, s.client.ca]);
+    if (s.client?.crl !== undefined) out.push([`ssls[${i}].client.crl`, s.client.crl]);
   });
   c.upstreams.forEach((u, i) => {
     if (u.tls?.ca) out.push([`upstreams[${i}].tls.ca`, u.tls.ca]);

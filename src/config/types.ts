@@ -48,8 +48,11 @@ export interface SslConfig {
   key: string;
   certs: string[];
   keys: string[];
-  client?: { ca: string; depth: number };
+  /** crl: PEM CRLs (literal or reference), one per CA of the client chain. */
+  client?: { ca: string; depth: number; crl?: string };
   ssl_protocols: TlsProtocol[];
+  /** OpenSSL cipher list (TLS ≤ 1.2 names; TLS 1.3 suites by their TLS_ names). */
+  ssl_ciphers: string;
   status: 'enabled' | 'disabled';
 }
 

@@ -1,14 +1,27 @@
-// The node engine: node:https (OpenSSL 3) with SNICallback over the precompiled map,
-// per-SNI mTLS set on the connection inside the callback, hitless swaps.
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { constants } from 'node:crypto';
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+// The node engine: TCP accepted by a net.Server, the ClientHello read before any TLS
+// object exists (bounded in size and time), the SSL object picked by its SNI, then the
+// TLS socket made from that object's own context (every pair, its client CA and CRL,
+// versions, ciphers) and handed to a plain http.Server. Hitless swaps: a new snapshot
+// only changes which object the next ClientHello picks.
+//
+// Why not https.Server + SNICallback (measured on Node 20.20): Node's SNI switch copies
+// one certificate into a connection made from the default context, whose own pair stays
+// in its slot, so an ECDSA-capable client of an RSA-only name got the default ECDSA
+// certificate, and a dual RSA + ECDSA object could present one pair; per-SNI mTLS needed
+// private fields, the version was chosen before the SNI, and a resumed session skipped
+// the callback.
+import {
+  createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse,
+} from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { NodeExchange, rfc4514, serve, type ClientIdentity, type ConnFacts } from '../proxy';
-import { SESSION_ID_CONTEXT, buildContext, versionRange } from './context-cache';
+import { contextOptions } from './context-cache';
+import { parseClientHello, UNRECOGNIZED_NAME_ALERT } from './client-hello';
+import { connectionBudget } from './fd-budget';
 import { dataPlane as m } from '../metrics';
 import { wireNodeParser } from './node-client-error';
 
@@ -42,68 +55,75 @@ class NodeConn implements ConnFacts {
   }
 }
 
-/**
- * Private fields of node:tls that per-SNI mTLS relies on (Node 20, measured).
- * `setVerifyMode` asks for the certificate; `_requestCert` and `_rejectUnauthorized`
- * make Node check the chain after the handshake (without them a certificate from a
- * foreign CA was accepted with authorized === false). test/mtls-per-sni.test.ts fails
- * loudly if a Node release changes them.
- */
-interface TlsSocketInternals {
-  _handle: { setVerifyMode(request: boolean, reject: boolean): void } | null;
-  _requestCert: boolean;
-  _rejectUnauthorized: boolean;
+/** A TCP connection from accept until its TLS handshake ends. */
+interface Pending {
+  readonly raw: Socket;
+  readonly key: string;
+  timer: NodeJS.Timeout | undefined;
+  ssl?: SslSnapshot;
+  /** Handed to a TLS server; its outcome is counted there. */
+  handed: boolean;
+  secured: boolean;
+  failed: boolean;
 }
 
-function setVerify(socket: TLSSocket, on: boolean): void {
-  const s = socket as unknown as TlsSocketInternals;
-  s._handle?.setVerifyMode(on, on);
-  s._requestCert = on;
-  s._rejectUnauthorized = on;
-}
+let engines = 0;
 
 export class NodeEngine implements Engine {
   listener: ListenerSnapshot;
   private state: DataPlaneState;
-  private readonly server: Server;
+  private readonly tcp: TcpServer;
+  private readonly http: HttpServer;
+  /** Handshakes in progress by remote address:port (unique among a listener's live connections). */
+  private readonly pending = new Map<string, Pending>();
+  /** Distinguishes this engine's TLS servers in the worker's shared cache. */
+  private readonly id = `node${++engines}`;
+  /** Connections the open-files limit allows (read once: the limit is set before start). */
+  private readonly budget = connectionBudget();
   private draining = false;
+  private acceptErrors = 0;
 
   constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
     this.listener = listener;
     this.state = state;
-    const engine = this;
-    this.server = createServer(
+    const t = listener.timeouts;
+    this.http = createHttpServer(
       {
-        requestCert: false,
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.2',
-        sessionIdContext: SESSION_ID_CONTEXT,
-        // A `function`, not an arrow: Node calls it with `this` = the TLSSocket.
-        SNICallback: function (this: TLSSocket, servername, cb) {
-          engine.onSni(this as GateSocket, servername, cb);
-        },
-        keepAliveTimeout: 5_000,
-        headersTimeout: 30_000,
-        requestTimeout: 60_000,
+        keepAliveTimeout: t.keepAliveMs,
+        // Node answers 408 to a request whose headers are not complete in time.
+        headersTimeout: t.requestHeaderMs,
+        // Bodies are streamed for as long as they flow: no cap on the whole request.
+        requestTimeout: 0,
+        // How often Node checks the header deadline (default 30 s).
+        connectionsCheckingInterval: Math.min(1_000, t.requestHeaderMs),
+        noDelay: true,
       },
       (req, res) => this.onRequest(req, res, false),
     );
     // Expect: 100-continue: the proxy sends 100 only once an upstream connection is
     // ready, so a client never uploads a body to a dead upstream.
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
-    this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
-    this.server.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => this.onTlsError(err, s));
-    wireNodeParser(this.server, () => this.listener.limits);
-    this.applyDefault();
+    this.http.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+    // Parser limits follow the listener; parser errors (408 for slow headers included) get a status line.
+    wireNodeParser(this.http, () => this.listener.limits);
+    // The http.Server never listens (the TCP server does): 'listening' starts its
+    // connection tracking, which the header deadline and closeIdleConnections() need.
+    this.http.emit('listening');
+    this.tcp = createTcpServer({ noDelay: true }, (raw) => this.onConnection(raw));
+    // At the cap Node closes a new connection at accept; open ones keep being served.
+    // Capped by the fd budget too: past the open-files limit accept() fails (EMFILE).
+    this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
+    this.tcp.on('drop', () => this.fail('max_connections'));
   }
 
   listen(): Promise<void> {
     const { host, port, name } = this.listener;
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(new ListenError(name, `${host}:${port}`, err));
-      this.server.once('error', onError);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', onError);
+      this.tcp.once('error', onError);
+      this.tcp.listen({ host, port }, () => {
+        this.tcp.off('error', onError);
+        // Accept errors (EMFILE, ENFILE) must not end the worker: libuv retries the accept.
+        this.tcp.on('error', (err) => this.acceptError(err));
         resolve();
       });
     });
@@ -112,92 +132,140 @@ export class NodeEngine implements Engine {
   update(state: DataPlaneState, listener: ListenerSnapshot): void {
     this.state = state;
     this.listener = listener;
-    // Read by Node for each new connection's parser.
-    this.applyDefault();
+    this.http.keepAliveTimeout = listener.timeouts.keepAliveMs;
+    this.http.headersTimeout = listener.timeouts.requestHeaderMs;
+    this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
+  }
+
+  private acceptError(err: Error): void {
+    // One log line per burst: under an fd flood every accept fails.
+    if (this.acceptErrors++ % 1000 !== 0) return;
+    this.deps.log.error({ err, listener: this.listener.name, count: this.acceptErrors }, 'accept failed');
+  }
+
+  private onConnection(raw: Socket): void {
+    // Already reset by the client (no peer address), or draining.
+    if (this.draining || raw.remoteAddress === undefined) {
+      raw.destroy();
+      return;
+    }
+    const key = `${raw.remoteAddress}|${raw.remotePort}`;
+    const conn: Pending = { raw, key, timer: undefined, handed: false, secured: false, failed: false };
+    conn.timer = setTimeout(() => {
+      // Silent clients, or a ClientHello dribbled byte by byte (each holds an fd).
+      this.fail('timeout');
+      conn.failed = true;
+      raw.destroy();
+    }, this.listener.timeouts.handshakeMs);
+    this.pending.set(key, conn);
+    // Resets while the ClientHello is read; once handed over, the TLS socket reports its own.
+    raw.on('error', () => undefined);
+    raw.once('close', () => {
+      clearTimeout(conn.timer);
+      if (this.pending.get(key) === conn) this.pending.delete(key);
+      // Node destroys a connection whose client certificate fails the chain check
+      // without a tlsClientError.
+      if (conn.handed && !conn.secured && !conn.failed && conn.ssl?.clientCa) this.fail('mtls_invalid');
+    });
+    // Parsed again only once the bytes it asked for are there: a ClientHello sent byte by
+    // byte costs a few parses, not one per byte.
+    const chunks: Buffer[] = [];
+    let have = 0;
+    let need = 5;
+    let buf: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have < need) return;
+      buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
+      chunks.length = 0;
+      chunks.push(buf);
+      const hello = parseClientHello(buf);
+      if (hello.kind === 'partial') {
+        need = hello.need;
+        return;
+      }
+      raw.off('data', onData);
+      raw.pause();
+      if (hello.kind === 'invalid') {
+        this.fail('malformed');
+        conn.failed = true;
+        raw.destroy();
+        return;
+      }
+      // The TLS socket reads what is buffered on the TCP socket first.
+      raw.unshift(buf);
+      this.handOff(conn, hello.servername);
+    };
+    raw.on('data', onData);
+  }
+
+  private handOff(conn: Pending, servername: string | undefined): void {
+    const { ssl } = this.state.sni.lookup(servername, this.listener.defaultSsl);
+    if (!ssl) {
+      this.fail('no_sni_match');
+      conn.failed = true;
+      conn.raw.end(UNRECOGNIZED_NAME_ALERT);
+      return;
+    }
+    let server: TlsServer;
+    try {
+      server = this.tlsServer(ssl);
+    } catch (err) {
+      this.fail('context');
+      conn.failed = true;
+      this.deps.log.error({ err, ssl: ssl.id }, 'cannot build the TLS context of an SSL object');
+      conn.raw.destroy();
+      return;
+    }
+    conn.ssl = ssl;
+    conn.handed = true;
+    // From here the TLS server's own handshake timeout runs (its tlsClientError names the
+    // socket; destroying the TCP socket under it would leave the failure unattributed).
+    clearTimeout(conn.timer);
+    // Documented injection point: the TLS server wraps the socket with its context.
+    server.emit('connection', conn.raw);
   }
 
   /**
-   * The server's own context serves clients without SNI (the listener's default SSL
-   * object, if any) and seals/opens every session ticket, before any SNI callback.
-   * A resumed session skips the SNI callback, so it would skip a per-SNI client
-   * certificate check too: while any SSL object asks for mTLS, this listener issues
-   * no tickets (measured: a separate session-id context per object does not stop
-   * resumption across contexts on Node 20). Otherwise every worker shares the ticket
-   * keys from the snapshot, so a ticket resumes on any of them.
+   * One TLS server per SSL object (its SecureContext, verify mode, ALPN), cached by content
+   * hash. Session tickets: every worker shares the ticket keys, so a session resumes on any
+   * of them, and each object has its own session id context, so a session resumes only on
+   * the object that made it. While an object asks for mTLS the listener issues no tickets
+   * at all (defence in depth: a resumed session carries its first handshake's verification).
    */
-  private applyDefault(): void {
-    const d = this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
-    const srv = this.server as Server & { requestCert: boolean; rejectUnauthorized: boolean; _sharedCreds: SecureContext };
-    const servers = this.state.snapshot.ssls.filter((s) => s.type === 'server');
-    const noTickets = !this.listener.sessionTickets || servers.some((s) => s.clientCa !== undefined) ? constants.SSL_OP_NO_TICKET : 0;
-    // The version is chosen with this context, before the SNI callback: offer the union
-    // of the objects' ssl_protocols (per object, onSecure refuses the rest).
-    const protocols = [...new Set(servers.flatMap((s) => s.protocols))];
-    // Its own context (not the cached one): its ticket settings stay out of SNI contexts.
-    srv._sharedCreds = d
-      ? buildContext(d, { secureOptions: noTickets, protocols })
-      : createSecureContext({ ...versionRange(protocols), sessionIdContext: SESSION_ID_CONTEXT, secureOptions: noTickets });
+  private tlsServer(ssl: SslSnapshot): TlsServer {
+    const mtls = this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
+    const tickets = this.listener.sessionTickets && !mtls;
     const keys = this.state.snapshot.ticketKeys;
-    if (keys && !noTickets) srv.setTicketKeys(Buffer.from(keys));
-    srv.requestCert = !!d?.clientCa;
-    srv.rejectUnauthorized = !!d?.clientCa;
-  }
-
-  private onSni(socket: GateSocket, servername: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void): void {
-    const state = this.state;
-    const { ssl } = state.sni.lookup(servername, this.listener.defaultSsl);
-    if (!ssl) {
-      this.fail('no_sni_match');
-      // Continue with the certificate-less default context: the client gets a TLS alert.
-      setVerify(socket, false);
-      cb(null, undefined);
-      return;
-    }
-    let ctx;
-    try {
-      ctx = state.contexts.get(ssl);
-    } catch (err) {
-      this.fail('context');
-      this.deps.log.error({ err, ssl: ssl.id }, 'cannot build the TLS context of an SSL object');
-      cb(err as Error);
-      return;
-    }
-    socket[SSL] = ssl;
-    setVerify(socket, ssl.clientCa !== undefined);
-    cb(null, ctx);
+    const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}`;
+    return this.state.contexts.get(key, ssl.hash, () => {
+      const server = new TlsServer({
+        ...contextOptions(ssl, { tickets, ...(keys ? { ticketKeys: keys } : {}) }),
+        handshakeTimeout: this.listener.timeouts.handshakeMs,
+        requestCert: ssl.clientCa !== undefined,
+        rejectUnauthorized: ssl.clientCa !== undefined,
+        ALPNProtocols: ['http/1.1'],
+      });
+      server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
+      server.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => this.onTlsError(err, s));
+      return server;
+    });
   }
 
   private onSecure(socket: GateSocket): void {
-    let ssl = socket[SSL];
-    if (!ssl && socket.isSessionReused()) {
-      // A resumed session: no SNI callback ran. Tickets exist only while no object asks
-      // for mTLS (applyDefault), so there is no client certificate to enforce, and the
-      // version is within the listener's bounds. TLS 1.3 reports the SNI (select by it);
-      // TLS 1.2 does not (Node acks SNI in the certificate callback, so the session
-      // records no host name): then the connection keeps no SSL object.
-      const name = (socket as TLSSocket & { servername?: string | false }).servername;
-      ssl = name ? this.state.sni.lookup(name, this.listener.defaultSsl).ssl : undefined;
-      if (ssl?.clientCa) {
-        this.fail('mtls_missing');
-        socket.destroy();
-        return;
-      }
-      if (!ssl) {
-        this.accepted(socket);
-        return;
-      }
-    }
-    ssl ??= this.listener.defaultSsl ? this.state.sni.byId.get(this.listener.defaultSsl) : undefined;
-    if (!ssl) {
-      this.fail('no_sni_match');
+    const conn = this.pending.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    if (!conn?.ssl) {
+      this.fail('other');
       socket.destroy();
       return;
     }
-    socket[SSL] = ssl;
-    // The SNI callback runs after the version is chosen: enforce ssl_protocols here,
-    // before any HTTP byte is read.
-    const proto = socket.getProtocol();
-    if (!ssl.protocols.includes(proto as 'TLSv1.2')) {
+    this.pending.delete(conn.key);
+    clearTimeout(conn.timer);
+    conn.secured = true;
+    const ssl = conn.ssl;
+    // The context allows only the object's versions; checked again before any HTTP byte.
+    if (!ssl.protocols.includes(socket.getProtocol() as 'TLSv1.2')) {
       this.fail('protocol');
       socket.destroy();
       return;
@@ -214,7 +282,9 @@ export class NodeEngine implements Engine {
         return;
       }
     }
+    socket[SSL] = ssl;
     this.accepted(socket);
+    this.http.emit('connection', socket);
   }
 
   private accepted(socket: TLSSocket): void {
@@ -229,6 +299,12 @@ export class NodeEngine implements Engine {
   }
 
   private onTlsError(err: Error & { code?: string }, socket: TLSSocket): void {
+    const conn = this.pending.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    // A tls.Server leaves some failing sockets open (the handshake timeout among them):
+    // https.Server destroys them in its own tlsClientError listener, so must we.
+    socket.destroy();
+    if (conn?.failed) return;
+    if (conn) conn.failed = true;
     const c = err.code ?? '';
     // A certificate from a foreign CA passes OpenSSL (Node verifies after the handshake):
     // Node records the verify error, destroys the socket without an error, and the event
@@ -238,11 +314,13 @@ export class NodeEngine implements Engine {
       ? 'mtls_invalid'
       : /CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN/.test(c + err.message)
       ? 'mtls_missing'
-      : /CERT|VERIFY|UNABLE_TO_GET_ISSUER|SELF_SIGNED/.test(c)
+      : /CERT|VERIFY|UNABLE_TO_GET_ISSUER|SELF_SIGNED|CRL/.test(c)
         ? 'mtls_invalid'
         : /VERSION|PROTOCOL/.test(c)
           ? 'protocol'
-          : 'other';
+          : /HANDSHAKE_TIMEOUT/.test(c)
+            ? 'timeout'
+            : 'other';
     this.fail(reason);
   }
 
@@ -252,25 +330,34 @@ export class NodeEngine implements Engine {
     serve(this.state, this.listener, new NodeExchange(req, res, (socket[CONN] ??= new NodeConn(socket)), expectContinue));
   }
 
-  /** Node's own parser refused the request: a real status line, never a silent close. */
   close(timeoutMs: number): Promise<void> {
     this.draining = true;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.server.closeAllConnections();
+        this.http.closeAllConnections();
+        for (const c of this.pending.values()) c.raw.destroy();
       }, timeoutMs);
       timer.unref();
-      // close() stops accepting and (Node ≥ 19) closes idle keep-alive connections;
-      // active ones end after their response (shouldKeepAlive = false above).
-      this.server.close(() => {
+      // The TCP server stops accepting and calls back once every connection is closed;
+      // idle keep-alive connections close now, active ones after their response
+      // (shouldKeepAlive = false in onRequest).
+      this.tcp.close(() => {
         clearTimeout(timer);
+        this.http.close(() => undefined);
         resolve();
       });
-      this.server.closeIdleConnections();
+      this.http.closeIdleConnections();
     });
   }
 }
 
+/**
+ * Intermediates between the client certificate and its trust anchor. Node completes the
+ * peer chain from the connection's certificate store: the object's own context holds its
+ * client CA, so the walk ends at the anchor. (With the old SNI switch the store was the
+ * default context's, without the CA: the walk stopped one short and `depth: 0` admitted
+ * one intermediate.)
+ */
 function intermediates(socket: TLSSocket): number {
   let c = socket.getPeerCertificate(true);
   let n = 0;

@@ -129,7 +129,9 @@ export class UwsEngine implements Engine {
 
   private generation(): Generation {
     const d = this.defaultSsl(this.state);
-    const app = d ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp(files)) : this.uws.SSLApp({});
+    const app = d
+      ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp({ ...files, ssl_ciphers: uwsCiphers(d) }))
+      : this.uws.SSLApp({});
     const g: Generation = { id: this.nextId++, app, listenSocket: undefined, installed: new Map(), aliases: 0, defaultHash: d?.hash, inflight: 0 };
     app.any('/*', (res, req) => this.onRequest(g, res, req));
     app.missingServerName((name) => this.onMissingName(g, name));
@@ -217,7 +219,7 @@ export class UwsEngine implements Engine {
   private install(g: Generation, key: string, ssl: SslSnapshot): void {
     if (g.installed.has(key)) return;
     // One pair per uWS context: the preferred (ECDSA) one, first in the snapshot.
-    keys().withPair(ssl.pairs[0]!, (files) => g.app.addServerName(key, files));
+    keys().withPair(ssl.pairs[0]!, (files) => g.app.addServerName(key, { ...files, ssl_ciphers: uwsCiphers(ssl) }));
     g.installed.set(key, ssl.hash);
     // domain() makes the next registration go to this name's router.
     g.app.domain(key).any('/*', (res, req) => this.onRequest(g, res, req));
@@ -242,4 +244,12 @@ export class UwsEngine implements Engine {
       else ex.destroy();
     }
   }
+}
+
+/**
+ * The object's TLS ≤ 1.2 cipher list for BoringSSL (its TLS 1.3 suites are fixed, so TLS_
+ * names are dropped). Renegotiation needs no option: BoringSSL servers never renegotiate.
+ */
+function uwsCiphers(ssl: SslSnapshot): string {
+  return ssl.ciphers.split(':').filter((c) => c && !c.startsWith('TLS_')).join(':');
 }

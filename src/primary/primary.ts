@@ -1,5 +1,6 @@
 // The primary: owns the config, resolves secrets, validates certificates (piscina),
 // compiles and broadcasts snapshots, forks and respawns workers, serves the admin API.
+import { checkFdLimit } from './fd-limit';
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
@@ -100,6 +101,7 @@ export class Primary {
     const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
     if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
     this.install(compiled, 'start', `process:${process.pid}`);
+    checkFdLimit(this.log, compiled.snapshot.listeners);
     // Workers share the listening socket and the kernel spreads connections:
     // no extra hop through the primary per connection. Must be set before
     // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:

@@ -1,7 +1,9 @@
 // ResolvedConfig → Snapshot: validate every certificate (in the pool), check SNI
 // coverage, and lay out what workers need. Refuses with every problem at once.
+import { createSecureContext } from 'node:tls';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
+import { defaults } from '../config/defaults';
 import type { CertValidator } from '../certs/pool';
 import { X509Certificate } from 'node:crypto';
 import { materialHash, splitPem, type CertInfo, type ValidateInput } from '../certs/validate';
@@ -23,6 +25,18 @@ export interface Compiled {
   snapshot: Omit<Snapshot, 'version' | 'createdAt'>;
   details: SslDetails[];
   warnings: ConfigIssue[];
+}
+
+/** Why OpenSSL would not load a client CRL bundle, or undefined. */
+function crlProblem(pem: string): string | undefined {
+  const crls = pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
+  if (crls.length === 0) return 'holds no PEM CRL (-----BEGIN X509 CRL-----)';
+  try {
+    createSecureContext({ crl: crls });
+    return undefined;
+  } catch (err) {
+    return `OpenSSL cannot load it: ${(err as Error).message}`;
+  }
 }
 
 export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidator, now = Date.now()): Promise<Compiled> {
@@ -53,6 +67,14 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   const checked = await validator.validate(all.filter((_, i) => complete[i]));
   const unresolved = rc.unresolved ?? [];
   const issues = [...unresolved, ...checked.flatMap((r) => r.issues), ...upstreamCaIssues(rc)];
+  c.ssls.forEach((s, i) => {
+    const crl = s.client?.crl === undefined ? undefined : values.get(`ssls[${i}].client.crl`);
+    if (crl === undefined) return;
+    const problem = crlProblem(crl);
+    if (problem) {
+      issues.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+    }
+  });
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   const inputs = all;
   const results = checked;
@@ -64,25 +86,65 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
       .map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
       .sort((a, b) => Number(b.ec) - Number(a.ec))
       .map(({ cert, key }) => ({ cert, key }));
-    if (pairs.length > 1 && s.type === 'server') {
+    if (pairs.length > 1 && s.type === 'server' && c.listeners.some((l) => l.engine === 'uws')) {
       issues.push({
         path: `ssls[${i}].certs`,
         code: 'TLSGATE_E_DUAL_CERT_SNI',
         severity: 'warning',
-        message: `"${s.id}" has ${pairs.length} pairs; on a connection whose SNI selects it, node:tls presents only one (Node 20 copies one certificate from an SNI context, measured): the ${kinds.includes('ec') ? 'ECDSA' : 'first'} pair. Connections served by it as default_ssl without SNI get every pair.${c.listeners.some((l) => l.engine === 'uws') ? ' On a uws listener (one pair per uWS context) only that pair is used, with or without SNI.' : ''}`,
+        message:
+          `"${s.id}" has ${pairs.length} pairs; a uws listener (one pair per uWS context) presents only the ` +
+          `${kinds.includes('ec') ? 'ECDSA' : 'first'} pair, with or without SNI. node listeners present every pair ` +
+          "(OpenSSL picks by the client's signature algorithms).",
       });
     }
     const clientCa = inputs[i]!.clientCa?.pem;
+    const clientCrl = s.client?.crl !== undefined ? val(`ssls[${i}].client.crl`) : undefined;
     return {
       id: s.id,
       type: s.type,
       snis: s.snis,
       pairs,
       ...(clientCa ? { clientCa } : {}),
+      ...(clientCa && clientCrl ? { clientCrl } : {}),
       clientDepth: s.client?.depth ?? 0,
       protocols: s.ssl_protocols,
-      hash: materialHash([...pairs.flatMap((p) => [p.cert, p.key]), clientCa, String(s.client?.depth), s.ssl_protocols.join(',')]),
+      ciphers: s.ssl_ciphers,
+      hash: materialHash([
+        ...pairs.flatMap((p) => [p.cert, p.key]),
+        clientCa,
+        clientCrl,
+        String(s.client?.depth),
+        s.ssl_protocols.join(','),
+        s.ssl_ciphers,
+      ]),
     };
+  });
+  // uWS 20.30 has a compiled-in idle timeout (≈ 10 s, also during the handshake) and no
+  // accept hook: values it cannot apply are said, never silently ignored.
+  c.listeners.forEach((l, i) => {
+    if (l.engine !== 'uws') return;
+    const t = defaults.timeouts;
+    const changed = [
+      ...(l.timeouts.handshake !== t.handshake ? ['handshake'] : []),
+      ...(l.timeouts.request_header !== t.requestHeader ? ['request_header'] : []),
+      ...(l.timeouts.keepalive !== t.keepAlive ? ['keepalive'] : []),
+    ];
+    if (changed.length) {
+      issues.push({
+        path: `listeners[${i}].timeouts`,
+        code: 'TLSGATE_E_ENGINE_UNSUPPORTED',
+        severity: 'warning',
+        message: `uws applies its compiled-in idle timeout (≈ 10 s), not ${changed.join(', ')}: use engine: node for them`,
+      });
+    }
+    if (l.max_connections !== defaults.maxConnections) {
+      issues.push({
+        path: `listeners[${i}].max_connections`,
+        code: 'TLSGATE_E_ENGINE_UNSUPPORTED',
+        severity: 'warning',
+        message: 'uws has no accept hook: max_connections is not enforced on this listener (use engine: node)',
+      });
+    }
   });
   const sni: Array<[string, string]> = [];
   for (const s of c.ssls) if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);

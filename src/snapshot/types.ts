@@ -20,10 +20,14 @@ export interface SslSnapshot {
   pairs: CertKeyPair[];
   /** PEM bundle of the client CA; present = mTLS on. */
   clientCa?: string;
+  /** PEM CRLs (one per CA of the client chain) checked with clientCa. */
+  clientCrl?: string;
   /** Maximum number of intermediates between the client certificate and the CA. */
   clientDepth: number;
   protocols: TlsProtocol[];
-  /** sha256 over pairs + clientCa + protocols: the SecureContext cache key. */
+  /** OpenSSL cipher list for TLS ≤ 1.2 (TLS 1.3 suites by their TLS_ names, else the default three). */
+  ciphers: string;
+  /** sha256 over pairs, client CA/CRL/depth, protocols and ciphers: the SecureContext cache key. */
   hash: string;
 }
 

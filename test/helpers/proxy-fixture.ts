@@ -53,6 +53,7 @@ export function clientSsl(id: string, pair: Issued): SslSnapshot {
     pairs: [{ cert: pair.cert, key: pair.key }],
     clientDepth: 1,
     protocols: ['TLSv1.2', 'TLSv1.3'],
+    ciphers: '',
     hash: createHash('sha256').update(pair.cert).update(pair.key).digest('hex'),
   };
 }
