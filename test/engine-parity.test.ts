@@ -65,6 +65,18 @@ function echo(name: string) {
   };
 }
 
+/** A node of `flaky` that holds requests on /flaky/hold until it is killed. */
+const held: ServerResponse[] = [];
+let heldArrived: (() => void) | undefined;
+const flakyHandler = (req: IncomingMessage, res: ServerResponse): void => {
+  if ((req.url ?? '').includes('/hold')) {
+    held.push(res);
+    heldArrived?.();
+    return;
+  }
+  echo('c')(req, res);
+};
+let c = createHttp(flakyHandler);
 const a = createHttp(echo('a'));
 const b = createHttp(echo('b'));
 const tlsUp = createHttps({ cert: backend.cert, key: backend.key }, echo('tls'));
@@ -82,7 +94,7 @@ const listen = (s: { listen(port: number, host: string, cb: () => void): unknown
 const portOf = (s: { address(): unknown }): number => (s.address() as AddressInfo).port;
 
 before(async () => {
-  await Promise.all([listen(a), listen(b), listen(tlsUp), listen(resetter)]);
+  await Promise.all([listen(a), listen(b), listen(tlsUp), listen(resetter), listen(c)]);
   [ports.node, ports.uws, gw.adminPort, deadPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   gw.write('front.crt', front.cert);
   gw.write('front.key', front.key);
@@ -100,6 +112,7 @@ upstreams:
   - { id: one, nodes: [{ host: 127.0.0.1, port: ${portOf(a)} }] }
   - { id: failover, nodes: [{ host: 127.0.0.1, port: ${deadPort} }, { host: 127.0.0.1, port: ${portOf(a)} }] }
   - { id: resetting, nodes: [{ host: 127.0.0.1, port: ${portOf(resetter)} }, { host: 127.0.0.1, port: ${portOf(b)} }] }
+  - { id: flaky, nodes: [{ host: 127.0.0.1, port: ${portOf(a)} }, { host: 127.0.0.1, port: ${portOf(b)} }, { host: 127.0.0.1, port: ${portOf(c)} }] }
   - { id: tls, scheme: https, nodes: [{ host: 127.0.0.1, port: ${portOf(tlsUp)} }], tls: { ca: "$file://ca.pem", sni: backend.internal } }
 routes:
   - { id: echo, paths: [/echo], upstream: echo }
@@ -107,6 +120,7 @@ routes:
   - { id: failover, paths: [/failover], upstream: failover }
   - { id: reset, paths: [/reset], upstream: resetting }
   - { id: tls, paths: [/tls], upstream: tls }
+  - { id: flaky, paths: [/flaky], upstream: flaky }
   - { id: limited, paths: [/limited], upstream: one, max_body_size: 1000 }
   - { id: trace, paths: [/trace], methods: [GET, TRACE], respond: { status: 200, body: traced } }
   - { id: direct, paths: [/direct], respond: { status: 200, body: direct } }
@@ -114,7 +128,7 @@ routes:
 });
 after(async () => {
   await gw.stop();
-  for (const s of [a, b, tlsUp, resetter]) s.close();
+  for (const s of [a, b, tlsUp, resetter, c]) s.close();
 });
 
 const SNI = 'app.parity.test';
@@ -295,6 +309,29 @@ for (const engine of ['node', 'uws'] as const) {
       const posts: number[] = [];
       for (let i = 0; i < 4; i++) posts.push((await one(head('POST', '/reset/x', 'Content-Length: 2\r\n') + 'hi')).status);
       assert.ok(posts.includes(502), `some POST reached the resetting node: ${posts.join(',')}`);
+    });
+
+    test('one of three nodes dies with requests in flight and comes back: no request fails', async () => {
+      const cPort = portOf(c);
+      // The other engine's run may have left c in passive-health back-off: wait until it is back.
+      await waitFor(async () => {
+        const ups = (await gw.admin('GET', '/v1/upstreams')).body as { upstreams: Array<{ id: string; nodes: Array<{ port: number; healthy: boolean }> }> };
+        return ups.upstreams.find((u) => u.id === 'flaky')?.nodes.find((n) => n.port === cPort)?.healthy;
+      }, 'node c healthy');
+      // Requests held by node c when it dies are reset before any response byte: retried.
+      const arrived = new Promise<void>((r) => (heldArrived = r));
+      const inFlight: Array<Promise<number>> = [];
+      for (let i = 0; i < 3; i++) inFlight.push(one(head('GET', `/flaky/hold${i}`), { timeoutMs: 10_000 }).then((r) => r.status));
+      await arrived;
+      c.closeAllConnections();
+      await new Promise<void>((r) => c.close(() => r()));
+      held.length = 0;
+      const during: number[] = [];
+      for (let i = 0; i < 6; i++) during.push((await one(head('GET', '/flaky/down'))).status);
+      assert.deepEqual(await Promise.all(inFlight), [200, 200, 200]);
+      assert.deepEqual(during, [200, 200, 200, 200, 200, 200]);
+      c = createHttp(flakyHandler);
+      await new Promise<void>((r) => c.listen(cPort, '127.0.0.1', r));
     });
 
     test('tls.sni: the upstream is verified against tls.sni, not the client Host', async () => {
