@@ -124,6 +124,7 @@ routes:
   - { id: limited, paths: [/limited], upstream: one, max_body_size: 1000 }
   - { id: trace, paths: [/trace], methods: [GET, TRACE], respond: { status: 200, body: traced } }
   - { id: direct, paths: [/direct], respond: { status: 200, body: direct } }
+  - { id: empty, paths: [/empty], respond: { status: 204, body: "" } }
 `);
 });
 after(async () => {
@@ -245,6 +246,13 @@ for (const engine of ['node', 'uws'] as const) {
     test('pipelined requests answered directly are all answered, in order', async () => {
       const r = await rawRequest(port(), head('GET', '/direct') + head('GET', '/nowhere') + head('GET', '/direct'), { servername: SNI, responses: 3 });
       assert.deepEqual(r.map((x) => x.status), [200, 404, 200], JSON.stringify(r.raw.slice(0, 1500)));
+    });
+
+    test('a direct 204 has no body and no Content-Length, and the connection goes on', async () => {
+      const r = await rawRequest(port(), head('GET', '/empty') + head('GET', '/direct'), { servername: SNI, responses: 2, bodiless: [0] });
+      assert.deepEqual(r.map((x) => x.status), [204, 200], JSON.stringify(r.raw.slice(0, 600)));
+      assert.equal(r[0]!.headers['content-length'], undefined);
+      assert.equal(r[1]!.body, 'direct');
     });
 
     test('pipelined proxied requests: node answers all in order; uws closes at once (uWS 20.30 limit, README)', async () => {

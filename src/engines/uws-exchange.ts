@@ -230,7 +230,8 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
         // (measured): pass the length, or nothing at all (Connection: close is then the
         // client's cue; uWS keeps the socket).
         const n = Number(this.#length);
-        if (this.#length !== '' && Number.isSafeInteger(n) && n >= 0) res.endWithoutBody(n, close);
+        const sized = this.#status !== 204 && this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
+        if (sized) res.endWithoutBody(n, close);
         else res.endWithoutBody();
         return;
       }
