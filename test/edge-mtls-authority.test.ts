@@ -44,9 +44,15 @@ admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
 listeners: [{ name: public, listen: 127.0.0.1:${port}, default_ssl: shop }]
 ssls:
   - { id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }
-  - { id: secure, snis: [secure.shop.test], cert: "$file://secure.crt", key: "$file://secure.key", client: { ca: "$file://clients.pem" } }
+  - id: secure
+    snis: [secure.shop.test]
+    cert: "$file://secure.crt"
+    key: "$file://secure.key"
+    client: { ca: "$file://clients.pem" }
 upstreams:
-  - { id: app, nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }], client_identity_headers: true }
+  - id: app
+    nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }]
+    client_identity_headers: true
 routes:
   - { id: app, paths: [/], upstream: app }
 `);
@@ -57,10 +63,12 @@ after(async () => {
 });
 
 const req = (host: string, target = '/', extra = ''): string =>
-  `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Client-Verify: SUCCESS\r\nX-Client-Cert-Subject: CN=admin\r\n${extra}Connection: close\r\n\r\n`;
+  `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n` +
+  `X-Client-Verify: SUCCESS\r\nX-Client-Cert-Subject: CN=admin\r\n${extra}Connection: close\r\n\r\n`;
 
-async function status(servername: string | undefined, request: string, id?: { cert: string; key: string }): Promise<number> {
-  const r = await rawRequest(port, request, { ...(servername ? { servername } : {}), ...(id ? { cert: id.cert, key: id.key } : {}) });
+type Id = { cert: string; key: string };
+async function status(servername: string | undefined, request: string, id?: Id): Promise<number> {
+  const r = await rawRequest(port, request, { ...(servername ? { servername } : {}), ...(id ?? {}) });
   assert.equal(r.length, 1, `one response expected, got: ${JSON.stringify(r.raw.slice(0, 200))}`);
   return r[0]!.status;
 }
@@ -96,7 +104,7 @@ test('absolute-form target naming the mTLS host → 421', async () => {
 });
 
 test('a verified client on secure.shop.test is served, with its identity and no forged one', async () => {
-  const r = await rawRequest(port, req('secure.shop.test'), { servername: 'secure.shop.test', cert: alice.cert, key: alice.key });
+  const r = await rawRequest(port, req('secure.shop.test'), { servername: 'secure.shop.test', ...alice });
   assert.equal(r[0]?.status, 200, r.raw.slice(0, 300));
   const h = JSON.parse(r[0]!.body).headers as Record<string, string>;
   assert.match(h['x-client-cert-subject']!, /CN=alice/);
@@ -132,9 +140,8 @@ test('a client certificate from a foreign CA is a handshake failure with reason 
     return m ? Number(m[1]) : 0;
   };
   const n0 = await count();
-  const r = await rawRequest(port, req('secure.shop.test'), { servername: 'secure.shop.test', cert: mallory.cert, key: mallory.key }).catch(
-    (e: Error) => e,
-  );
+  const o = { servername: 'secure.shop.test', cert: mallory.cert, key: mallory.key };
+  const r = await rawRequest(port, req('secure.shop.test'), o).catch((e: Error) => e);
   assert.ok(r instanceof Error || r.length === 0, 'the foreign certificate must not get a response');
   await waitFor(async () => (await count()) > n0, 'mtls_invalid counted');
   const h = await handshake(port, { servername: 'secure.shop.test' });
@@ -165,7 +172,12 @@ test('checkAuthority: the object serving the authority decides, whatever the con
     ['admin.shop.test', 'secure2'],
     ['ops.shop.test', 'secure3'],
   ]);
-  const conn = (ssl: SslSnapshot | undefined, authorized: boolean) => ({ ssl, authorized, remoteAddress: '', clientIdentity: () => undefined });
+  const conn = (ssl: SslSnapshot | undefined, authorized: boolean) => ({
+    ssl,
+    authorized,
+    remoteAddress: '',
+    clientIdentity: () => undefined,
+  });
   assert.equal(checkAuthority(sni, conn(plain, false), 'secure.shop.test'), 'misdirected_mtls');
   assert.equal(checkAuthority(sni, conn(undefined, false), 'secure.shop.test'), 'misdirected_mtls');
   assert.equal(checkAuthority(sni, conn(sec, true), 'secure.shop.test'), null);

@@ -57,14 +57,34 @@ function echo(name: string) {
         pump();
         return;
       }
-      const seen: Seen = { node: name, method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, bytes, sha: h.digest('hex') };
+      const seen: Seen = {
+        node: name,
+        method: req.method!,
+        url: req.url!,
+        rawHeaders: req.rawHeaders,
+        bytes,
+        sha: h.digest('hex'),
+      };
       const body = JSON.stringify(seen);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'X-Upstream-Case': 'Kept' });
+      const len = Buffer.byteLength(body);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': len, 'X-Upstream-Case': 'Kept' });
       res.end(req.method === 'HEAD' ? undefined : body);
     });
   };
 }
 
+/** A node of `flaky` that holds requests on /flaky/hold until it is killed. */
+const held: ServerResponse[] = [];
+let heldArrived: (() => void) | undefined;
+const flakyHandler = (req: IncomingMessage, res: ServerResponse): void => {
+  if ((req.url ?? '').includes('/hold')) {
+    held.push(res);
+    heldArrived?.();
+    return;
+  }
+  echo('c')(req, res);
+};
+let c = createHttp(flakyHandler);
 const a = createHttp(echo('a'));
 const b = createHttp(echo('b'));
 const tlsUp = createHttps({ cert: backend.cert, key: backend.key }, echo('tls'));
@@ -78,11 +98,12 @@ const resetter: NetServer = createNet((s) => {
 });
 let deadPort = 0;
 
-const listen = (s: { listen(port: number, host: string, cb: () => void): unknown }): Promise<void> => new Promise((r) => s.listen(0, '127.0.0.1', r));
+type Listenable = { listen(port: number, host: string, cb: () => void): unknown };
+const listen = (s: Listenable): Promise<void> => new Promise((r) => s.listen(0, '127.0.0.1', r));
 const portOf = (s: { address(): unknown }): number => (s.address() as AddressInfo).port;
 
 before(async () => {
-  await Promise.all([listen(a), listen(b), listen(tlsUp), listen(resetter)]);
+  await Promise.all([listen(a), listen(b), listen(tlsUp), listen(resetter), listen(c)]);
   [ports.node, ports.uws, gw.adminPort, deadPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   gw.write('front.crt', front.cert);
   gw.write('front.key', front.key);
@@ -100,25 +121,36 @@ upstreams:
   - { id: one, nodes: [{ host: 127.0.0.1, port: ${portOf(a)} }] }
   - { id: failover, nodes: [{ host: 127.0.0.1, port: ${deadPort} }, { host: 127.0.0.1, port: ${portOf(a)} }] }
   - { id: resetting, nodes: [{ host: 127.0.0.1, port: ${portOf(resetter)} }, { host: 127.0.0.1, port: ${portOf(b)} }] }
-  - { id: tls, scheme: https, nodes: [{ host: 127.0.0.1, port: ${portOf(tlsUp)} }], tls: { ca: "$file://ca.pem", sni: backend.internal } }
+  - id: flaky
+    nodes:
+      - { host: 127.0.0.1, port: ${portOf(a)} }
+      - { host: 127.0.0.1, port: ${portOf(b)} }
+      - { host: 127.0.0.1, port: ${portOf(c)} }
+  - id: tls
+    scheme: https
+    nodes: [{ host: 127.0.0.1, port: ${portOf(tlsUp)} }]
+    tls: { ca: "$file://ca.pem", sni: backend.internal }
 routes:
   - { id: echo, paths: [/echo], upstream: echo }
   - { id: one, paths: [/one], upstream: one }
   - { id: failover, paths: [/failover], upstream: failover }
   - { id: reset, paths: [/reset], upstream: resetting }
   - { id: tls, paths: [/tls], upstream: tls }
+  - { id: flaky, paths: [/flaky], upstream: flaky }
   - { id: limited, paths: [/limited], upstream: one, max_body_size: 1000 }
   - { id: trace, paths: [/trace], methods: [GET, TRACE], respond: { status: 200, body: traced } }
   - { id: direct, paths: [/direct], respond: { status: 200, body: direct } }
+  - { id: empty, paths: [/empty], respond: { status: 204, body: "" } }
 `);
 });
 after(async () => {
   await gw.stop();
-  for (const s of [a, b, tlsUp, resetter]) s.close();
+  for (const s of [a, b, tlsUp, resetter, c]) s.close();
 });
 
 const SNI = 'app.parity.test';
-const head = (method: string, path: string, extra = ''): string => `${method} ${path} HTTP/1.1\r\nHost: ${SNI}\r\n${extra}\r\n`;
+const head = (method: string, path: string, extra = ''): string =>
+  `${method} ${path} HTTP/1.1\r\nHost: ${SNI}\r\n${extra}\r\n`;
 const sha = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
 
 for (const engine of ['node', 'uws'] as const) {
@@ -134,7 +166,9 @@ for (const engine of ['node', 'uws'] as const) {
     test('no implementation banner: no uWebSockets (or similar) response header', async () => {
       for (const path of ['/direct', '/one/x', '/nowhere']) {
         const r = await one(head('GET', path));
-        for (const name of Object.keys(r.headers)) assert.doesNotMatch(name, /uwebsockets|server|x-powered-by/i, `${path}: ${name}`);
+        for (const name of Object.keys(r.headers)) {
+          assert.doesNotMatch(name, /uwebsockets|server|x-powered-by/i, `${path}: ${name}`);
+        }
       }
     });
 
@@ -145,17 +179,24 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal(s.url, '/one/h?q=1&q=2');
       const lower = s.rawHeaders.map((x, i) => (i % 2 === 0 ? x.toLowerCase() : x));
       const pairs: string[] = [];
-      for (let i = 0; i < lower.length; i += 2) if (lower[i] === 'cookie' || lower[i] === 'x-dup') pairs.push(`${lower[i]}=${lower[i + 1]}`);
+      for (let i = 0; i < lower.length; i += 2) {
+        if (lower[i] === 'cookie' || lower[i] === 'x-dup') pairs.push(`${lower[i]}=${lower[i + 1]}`);
+      }
       assert.deepEqual(pairs, ['cookie=a=1', 'x-dup=one', 'cookie=b=2', 'x-dup=two']);
       assert.equal(r.headers['x-upstream-case'], 'Kept');
     });
 
     test('forged identity headers and Connection-named headers never reach the upstream', async () => {
-      const forged = 'X-Client-Verify: SUCCESS\r\nX-Client-Cert-Subject: CN=root\r\nX-Client-Cert-Fingerprint: AA\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Forwarded-For: 6.6.6.6\r\n';
+      const forged =
+        'X-Client-Verify: SUCCESS\r\nX-Client-Cert-Subject: CN=root\r\nX-Client-Cert-Fingerprint: AA\r\n' +
+        'Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Forwarded-For: 6.6.6.6\r\n';
       const s = seen((await one(head('GET', '/one/f', forged))).body);
       const names = s.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
-      for (const n of ['x-client-verify', 'x-client-cert-subject', 'x-client-cert-fingerprint', 'x-secret']) assert.ok(!names.includes(n), n);
-      const xff = s.rawHeaders[s.rawHeaders.findIndex((n, i) => i % 2 === 0 && n.toLowerCase() === 'x-forwarded-for') + 1];
+      for (const n of ['x-client-verify', 'x-client-cert-subject', 'x-client-cert-fingerprint', 'x-secret']) {
+        assert.ok(!names.includes(n), n);
+      }
+      const at = s.rawHeaders.findIndex((n, i) => i % 2 === 0 && n.toLowerCase() === 'x-forwarded-for');
+      const xff = s.rawHeaders[at + 1];
       assert.equal(xff, '6.6.6.6, 127.0.0.1');
     });
 
@@ -168,12 +209,13 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal(seen(r.body).sha, sha(body));
     });
 
-    test('keep-alive: 100 KiB uploads in a row on one connection all complete (the client is resumed after each body)', async () => {
+    test('keep-alive: 100 KiB uploads in a row on one connection (the client is resumed after each body)', async () => {
       const agent = new Agent({ connections: 1, connect: { rejectUnauthorized: false, servername: SNI } });
       try {
         for (let i = 0; i < 4; i++) {
           const body = Buffer.alloc(100_000, String(i));
-          const r = await request(`https://127.0.0.1:${port()}/one/up${i}`, { dispatcher: agent, method: 'POST', body, headers: { host: SNI } });
+          const url = `https://127.0.0.1:${port()}/one/up${i}`;
+          const r = await request(url, { dispatcher: agent, method: 'POST', body, headers: { host: SNI } });
           const s = seen(await r.body.text());
           assert.equal(r.statusCode, 200);
           assert.equal(s.sha, sha(body), `upload ${i}`);
@@ -185,7 +227,8 @@ for (const engine of ['node', 'uws'] as const) {
 
     test('a body that arrives 300 ms after the headers is forwarded', async () => {
       const body = Buffer.alloc(20_000, 'l');
-      const r = await one('', { parts: [head('POST', '/one/late', `Content-Length: ${body.length}\r\n`), body], pauseMs: 300 });
+      const first = head('POST', '/one/late', `Content-Length: ${body.length}\r\n`);
+      const r = await one('', { parts: [first, body], pauseMs: 300 });
       assert.equal(r.status, 200, r.body);
       assert.equal(seen(r.body).sha, sha(body));
     });
@@ -204,7 +247,8 @@ for (const engine of ['node', 'uws'] as const) {
         const s = connect({ host: '127.0.0.1', port: port(), servername: SNI, rejectUnauthorized: false });
         let raw = '';
         let sent = false;
-        s.on('secureConnect', () => s.write(head('POST', '/one/continue', `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n`)));
+        const h = head('POST', '/one/continue', `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n`);
+        s.on('secureConnect', () => s.write(h));
         s.on('data', (d: Buffer) => {
           raw += d.toString('latin1');
           if (!sent && raw.startsWith('HTTP/1.1 100')) {
@@ -229,12 +273,22 @@ for (const engine of ['node', 'uws'] as const) {
     });
 
     test('pipelined requests answered directly are all answered, in order', async () => {
-      const r = await rawRequest(port(), head('GET', '/direct') + head('GET', '/nowhere') + head('GET', '/direct'), { servername: SNI, responses: 3 });
+      const three = head('GET', '/direct') + head('GET', '/nowhere') + head('GET', '/direct');
+      const r = await rawRequest(port(), three, { servername: SNI, responses: 3 });
       assert.deepEqual(r.map((x) => x.status), [200, 404, 200], JSON.stringify(r.raw.slice(0, 1500)));
     });
 
-    test('pipelined proxied requests: node answers all in order; uws closes at once (uWS 20.30 limit, README)', async () => {
-      const r = await rawRequest(port(), head('GET', '/one/p1') + head('GET', '/direct') + head('GET', '/one/p3'), { servername: SNI, responses: 3 });
+    test('a direct 204 has no body and no Content-Length, and the connection goes on', async () => {
+      const two = head('GET', '/empty') + head('GET', '/direct');
+      const r = await rawRequest(port(), two, { servername: SNI, responses: 2, bodiless: [0] });
+      assert.deepEqual(r.map((x) => x.status), [204, 200], JSON.stringify(r.raw.slice(0, 600)));
+      assert.equal(r[0]!.headers['content-length'], undefined);
+      assert.equal(r[1]!.body, 'direct');
+    });
+
+    test('pipelined proxied requests: node answers all in order; uws closes at once (uWS 20.30, README)', async () => {
+      const three = head('GET', '/one/p1') + head('GET', '/direct') + head('GET', '/one/p3');
+      const r = await rawRequest(port(), three, { servername: SNI, responses: 3 });
       if (engine === 'uws') {
         // uWS closes a connection whose next request arrives while a response is pending.
         assert.equal(r.closed, true, 'uws must close, not hang');
@@ -270,7 +324,7 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal(p.headers['allow'], 'GET, TRACE');
     });
 
-    test('max_body_size: Content-Length over it → 413 before the upstream; a chunked body growing past it → 413', async () => {
+    test('max_body_size: Content-Length over it → 413 before the upstream; a chunked body past it → 413', async () => {
       const r = await one(head('POST', '/limited', 'Content-Length: 2000\r\n') + 'x'.repeat(2000));
       assert.equal(r.status, 413);
       assert.equal(JSON.parse(r.body).error.code, 'TLSGATE_E_BODY_TOO_LARGE');
@@ -285,7 +339,7 @@ for (const engine of ['node', 'uws'] as const) {
       for (let i = 0; i < 4; i++) assert.equal((await one(head('GET', '/failover/x'))).status, 200);
     });
 
-    test('an idempotent request whose upstream connection is reset before any byte is retried on another node', async () => {
+    test('an idempotent request whose upstream connection is reset before any byte is retried elsewhere', async () => {
       const r0 = resets;
       const results: number[] = [];
       for (let i = 0; i < 4; i++) results.push((await one(head('GET', '/reset/x'))).status);
@@ -293,8 +347,36 @@ for (const engine of ['node', 'uws'] as const) {
       assert.ok(resets > r0, 'the resetting node was tried');
       // A POST is not replayed: it may have had an effect.
       const posts: number[] = [];
-      for (let i = 0; i < 4; i++) posts.push((await one(head('POST', '/reset/x', 'Content-Length: 2\r\n') + 'hi')).status);
+      for (let i = 0; i < 4; i++) {
+        posts.push((await one(head('POST', '/reset/x', 'Content-Length: 2\r\n') + 'hi')).status);
+      }
       assert.ok(posts.includes(502), `some POST reached the resetting node: ${posts.join(',')}`);
+    });
+
+    test('one of three nodes dies with requests in flight and comes back: no request fails', async () => {
+      const cPort = portOf(c);
+      // The other engine's run may have left c in passive-health back-off: wait until it is back.
+      await waitFor(async () => {
+        type Ups = { upstreams: Array<{ id: string; nodes: Array<{ port: number; healthy: boolean }> }> };
+        const ups = (await gw.admin('GET', '/v1/upstreams')).body as Ups;
+        return ups.upstreams.find((u) => u.id === 'flaky')?.nodes.find((n) => n.port === cPort)?.healthy;
+      }, 'node c healthy');
+      // Requests held by node c when it dies are reset before any response byte: retried.
+      const arrived = new Promise<void>((r) => (heldArrived = r));
+      const inFlight: Array<Promise<number>> = [];
+      for (let i = 0; i < 3; i++) {
+        inFlight.push(one(head('GET', `/flaky/hold${i}`), { timeoutMs: 10_000 }).then((r) => r.status));
+      }
+      await arrived;
+      c.closeAllConnections();
+      await new Promise<void>((r) => c.close(() => r()));
+      held.length = 0;
+      const during: number[] = [];
+      for (let i = 0; i < 6; i++) during.push((await one(head('GET', '/flaky/down'))).status);
+      assert.deepEqual(await Promise.all(inFlight), [200, 200, 200]);
+      assert.deepEqual(during, [200, 200, 200, 200, 200, 200]);
+      c = createHttp(flakyHandler);
+      await new Promise<void>((r) => c.listen(cPort, '127.0.0.1', r));
     });
 
     test('tls.sni: the upstream is verified against tls.sni, not the client Host', async () => {
@@ -312,9 +394,11 @@ for (const engine of ['node', 'uws'] as const) {
 
     test('a head larger than the parser allows: node answers 431 with a JSON body; uws answers or closes', async () => {
       // Default limits: 32 KiB of headers + 8 KiB request line; Node's parser bounds both together.
-      const r = await rawRequest(port(), head('GET', '/one/x', `X-Big: ${'b'.repeat(48 * 1024)}\r\n`), { servername: SNI, responses: 1, timeoutMs: 4_000 });
+      const big = head('GET', '/one/x', `X-Big: ${'b'.repeat(48 * 1024)}\r\n`);
+      const r = await rawRequest(port(), big, { servername: SNI, responses: 1, timeoutMs: 4_000 });
       if (engine === 'uws') {
-        assert.ok(r.length === 1 ? r[0]!.status >= 400 : r.closed, `uws must answer 4xx or close: ${JSON.stringify(r.raw.slice(0, 200))}`);
+        const what = JSON.stringify(r.raw.slice(0, 200));
+        assert.ok(r.length === 1 ? r[0]!.status >= 400 : r.closed, `uws must answer 4xx or close: ${what}`);
         return;
       }
       assert.equal(r[0]?.status, 431, JSON.stringify(r.raw.slice(0, 300)));
@@ -330,7 +414,8 @@ for (const engine of ['node', 'uws'] as const) {
       await new Promise<void>((r) => s.once('data', () => r()));
       s.destroy();
       // Early body on a request answered without reading it, then gone.
-      await rawRequest(port(), head('POST', '/direct', 'Content-Length: 100000\r\n') + 'z'.repeat(50_000), { servername: SNI, responses: 1 });
+      const early = head('POST', '/direct', 'Content-Length: 100000\r\n') + 'z'.repeat(50_000);
+      await rawRequest(port(), early, { servername: SNI, responses: 1 });
       assert.equal((await one(head('GET', '/direct'))).status, 200);
       await waitFor(async () => (await gw.status()).workers.map((w) => w.pid).join() === before.join(), 'same workers');
     });

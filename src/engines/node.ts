@@ -49,7 +49,8 @@ class NodeConn implements ConnFacts {
   clientIdentity(): ClientIdentity | undefined {
     if (this.#identity === null) {
       const cert = this.authorized ? this.#socket.getPeerCertificate() : undefined;
-      this.#identity = cert && cert.subject ? { subject: rfc4514(cert.subject), fingerprint: cert.fingerprint256 } : undefined;
+      this.#identity =
+        cert && cert.subject ? { subject: rfc4514(cert.subject), fingerprint: cert.fingerprint256 } : undefined;
     }
     return this.#identity;
   }
@@ -327,7 +328,8 @@ export class NodeEngine implements Engine {
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     const socket = req.socket as GateSocket;
     if (this.draining) res.shouldKeepAlive = false;
-    serve(this.state, this.listener, new NodeExchange(req, res, (socket[CONN] ??= new NodeConn(socket)), expectContinue));
+    const conn = (socket[CONN] ??= new NodeConn(socket));
+    serve(this.state, this.listener, new NodeExchange(req, res, conn, expectContinue));
   }
 
   close(timeoutMs: number): Promise<void> {

@@ -160,7 +160,9 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     this.#status = status;
     this.#headers = headers;
     let length = '';
-    for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'content-length') length = headers[i + 1]!;
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.toLowerCase() === 'content-length') length = headers[i + 1]!;
+    }
     this.#length = length;
     if (this.method === 'HEAD' || status === 204 || status === 304) this.#mode = 'none';
     else if (length !== '' && Number(length) <= SMALL_BODY) {

@@ -16,8 +16,8 @@ export type AuthorityRefusal =
 /** host: the request's normalized authority (no port), null when absent or invalid. */
 export function checkAuthority(sni: SniMap, conn: ConnFacts, host: string | null): AuthorityRefusal | null {
   const own = conn.ssl;
-  if (own !== undefined && own.clientCa !== undefined && (host === null || !own.snis.some((p) => patternCovers(p, host)))) {
-    return 'misdirected_host';
+  if (own !== undefined && own.clientCa !== undefined) {
+    if (host === null || !own.snis.some((p) => patternCovers(p, host))) return 'misdirected_host';
   }
   if (host === null) return null;
   // The object that would serve this name in a handshake; default_ssl is not consulted:

@@ -8,14 +8,22 @@ import type { Exchange } from './exchange';
  * otherwise be drained byte by byte to keep the connection.
  * extra: more headers, flat [name, value, …] (e.g. Allow for 405).
  */
-export function sendError(ex: Exchange, status: number, code: ErrorCode, message: string, close = false, extra?: string[]): void {
+export function sendError(
+  ex: Exchange,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  close = false,
+  extra?: string[],
+): void {
   const res = ex.res;
   if (res.headersSent || res.gone) {
     res.destroy();
     return;
   }
   const body = JSON.stringify({ error: { code, message } });
-  const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store'];
+  const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body))];
+  headers.push('cache-control', 'no-store');
   if (extra !== undefined) headers.push(...extra);
   if (close || !ex.bodyDone) {
     headers.push('connection', 'close');

@@ -67,7 +67,11 @@ function headerSafe(v: string): string {
 }
 
 /** raw: the client's headers, flat [name, value, …] as received (order, case, duplicates kept). */
-export function forwardRequestHeaders(raw: readonly string[], plan: RequestHeaderPlan, ctx: ProxyContext): ForwardRequestHeaders {
+export function forwardRequestHeaders(
+  raw: readonly string[],
+  plan: RequestHeaderPlan,
+  ctx: ProxyContext,
+): ForwardRequestHeaders {
   const out: string[] = [];
   let named: Set<string> | null = null;
   let xff: string | undefined;

@@ -76,7 +76,8 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
       if (!RESPOND_SKIP.has(lower)) headers.push(k, r.headers[k]!);
     }
     if (!type) headers.push('content-type', 'text/plain');
-    headers.push('content-length', String(body.length));
+    // RFC 9110 §8.6: no Content-Length in a 204; a 304 has no body to measure.
+    if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(body.length));
     // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
     if (!ex.bodyDone) {
       headers.push('connection', 'close');

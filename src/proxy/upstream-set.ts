@@ -53,7 +53,14 @@ export class UpstreamSet implements ForwardHost {
    * target: what the upstream gets as request target (checkRequest's normalized one).
    * bodyLimit: bytes a body of unknown length may reach before the request is stopped (413).
    */
-  forward(ex: Exchange, upstreamId: string, route: string, target: string, ctx: ProxyContext, bodyLimit: number | null = null): void {
+  forward(
+    ex: Exchange,
+    upstreamId: string,
+    route: string,
+    target: string,
+    ctx: ProxyContext,
+    bodyLimit: number | null = null,
+  ): void {
     const up = this.#pools.get(upstreamId);
     if (up === undefined || this.#closing !== null) {
       const code = up === undefined ? 'TLSGATE_E_UPSTREAM_UNKNOWN' : 'TLSGATE_E_UPSTREAM_CONNECT';
@@ -78,7 +85,12 @@ export class UpstreamSet implements ForwardHost {
 
   /** node:http objects straight to an upstream (no request stage): for tests of the proxy alone. */
   handle(req: IncomingMessage, res: ServerResponse, upstreamId: string, ctx: ProxyContext): void {
-    const conn: ConnFacts = { ssl: undefined, authorized: false, remoteAddress: ctx.remoteAddress, clientIdentity: () => ctx.clientCert };
+    const conn: ConnFacts = {
+      ssl: undefined,
+      authorized: false,
+      remoteAddress: ctx.remoteAddress,
+      clientIdentity: () => ctx.clientCert,
+    };
     const ex = new NodeExchange(req, res, conn, ctx.expectContinue === true);
     this.forward(ex, upstreamId, '-', req.url ?? '/', ctx);
   }

@@ -73,8 +73,10 @@ export function parseResponses(raw: string, bodiless: readonly number[] = []): R
   }
 }
 
-/** Send `request` (or `o.parts`) and collect the responses; resolves on close, on `responses` complete, or at the deadline. */
-export function rawRequest(port: number, request: string | Buffer, o: RawOptions = {}): Promise<RawResponse[] & { raw: string; closed: boolean }> {
+export type RawResult = RawResponse[] & { raw: string; closed: boolean };
+
+/** Send `request` (or `o.parts`); collect responses until close, `responses` complete, or the deadline. */
+export function rawRequest(port: number, request: string | Buffer, o: RawOptions = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     const opts: ConnectionOptions = {
       host: '127.0.0.1',
