@@ -40,7 +40,7 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     }
   }
   if (issues.length) throw new ConfigError(issues);
-  const applied = await store.apply({ providers: config.secret_providers, references: [...refs.values()].map((r) => r.text) });
+  const applied = await store.apply({ providers: config.secret_providers, references: [...refs.values()].map((r) => r.text), fileMaxSize: config.file_max_size });
   if (!applied.ok) {
     for (const e of applied.errors) {
       const paths = [...refs].filter(([, r]) => r.text === e.reference).map(([p]) => p);

@@ -84,6 +84,8 @@ export interface GatewayConfig {
   warn_days: number;
   /** SIGTERM: stop accepting, finish in-flight requests, at most this long (ms). */
   drain_timeout: number;
+  /** Largest `$file://` value, bytes; only regular files are read. */
+  file_max_size: number;
   admin?: AdminConfig;
   audit?: { path: string };
   listeners: ListenerConfig[];

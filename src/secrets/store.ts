@@ -74,6 +74,8 @@ export interface StorePlan {
   providers: readonly ProviderConfig[];
   /** Reference texts (`$env://…`, `$file://…`, `$secret://…`) the config uses. */
   references: Iterable<string>;
+  /** Largest `$file://` value, bytes (config `file_max_size`). */
+  fileMaxSize?: number;
 }
 
 export type ApplyResult = { ok: true; values: ReadonlyMap<string, string> } | { ok: false; errors: SecretError[] };
@@ -108,6 +110,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
   private readonly groups = new Map<string, Group>();
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private fileMaxSize: number | undefined;
 
   constructor(opts: SecretStoreOptions) {
     super();
@@ -207,11 +210,12 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     }
 
     const providers = new Map([...next].map(([id, h]) => [id, h.instance]));
+    const fileMaxSize = plan.fileMaxSize ?? this.fileMaxSize;
     await eachLimited(groupBySource(toFetch), this.opts.concurrency ?? STORE_DEFAULTS.concurrency, async (refs) => {
       await Promise.all(
         refs.map(async (ref) => {
           try {
-            const value = await resolveRef(ref, { ...this.ctx, providers });
+            const value = await resolveRef(ref, { ...this.ctx, providers, ...(fileMaxSize ? { fileMaxSize } : {}) });
             nextEntries.set(ref.text, { ref, group: groupOf(ref), value });
           } catch (err) {
             errors.push(asSecretError(err, ref.text));
@@ -228,6 +232,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const retired = [...this.providers.values()].filter((h) => next.get(h.cfg.id) !== h);
     this.entries = nextEntries;
     this.providers = next;
+    this.fileMaxSize = fileMaxSize;
     this.reschedule(retired.map((h) => h.cfg.id));
     await Promise.allSettled(retired.map((h) => h.instance.close()));
     return { ok: true, values: this.values() };
@@ -284,7 +289,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
         refs.map(async (ref) => {
           const entry = targets.get(ref)!;
           try {
-            results.set(entry, { value: await resolveRef(ref, { ...this.ctx, providers }) });
+            const ctx = { ...this.ctx, providers, ...(this.fileMaxSize ? { fileMaxSize: this.fileMaxSize } : {}) };
+            results.set(entry, { value: await resolveRef(ref, ctx) });
           } catch (err) {
             results.set(entry, { error: asSecretError(err, ref.text) });
           }
