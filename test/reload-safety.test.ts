@@ -86,6 +86,26 @@ for (const engine of ['node', 'uws'] as const) {
       await gw.waitVersion(back.body.version);
     });
 
+    test('a snapshot the workers cannot build (an upstream host that is not a host): refused, still serving', async () => {
+      const before = await gw.status();
+      // Today the workers refuse it (the URL of the upstream cannot be built); once
+      // validate checks hosts, the primary refuses it first. Either way: 422, old snapshot.
+      const bad = config(port, 'two').replace('routes: [{ id: r, paths: [/], respond: { status: 200, body: two } }]',
+        'upstreams: [{ id: u, nodes: [{ host: "bad host", port: 80 }] }]\n    routes: [{ id: r, paths: [/], upstream: u }]');
+      gw.write('gateway.yaml', bad);
+      const r = await gw.admin('POST', '/v1/reload');
+      assert.equal(r.status, 422, JSON.stringify(r.body));
+      assert.equal(r.body.ok, false);
+      assert.ok(r.body.errors.length > 0);
+      const st = await gw.status();
+      assert.equal(st.workers.length, 2);
+      assert.ok(st.version >= before.version);
+      await gw.waitVersion(st.version);
+      for (let i = 0; i < 6; i++) assert.equal((await get(port, '/', { servername: 'site.test' })).body, 'one');
+      gw.write('gateway.yaml', config(port));
+      assert.equal((await gw.admin('POST', '/v1/reload')).status, 200);
+    });
+
     test('SIGKILLed workers are respawned on the current snapshot and serve', async () => {
       const before = await gw.status();
       assert.equal(before.workers.length, 2);
@@ -122,7 +142,9 @@ describe('files written in chunks, replaced during start-up or another rotation 
   let port = 0;
 
   // The mTLS block is last: a writer cut before it leaves valid YAML without mTLS.
+  // Background re-reads every second run beside the watcher's reloads.
   const config = (body: string): string => `workers: 2
+file_refresh_interval: 1s
 admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
 listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: node }]
 routes: [{ id: r, paths: [/], respond: { status: 200, body: ${body} } }]
@@ -200,16 +222,21 @@ ssls:
     }
   });
 
-  test('a $file:// the config starts to reference is watched at once', async () => {
+  test('a $file:// the config starts to reference is watched at once, even before the file exists', async () => {
     const extra = server(ca, ['extra.test']);
-    gw.write('extra.crt', extra.cert);
-    gw.write('extra.key', extra.key);
+    // The config names files that are not there yet: refused, but they are watched now.
     gw.write('gateway.yaml', config('three').replace('ssls:\n', 'ssls:\n  - { id: extra, snis: [extra.test], cert: "$file://extra.crt", key: "$file://extra.key" }\n'));
-    await waitFor(async () => (await handshake(port, { servername: 'extra.test' })).cert?.fingerprint256 === fp(extra.cert), 'extra.test served');
+    await waitFor(async () => {
+      const r = await gw.admin('GET', '/v1/status');
+      return r.body.last_reload?.ok === false && r.body.last_reload.errors.join('\n').includes('extra.crt');
+    }, 'reload refused: extra.crt missing');
+    gw.write('extra.key', extra.key);
+    gw.write('extra.crt', extra.cert);
+    // Far below the background re-read (60 s ± 10 %).
+    await waitFor(async () => (await handshake(port, { servername: 'extra.test' })).cert?.fingerprint256 === fp(extra.cert), 'extra.test served', 10_000);
     const next = server(ca, ['extra.test']);
     gw.write('extra.key', next.key);
     gw.write('extra.crt', next.cert);
-    // Far below the background re-read (60 s ± 10 %).
     await waitFor(async () => (await handshake(port, { servername: 'extra.test' })).cert?.fingerprint256 === fp(next.cert), 'new extra.test served', 10_000);
   });
 });
@@ -218,7 +245,11 @@ describe('a file replaced during start-up is served (node engine, 300 SSL object
   const ca = createCA('Startup CA');
   const gw = new Gateway();
   const N = 300;
-  after(() => gw.stop());
+  let stopAll = async (): Promise<void> => {};
+  after(async () => {
+    await stopAll();
+    await gw.stop();
+  });
 
   test('replace a certificate as soon as the admin API answers, and again right after the data port serves', async () => {
     const [port, admin] = await Promise.all([freePort(), freePort()]);
@@ -238,19 +269,31 @@ ssls:
   - { id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }
 ${lines.join('\n')}
 `);
-    const proc = spawn(process.execPath, [CLI, 'start', '--config', gw.configPath], { cwd: gw.dir, stdio: 'ignore' });
-    gw.proc = proc;
-    proc.once('exit', (code) => (gw.exitCode = code));
+    const run = (): { exit: Promise<number | null>; kill: () => void } => {
+      const proc = spawn(process.execPath, [CLI, 'start', '--config', gw.configPath], { cwd: gw.dir, stdio: 'ignore' });
+      const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+      stopAll = async () => {
+        proc.kill('SIGTERM');
+        await exit;
+      };
+      return { exit, kill: () => void proc.kill("SIGTERM") };
+    };
+    run();
     // The admin listener opens before the workers serve.
     await waitFor(async () => (await fetch(`http://127.0.0.1:${admin}/healthz`)).ok, 'admin API', 30_000, 5);
+    assert.equal((await handshake(port, { servername: 'site.test' })).ok, false, 'admin answers before the data port');
     const v2 = server(ca, ['site.test']);
     gw.write('site.key', v2.key);
     gw.write('site.crt', v2.cert);
-    await waitFor(async () => (await handshake(port, { servername: 'site.test' })).ok, 'data port serving', 30_000, 5);
+    await waitFor(async () => (await handshake(port, { servername: 'site.test' })).cert?.fingerprint256 === fp(v2.cert), 'v2 served', 20_000);
+    // Again at the first handshake of a restarted gateway: the moment the data port begins to serve.
+    await stopAll();
+    run();
+    await waitFor(async () => (await handshake(port, { servername: 'site.test' })).ok, 'data port serving', 30_000, 2);
     const v3 = server(ca, ['site.test']);
     gw.write('site.key', v3.key);
     gw.write('site.crt', v3.cert);
-    await waitFor(async () => (await handshake(port, { servername: 'site.test' })).cert?.fingerprint256 === fp(v3.cert), 'the last replacement served', 20_000);
+    await waitFor(async () => (await handshake(port, { servername: 'site.test' })).cert?.fingerprint256 === fp(v3.cert), 'v3 served', 20_000);
     for (let i = 0; i < 6; i++) assert.equal((await handshake(port, { servername: 'site.test' })).cert?.fingerprint256, fp(v3.cert));
   });
 });

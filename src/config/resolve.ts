@@ -40,7 +40,12 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     }
   }
   if (issues.length) throw new ConfigError(issues);
-  const applied = await store.apply({ providers: config.secret_providers, references: [...refs.values()].map((r) => r.text), fileMaxSize: config.file_max_size });
+  const applied = await store.apply({
+    providers: config.secret_providers,
+    references: [...refs.values()].map((r) => r.text),
+    fileMaxSize: config.file_max_size,
+    fileRefreshInterval: config.file_refresh_interval,
+  });
   if (!applied.ok) {
     for (const e of applied.errors) {
       const paths = [...refs].filter(([, r]) => r.text === e.reference).map(([p]) => p);

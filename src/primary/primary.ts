@@ -16,7 +16,7 @@ import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../err
 import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
 import { AuditLog } from './audit';
-import { isWorkerMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
+import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { FileWatch } from './file-watch';
 import { secretFields } from '../config/secret-fields';
@@ -39,6 +39,8 @@ interface WorkerSlot {
   pid: number;
   version: number;
   listening: boolean;
+  /** Sent 'ready': snapshots sent before it could arrive ahead of the current one. */
+  ready: boolean;
   bornAt: number;
 }
 
@@ -111,6 +113,12 @@ export class Primary {
       logger: log,
       baseDir: dirname(resolvePath(configPath)),
       onChange: (c) => void this.reload(`secret:${c.provider}`, `secret-provider:${c.provider}`),
+    });
+    // A refresh round compares a source with the store's last read, which may be newer
+    // than what is served (a reload that read it was refused or rolled back): compare with
+    // the running snapshot instead, or such a value would never be served.
+    this.store.on('refreshed', (r) => {
+      if (r.failed < r.references && !this.reloading && this.servedDiffers()) void this.reload(`secret:${r.provider}`, `secret-provider:${r.provider}`);
     });
     this.files = new FileWatch({
       onStable: () => void this.reload('file'),
@@ -228,17 +236,17 @@ export class Primary {
     this.stamp(c);
     this.current = c;
     this.previous = undefined;
-    for (const s of this.slots.values()) this.sendSnapshot(s, c);
+    for (const s of this.slots.values()) if (s.ready) this.sendSnapshot(s, c);
   }
 
   private sendSnapshot(slot: WorkerSlot, c: Current): void {
-    if (!slot.worker.isDead() && slot.worker.isConnected()) slot.worker.send({ type: 'snapshot', version: c.snapshot.version, bytes: c.bytes });
+    send(slot.worker, { type: 'snapshot', version: c.snapshot.version, bytes: c.bytes });
   }
 
   /** Resolves at the worker's first ack; rejects if it cannot apply its first snapshot or exits before. */
   private fork(): Promise<void> {
     const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
-    const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false, bornAt: Date.now() };
+    const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false, ready: false, bornAt: Date.now() };
     this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {
       worker.on('message', (m: unknown) => {
@@ -256,6 +264,7 @@ export class Primary {
       case 'ready':
         // A new or respawned worker gets the last good snapshot before it accepts
         // traffic, then the one in flight (which it must ack like the others).
+        slot.ready = true;
         if (this.current) this.sendSnapshot(slot, this.current);
         if (this.pending) this.sendSnapshot(slot, this.pending);
         return;
@@ -273,7 +282,7 @@ export class Primary {
           this.outcome.errors.push(`${m.code}: worker ${slot.pid}: ${m.message}`);
           this.outcome.done();
         }
-        if (!slot.listening) reject(new TlsgateError(m.code === 'TLSGATE_E_LISTEN' ? 'TLSGATE_E_LISTEN' : 'TLSGATE_E_SNAPSHOT_APPLY', m.message));
+        if (!slot.listening && m.version === this.current?.snapshot.version) reject(new TlsgateError(m.code === 'TLSGATE_E_LISTEN' ? 'TLSGATE_E_LISTEN' : 'TLSGATE_E_SNAPSHOT_APPLY', m.message));
         return;
       case 'stats': {
         const w = this.statsWaiters.get(m.id);
@@ -371,7 +380,7 @@ export class Primary {
     const version = this.version;
     const outcome = this.expectOutcome(version);
     this.pending = compiled;
-    for (const s of this.slots.values()) this.sendSnapshot(s, compiled);
+    for (const s of this.slots.values()) if (s.ready) this.sendSnapshot(s, compiled);
     this.log.info({ version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length }, 'new snapshot sent to workers');
     const errors = await outcome;
     this.pending = undefined;
@@ -454,7 +463,7 @@ export class Primary {
       };
       const timer = setTimeout(() => finish(this.statsWaiters.get(id)?.got ?? []), timeoutMs);
       this.statsWaiters.set(id, { want: live.length, got: [], done: finish });
-      for (const s of live) s.worker.send({ type: 'stats?', id });
+      for (const s of live) send(s.worker, { type: 'stats?', id });
     });
   }
 
@@ -539,6 +548,17 @@ export class Primary {
     }
   }
 
+  /** Does any reference's current value differ from the one the running snapshot was built with? */
+  private servedDiffers(): boolean {
+    const cur = this.current;
+    if (!cur) return false;
+    for (const [path, ref] of cur.resolved.refs) {
+      const v = this.store.get(ref.text);
+      if (v !== undefined && v !== cur.resolved.values.get(path)) return true;
+    }
+    return false;
+  }
+
   private filePath(p: string, baseDir: string): string {
     return isAbsolute(p) ? p : resolvePath(baseDir, p);
   }
@@ -561,7 +581,7 @@ export class Primary {
         new Promise<void>((resolve) => {
           if (s.worker.isDead()) return resolve();
           s.worker.once('exit', () => resolve());
-          s.worker.send({ type: 'drain', timeoutMs });
+          if (!send(s.worker, { type: 'drain', timeoutMs })) resolve();
         }),
     );
     const cap = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs + 2_000).unref());
@@ -573,6 +593,13 @@ export class Primary {
     await this.audit.flush();
     this.log.info('tlsgate stopped');
   }
+}
+
+/** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */
+function send(w: ClusterWorker, m: PrimaryMessage): boolean {
+  if (w.isDead() || !w.isConnected()) return false;
+  w.send(m, undefined, () => undefined);
+  return true;
 }
 
 function adminSecrets(c: Current): { keys: string[]; tls: { cert: string; key: string } | undefined } {

@@ -76,6 +76,8 @@ export interface StorePlan {
   references: Iterable<string>;
   /** Largest `$file://` value, bytes (config `file_max_size`). */
   fileMaxSize?: number;
+  /** Background re-read interval of `$file://` values, ms (config `file_refresh_interval`). */
+  fileRefreshInterval?: number;
 }
 
 export type ApplyResult = { ok: true; values: ReadonlyMap<string, string> } | { ok: false; errors: SecretError[] };
@@ -111,6 +113,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
   private fileMaxSize: number | undefined;
+  private fileRefreshInterval: number | undefined;
 
   constructor(opts: SecretStoreOptions) {
     super();
@@ -233,6 +236,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     this.entries = nextEntries;
     this.providers = next;
     this.fileMaxSize = fileMaxSize;
+    this.fileRefreshInterval = plan.fileRefreshInterval ?? this.fileRefreshInterval;
     this.reschedule(retired.map((h) => h.cfg.id));
     await Promise.allSettled(retired.map((h) => h.instance.close()));
     return { ok: true, values: this.values() };
@@ -243,7 +247,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const wanted = new Map<string, number>();
     for (const e of this.entries.values()) {
       if (e.group === null || wanted.has(e.group)) continue;
-      const ms = e.group === FILE_GROUP ? (this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval) : this.providers.get(e.group)!.cfg.refresh_interval;
+      const ms = e.group === FILE_GROUP ? (this.fileRefreshInterval ?? this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval) : this.providers.get(e.group)!.cfg.refresh_interval;
       if (ms > 0) wanted.set(e.group, ms);
     }
     for (const [id, g] of this.groups) {

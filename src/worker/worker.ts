@@ -52,16 +52,17 @@ export class Worker {
   private async apply(bytes: Uint8Array, version: number): Promise<void> {
     const prev = this.state;
     let snapshot: Snapshot | undefined;
+    let stage = 'decoding the snapshot';
     try {
       snapshot = decodeSnapshot(bytes);
-      const state: DataPlaneState = {
-        version: snapshot.version,
-        snapshot,
-        sni: new SniMap(snapshot.ssls, snapshot.sni),
-        router: new Router(snapshot.routes),
-        contexts: prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX),
-        proxy: this.proxyStage(snapshot),
-      };
+      stage = 'building the SNI map';
+      const sni = new SniMap(snapshot.ssls, snapshot.sni);
+      stage = 'building the router';
+      const router = new Router(snapshot.routes);
+      const contexts = prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX);
+      stage = 'building the upstreams';
+      const state: DataPlaneState = { version: snapshot.version, snapshot, sni, router, contexts, proxy: this.proxyStage(snapshot) };
+      stage = 'binding and updating the listeners';
       try {
         await this.syncListeners(state, prev);
       } catch (err) {
@@ -73,10 +74,11 @@ export class Worker {
       this.state = state;
       this.send({ type: 'ack', version: snapshot.version });
     } catch (err) {
-      const e = err as Partial<TlsgateError>;
-      const message = e.message ?? String(err);
+      const e = err as Partial<TlsgateError> & { code?: string };
+      const ours = typeof e.code === 'string' && e.code.startsWith('TLSGATE_E_');
+      const message = ours ? (e.message ?? String(err)) : `${stage}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`;
       this.log.error({ version: snapshot?.version ?? version, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
-      this.send({ type: 'snapshot-error', version: snapshot?.version ?? version, code: e.code ?? 'TLSGATE_E_SNAPSHOT_APPLY', message });
+      this.send({ type: 'snapshot-error', version: snapshot?.version ?? version, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
       // Nothing to serve at all: exit, the primary respawns (with back-off) on its last good snapshot.
       if (!this.state) setImmediate(() => process.exit(1));
     }
@@ -164,8 +166,9 @@ export function runWorker(): void {
   // lines) never mix into the JSON log stream.
   const fd = Number(process.env.TLSGATE_LOG_FD);
   const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker', ...(Number.isInteger(fd) && fd > 0 ? { fd } : {}) });
+  // With a callback, a send to a primary that is gone fails quietly instead of an 'error' event.
   const send = (m: WorkerMessage): void => {
-    if (process.connected) process.send!(m);
+    if (process.connected) process.send!(m, undefined, undefined, () => undefined);
   };
   const worker = new Worker(log, send);
   process.on('message', (m) => worker.onMessage(m));
