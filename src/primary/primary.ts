@@ -3,6 +3,7 @@
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { loadConfigFile, type Loaded } from '../config/load';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
@@ -360,7 +361,7 @@ export class Primary {
         this.armWatch();
       }
       this.logWarnings(warnings);
-      const restart = this.current ? needsRestart(this.current, compiled) : [];
+      const restart = this.current ? [...needsRestart(this.current, compiled), ...adminTlsIssues(this.current, compiled)] : [];
       if (restart.length) throw new ConfigError(restart);
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
@@ -631,6 +632,20 @@ function needsRestart(cur: Current, next: Current): ConfigIssue[] {
     check('admin.tls', a.admin.tls ? 'on' : 'off', b.admin.tls ? 'on' : 'off');
   }
   return issues;
+}
+
+/** A changed admin certificate must load before the reload is acked (it is applied at commit). */
+function adminTlsIssues(cur: Current, next: Current): ConfigIssue[] {
+  const a = adminSecrets(cur).tls;
+  const b = adminSecrets(next).tls;
+  if (!b || (a && a.cert === b.cert && a.key === b.key)) return [];
+  try {
+    createSecureContext({ cert: b.cert, key: b.key });
+    return [];
+  } catch (err) {
+    const detail = (err as { code?: string }).code ?? 'invalid';
+    return [{ path: 'admin.tls', code: 'TLSGATE_E_CERT_KEY_MISMATCH', severity: 'error', message: `the certificate and key cannot be loaded together (${detail})` }];
+  }
 }
 
 /** Exited by itself (exception, abort, segfault), not killed from outside. */
