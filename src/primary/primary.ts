@@ -311,12 +311,19 @@ export class Primary {
       this.outcome.errors.push(`TLSGATE_E_WORKER_EXIT: worker ${slot.pid} exited (${why}) while applying version ${this.outcome.version}`);
       this.outcome.done();
     } else if (this.previous && Date.now() < this.previous.until && crashed(code, signal) && !this.reloading) {
-      const bad = this.current!.snapshot.version;
+      const badState = this.current!;
+      const bad = badState.snapshot.version;
       const to = this.previous.c;
       this.rollback(to);
       const error = `TLSGATE_E_WORKER_EXIT: worker ${slot.pid} crashed (${why}) ${Math.round((Date.now() - slot.bornAt) / 1000)} s into version ${bad}; version ${this.version} restores the previous snapshot`;
       this.log.error({ version: this.version, bad_version: bad, code: 'TLSGATE_E_WORKER_EXIT' }, error);
-      this.audit.record(undefined, { resolved: to.resolved, details: to.details, ssls: to.snapshot.ssls }, 'rollback', 'primary', this.version);
+      this.audit.record(
+        { resolved: badState.resolved, details: badState.details, ssls: badState.snapshot.ssls },
+        { resolved: to.resolved, details: to.details, ssls: to.snapshot.ssls },
+        'rollback',
+        'primary',
+        this.version,
+      );
       this.lastReload = { ok: false, version: this.version, at: new Date().toISOString(), source: 'worker-exit', errors: [error], warnings: [] };
     }
     if (!this.started) return; // start() fails instead: the fork() promise rejected

@@ -123,7 +123,13 @@ export class Worker {
       }
     } catch (err) {
       for (const [, e] of created) void e.close(0).catch(() => undefined);
-      if (prev) for (const e of updated) e.update(prev, prev.snapshot.listeners.find((l) => key(l) === key(e.listener)) ?? e.listener);
+      for (const e of updated) {
+        try {
+          if (prev) e.update(prev, prev.snapshot.listeners.find((l) => key(l) === key(e.listener)) ?? e.listener);
+        } catch (again) {
+          this.log.error({ err: again, listener: e.listener.name }, 'cannot restore the previous state of a listener');
+        }
+      }
       throw err;
     }
     for (const [k, e] of created) this.engines.set(k, e);
