@@ -129,6 +129,21 @@ for (const engine of ['node', 'uws'] as const) {
       }, 'respawned again', 15_000);
       assert.equal((await get(port, '/', { servername: 'site.test' })).status, 200);
     });
+
+    test('a worker killed before its first ack is respawned too', async () => {
+      const before = await gw.status();
+      process.kill(before.workers[0]!.pid, 'SIGKILL');
+      // The respawned worker shows in the status as soon as it is forked, at version 0.
+      const young = await waitFor(async () => (await gw.status()).workers.find((w) => !before.workers.some((b) => b.pid === w.pid)), 'a respawned worker', 15_000, 2);
+      process.kill(young.pid, 'SIGKILL');
+      const after = await waitFor(async () => {
+        const s = await gw.status();
+        const ok = s.workers.length === 2 && s.workers.every((w) => w.pid !== young.pid && w.version === s.version);
+        return ok ? s : undefined;
+      }, 'two workers serving again', 20_000);
+      assert.ok(after.workers.some((w) => w.pid === before.workers[1]!.pid), 'the other worker was left alone');
+      for (let i = 0; i < 4; i++) assert.equal((await get(port, '/', { servername: 'site.test' })).status, 200);
+    });
   });
 }
 
