@@ -77,7 +77,7 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
         set.handle(req, res, 'api', ctx);
         return;
       case 'request': {
-        const h = forwardRequestHeaders(req, plan, ctx);
+        const h = forwardRequestHeaders(req.rawHeaders, plan, ctx);
         pool.request({ path: req.url ?? '/', method: req.method as 'GET', headers: h.headers, body: h.hasBody ? req : null }).then(
           (r) => {
             // request() gives parsed headers; flatten them as writeHead wants, minus hop-by-hop

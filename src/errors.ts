@@ -39,7 +39,9 @@ export const ErrorCodes = {
   TLSGATE_E_ADMIN_UNAUTHORIZED: 'admin API request without a valid X-API-KEY',
   TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
   TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
-  TLSGATE_E_MISDIRECTED: 'the Host is not covered by the SNIs of the mTLS connection (421)',
+  TLSGATE_E_MISDIRECTED: 'the request authority needs a connection verified for its mTLS SSL object (421)',
+  TLSGATE_E_ROUTE_METHOD: 'the route does not allow the request method; TRACE only where a route lists it (405)',
+  TLSGATE_E_BODY_TOO_LARGE: 'the request body is larger than max_body_size (413)',
   TLSGATE_E_UPSTREAM_CONNECT: 'the upstream refused or failed the connection (502)',
   TLSGATE_E_UPSTREAM_TLS: 'TLS to the upstream failed (502)',
   TLSGATE_E_UPSTREAM_RESET: 'the upstream reset the connection (502)',
@@ -47,6 +49,9 @@ export const ErrorCodes = {
   TLSGATE_E_UPSTREAM_PROTOCOL: 'the upstream sent an invalid HTTP response (502)',
   TLSGATE_E_UPSTREAM_UNKNOWN: 'the route names an upstream this worker does not know (502)',
   TLSGATE_E_BAD_REQUEST: 'the request cannot be forwarded to the upstream as sent (400)',
+  TLSGATE_E_HEADERS_TOO_LARGE: 'the request has more headers, or more header bytes, than the listener allows (431)',
+  TLSGATE_E_URI_TOO_LONG: 'the request line is longer than the listener allows (414)',
+  TLSGATE_E_REQUEST_TIMEOUT: 'the request headers did not arrive within the request-header timeout (408)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

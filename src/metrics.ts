@@ -13,6 +13,11 @@ export const dataPlane = {
     help: 'TLS handshakes refused, by reason (no_sni_match, mtls_missing, mtls_invalid, mtls_depth, protocol, other)',
     labelNames: ['listener', 'reason'] as const,
   }),
+  refused: new Counter({
+    name: 'tlsgate_requests_refused_total',
+    help: 'Requests refused before routing, by reason (misdirected_mtls, misdirected_host)',
+    labelNames: ['listener', 'reason'] as const,
+  }),
   requests: new Counter({ name: 'tlsgate_requests_total', help: 'HTTP requests answered, by route and status', labelNames: ['route', 'status'] as const }),
   connections: new Gauge({ name: 'tlsgate_open_connections', help: 'TLS connections open', labelNames: ['listener'] as const }),
   upstreamLatency: new Histogram({

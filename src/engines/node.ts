@@ -1,19 +1,58 @@
 // The node engine: node:https (OpenSSL 3) with SNICallback over the precompiled map,
 // per-SNI mTLS set on the connection inside the callback, hitless swaps.
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
-import { hostFromHeader, patternCovers } from '../routing/names';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
-import { sendError } from '../proxy';
+import { NodeExchange, rfc4514, serve, type ClientIdentity, type ConnFacts } from '../proxy';
+import type { ErrorCode } from '../errors';
 import { SESSION_ID_CONTEXT, buildContext, versionRange } from './context-cache';
 import { dataPlane as m } from '../metrics';
 
 const SSL = Symbol('tlsgate.ssl');
-type GateSocket = TLSSocket & { [SSL]?: SslSnapshot };
+const CONN = Symbol('tlsgate.conn');
+type GateSocket = TLSSocket & { [SSL]?: SslSnapshot; [CONN]?: NodeConn };
+
+/** A connection's facts for the request stage: one per connection, read lazily. */
+class NodeConn implements ConnFacts {
+  readonly #socket: GateSocket;
+  #identity: ClientIdentity | undefined | null = null;
+  constructor(socket: GateSocket) {
+    this.#socket = socket;
+  }
+  get ssl(): SslSnapshot | undefined {
+    return this.#socket[SSL];
+  }
+  /** Only a connection whose mTLS check passed (onSecure destroys the others) is verified. */
+  get authorized(): boolean {
+    return this.#socket[SSL]?.clientCa !== undefined && this.#socket.authorized;
+  }
+  get remoteAddress(): string {
+    return this.#socket.remoteAddress ?? '';
+  }
+  clientIdentity(): ClientIdentity | undefined {
+    if (this.#identity === null) {
+      const cert = this.authorized ? this.#socket.getPeerCertificate() : undefined;
+      this.#identity = cert && cert.subject ? { subject: rfc4514(cert.subject), fingerprint: cert.fingerprint256 } : undefined;
+    }
+    return this.#identity;
+  }
+}
+
+/** Node's parser bounds request line + headers together. */
+function headBytes(l: ListenerSnapshot): number {
+  return l.limits.maxHeaderBytes + l.limits.maxRequestLine;
+}
+
+/** llhttp / Node client errors → status and code. */
+function clientErrorStatus(code: string): [number, ErrorCode] {
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'TLSGATE_E_HEADERS_TOO_LARGE'];
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADERS_TIMEOUT') return [408, 'TLSGATE_E_REQUEST_TIMEOUT'];
+  return [400, 'TLSGATE_E_BAD_REQUEST'];
+}
 
 /**
  * Private fields of node:tls that per-SNI mTLS relies on (Node 20, measured).
@@ -58,19 +97,20 @@ export class NodeEngine implements Engine {
         keepAliveTimeout: 5_000,
         headersTimeout: 30_000,
         requestTimeout: 60_000,
+        // Node's parser bounds the whole head (431); count and per-part sizes are checkRequest's.
+        maxHeaderSize: headBytes(listener),
       },
       (req, res) => this.onRequest(req, res, false),
     );
     // Expect: 100-continue: the proxy sends 100 only once an upstream connection is
     // ready, so a client never uploads a body to a dead upstream.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+    // Count is checked by checkRequest (431); Node's default keeps the first 2000 headers
+    // and silently drops the rest, so the stage would never see them.
+    this.server.maxHeadersCount = 0;
     this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
-    this.server.on('tlsClientError', (err: Error & { code?: string }) => this.onTlsError(err));
-    this.server.on('clientError', (err: Error & { code?: string }, socket) => {
-      // Garbage on the socket after TLS: 400 when the socket can still take it.
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    this.server.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => this.onTlsError(err, s));
+    this.server.on('clientError', (err: Error & { code?: string }, socket) => this.onClientError(err, socket));
     this.applyDefault();
   }
 
@@ -89,6 +129,8 @@ export class NodeEngine implements Engine {
   update(state: DataPlaneState, listener: ListenerSnapshot): void {
     this.state = state;
     this.listener = listener;
+    // Read by Node for each new connection's parser.
+    (this.server as Server & { maxHeaderSize: number }).maxHeaderSize = headBytes(listener);
     this.applyDefault();
   }
 
@@ -204,9 +246,15 @@ export class NodeEngine implements Engine {
     m.handshakeFailures.inc({ listener: this.listener.name, reason });
   }
 
-  private onTlsError(err: Error & { code?: string }): void {
+  private onTlsError(err: Error & { code?: string }, socket: TLSSocket): void {
     const c = err.code ?? '';
-    const reason = /CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN/.test(c + err.message)
+    // A certificate from a foreign CA passes OpenSSL (Node verifies after the handshake):
+    // Node records the verify error, destroys the socket without an error, and the event
+    // then carries a bare ECONNRESET "socket hang up" (measured, Node 20.20).
+    const verifyError = (socket as TLSSocket & { authorizationError?: unknown }).authorizationError;
+    const reason = verifyError
+      ? 'mtls_invalid'
+      : /CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN/.test(c + err.message)
       ? 'mtls_missing'
       : /CERT|VERIFY|UNABLE_TO_GET_ISSUER|SELF_SIGNED/.test(c)
         ? 'mtls_invalid'
@@ -218,41 +266,23 @@ export class NodeEngine implements Engine {
 
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     const socket = req.socket as GateSocket;
-    const ssl = socket[SSL];
-    const host = hostFromHeader(req.headers.host);
-    const state = this.state;
     if (this.draining) res.shouldKeepAlive = false;
-    if (ssl?.clientCa && (host === null || !ssl.snis.some((p) => patternCovers(p, host)))) {
-      // A verified connection is not a pass for another host.
-      sendError(req, res, 421, 'TLSGATE_E_MISDIRECTED', `host ${host ?? '(none)'} is not served by this mTLS connection`);
-      m.requests.inc({ route: '-', status: 421 });
+    serve(this.state, this.listener, new NodeExchange(req, res, (socket[CONN] ??= new NodeConn(socket)), expectContinue));
+  }
+
+  /** Node's own parser refused the request: a real status line, never a silent close. */
+  private onClientError(err: Error & { code?: string }, socket: import('node:stream').Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
       return;
     }
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const route = state.router.match(host, q < 0 ? url : url.slice(0, q));
-    if (!route) {
-      sendError(req, res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
-      m.requests.inc({ route: '-', status: 404 });
-      return;
-    }
-    if (route.respond) {
-      const r = route.respond;
-      // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
-      res.writeHead(r.status, { 'content-type': 'text/plain', ...r.headers, 'content-length': Buffer.byteLength(r.body) });
-      res.end(req.method === 'HEAD' ? undefined : r.body);
-      m.requests.inc({ route: route.id, status: r.status });
-      return;
-    }
-    // Only a connection whose mTLS check passed carries a client identity upstream.
-    const cert = ssl?.clientCa && socket.authorized ? socket.getPeerCertificate() : undefined;
-    state.proxy.handle(req, res, route.upstream!, {
-      ...(cert && cert.subject ? { clientCert: { subject: dnString(cert.subject), fingerprint: cert.fingerprint256 } } : {}),
-      remoteAddress: socket.remoteAddress ?? '',
-      proto: 'https',
-      ...(expectContinue ? { expectContinue } : {}),
-    });
-    res.once('finish', () => m.requests.inc({ route: route.id, status: res.statusCode }));
+    const [status, code] = clientErrorStatus(err.code ?? '');
+    const body = JSON.stringify({ error: { code, message: STATUS_CODES[status] ?? 'Bad Request' } });
+    m.requests.inc({ route: '-', status });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   }
 
   close(timeoutMs: number): Promise<void> {
@@ -284,10 +314,4 @@ function intermediates(socket: TLSSocket): number {
   }
   // n counts issuers above the leaf, the trust anchor included.
   return Math.max(0, n - 1);
-}
-
-function dnString(dn: object): string {
-  return Object.entries(dn)
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`)
-    .join(',');
 }

@@ -17,6 +17,8 @@ export interface UwsApp extends TemplatedApp {
 /** The part of the uWS module tlsgate uses. */
 export interface UwsModule {
   SSLApp(options: AppOptions): UwsApp;
+  /** Process-wide switches of the binary; 'silent' drops the `uWebSockets: 20` response header. */
+  _cfg(key: string): void;
   us_listen_socket_close(listenSocket: us_listen_socket): void;
 }
 
@@ -50,7 +52,14 @@ export function loadUws(listener: string): UwsModule {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const m = require(path) as Partial<UwsModule>;
     if (typeof m.SSLApp !== 'function' || typeof m.us_listen_socket_close !== 'function') throw new Error('the module has no SSLApp / us_listen_socket_close');
-    loaded = m as UwsModule;
+    const mod = m as UwsModule;
+    // By default every uWS response carries `uWebSockets: 20`: an implementation banner an
+    // edge should not send (issue 11 §5). 'silent' turns it off for the process (20.30:
+    // LoopData::noMark; measured with curl -i). The official source has no runtime switch
+    // but this one, so its absence is a load error, not a silent banner.
+    if (typeof mod._cfg !== 'function') throw new Error('the module has no _cfg (cannot drop the uWebSockets header)');
+    mod._cfg('silent');
+    loaded = mod;
     return loaded;
   } catch (err) {
     throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listeners.${listener}: engine uws cannot be loaded on ${where}: ${(err as Error).message.split('\n')[0]}; use engine: node`, { cause: err });

@@ -17,23 +17,19 @@
 //   and then such a handshake fails.
 import { TlsgateError } from '../errors';
 import { dataPlane as m } from '../metrics';
-import { hostFromHeader, normalizeHost, wildcardParent } from '../routing/names';
+import { normalizeHost, wildcardParent } from '../routing/names';
+import { sendError, serve } from '../proxy';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { KeyDir } from './key-dir';
 import { loadUws, type HttpRequest, type HttpResponse, type UwsApp, type UwsModule, type us_listen_socket } from './uws-load';
-import type { UwsProxy } from './uws-proxy';
-import { sendError, writeStatus } from './uws-respond';
+import { UwsExchange } from './uws-exchange';
 
 /** Spellings of a known name other than its normal form (upper case, trailing dot) installed per generation. */
 const MAX_ALIASES = 256;
 /** Retired generations whose listen socket is closed; kept referenced (uWS frees apps only at exit). */
 const RETIRED_MAX_WARN = 1_000;
 
-export interface UwsEngineDeps extends EngineDeps {
-  /** Streams proxied routes to upstreams; absent: routes with an upstream answer 502. */
-  proxy?: UwsProxy;
-}
 
 interface Generation {
   readonly id: number;
@@ -63,7 +59,7 @@ export class UwsEngine implements Engine {
   private aliasWarned = false;
   private drainWaiter: (() => void) | undefined;
 
-  constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: UwsEngineDeps) {
+  constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
     this.listener = listener;
     this.state = state;
     this.uws = loadUws(listener.name);
@@ -228,67 +224,22 @@ export class UwsEngine implements Engine {
   }
 
   private onRequest(g: Generation, res: HttpResponse, req: HttpRequest): void {
+    let ex: UwsExchange | undefined;
     try {
-      this.route(g, res, req);
+      g.inflight++;
+      ex = new UwsExchange(res, req, this.draining, () => {
+        g.inflight--;
+        this.drainWaiter?.();
+      });
+      serve(this.state, this.listener, ex);
     } catch (err) {
       // An exception out of a uWS handler ends the process: answer 500 instead.
       this.deps.log.error({ err, listener: this.listener.name }, 'uws: request handler failed');
-      try {
-        sendError(res, 500, 'TLSGATE_E_INTERNAL', 'internal error', true);
-      } catch {
-        res.close();
-      }
-    }
-  }
-
-  private route(g: Generation, res: HttpResponse, req: HttpRequest): void {
-    const state = this.state;
-    const host = hostFromHeader(req.getHeader('host') || undefined);
-    const path = req.getUrl();
-    const head = req.getMethod() === 'head';
-    // uWS closes after a `Connection: close` request but does not say so in the
-    // response; clients such as wrk then count the close as a read error.
-    const close = this.draining || /\bclose\b/i.test(req.getHeader('connection'));
-    const route = state.router.match(host, path);
-    if (!route) {
-      sendError(res, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request', close);
-      m.requests.inc({ route: '-', status: 404 });
-      return;
-    }
-    if (route.respond) {
-      const r = route.respond;
-      writeStatus(res, r.status);
-      res.writeHeader('content-type', r.headers['content-type'] ?? 'text/plain');
-      for (const [k, v] of Object.entries(r.headers)) if (!HOP.has(k) && k !== 'content-type') res.writeHeader(k, v);
-      if (close) res.writeHeader('connection', 'close');
-      if (head) {
-        res.writeHeader('content-length', String(Buffer.byteLength(r.body)));
-        res.endWithoutBody();
-      } else {
-        res.end(r.body, close);
-      }
-      m.requests.inc({ route: route.id, status: r.status });
-      return;
-    }
-    const proxy = this.deps.proxy;
-    const upstream = route.upstream ? state.snapshot.upstreams.find((u) => u.id === route.upstream) : undefined;
-    if (!proxy || !upstream) {
-      sendError(res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', 'no upstream for this route', close);
-      m.requests.inc({ route: route.id, status: 502 });
-      return;
-    }
-    g.inflight++;
-    proxy.handle(res, req, upstream, {
-      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
-      close,
-      done: (status) => {
+      if (ex === undefined) {
         g.inflight--;
-        m.requests.inc({ route: route.id, status: status });
-        this.drainWaiter?.();
-      },
-    });
+        res.close();
+      } else if (!ex.headersSent) sendError(ex, 500, 'TLSGATE_E_INTERNAL', 'internal error', true);
+      else ex.destroy();
+    }
   }
 }
-
-/** Set by uWS itself or meaningless on a response it frames. */
-const HOP = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);

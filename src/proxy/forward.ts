@@ -1,6 +1,6 @@
 // One proxied request: an undici dispatch handler that streams the upstream
-// response into the ServerResponse with backpressure, and the request body (the
-// IncomingMessage itself) to the upstream.
+// response into the exchange's writer with backpressure, and the request body to
+// the upstream.
 //
 // Why the raw (legacy) handler methods — onConnect/onHeaders/onData/onComplete/
 // onError — and not `request()`/`stream()` or the newer onResponse* API: measured
@@ -8,11 +8,12 @@
 // parsed header object per request; the onResponse* API makes undici parse the
 // raw headers into an object we would flatten again. This path copies the raw
 // header buffers once into the flat array `writeHead` takes.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders } from './headers';
-import { errorCodeOf, isRequestError, toUpstreamError, type FailurePhase } from './failure';
+import { errorCodeOf, isRequestError, RESETS, toUpstreamError, type FailurePhase } from './failure';
 import { sendError } from './error-response';
+import type { Exchange } from './exchange';
 import { dataPlane } from '../metrics';
 import type { UpstreamNode, UpstreamPool } from './upstream-pool';
 
@@ -34,11 +35,26 @@ class ClientGoneError extends Error {
   readonly code = 'TLSGATE_CLIENT_GONE';
 }
 
+/** A chunked request body grew past max_body_size (raised by the stage's counter). */
+export class BodyTooLargeError extends Error {
+  readonly code = 'TLSGATE_E_BODY_TOO_LARGE';
+}
+
+export interface ForwardRequest {
+  /** Request target for the upstream (normalized path + query). */
+  target: string;
+  headers: string[];
+  body: Readable | null;
+  sendContinue: boolean;
+  /** Route id, for tlsgate_requests_total. */
+  route: string;
+}
+
 export class Forward implements Dispatcher.DispatchHandler {
   readonly #host: ForwardHost;
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
+  readonly #ex: Exchange;
   readonly #opts: DispatchOpts;
+  readonly #route: string;
   #up: UpstreamPool;
   #node: UpstreamNode;
   #abort: ((err?: Error) => void) | null = null;
@@ -46,38 +62,29 @@ export class Forward implements Dispatcher.DispatchHandler {
   #connected = false;
   #responded = false;
   #done = false;
-  #retried: string | null = null;
+  #retries = 0;
+  #retriedFrom: string | null = null;
   #sendContinue: boolean;
+  #t0 = 0;
 
-  constructor(
-    host: ForwardHost,
-    up: UpstreamPool,
-    node: UpstreamNode,
-    req: IncomingMessage,
-    res: ServerResponse,
-    headers: string[],
-    hasBody: boolean,
-    sendContinue: boolean,
-  ) {
+  constructor(host: ForwardHost, up: UpstreamPool, node: UpstreamNode, ex: Exchange, r: ForwardRequest) {
     this.#host = host;
     this.#up = up;
     this.#node = node;
-    this.#req = req;
-    this.#res = res;
-    this.#sendContinue = sendContinue;
+    this.#ex = ex;
+    this.#route = r.route;
+    this.#sendContinue = r.sendContinue;
     this.#opts = {
-      path: req.url ?? '/',
-      method: req.method as Dispatcher.HttpMethod,
-      headers,
-      body: hasBody ? req : null,
+      path: r.target,
+      method: ex.method as Dispatcher.HttpMethod,
+      headers: r.headers,
+      body: r.body,
       servername: node.servername,
       // Never pipeline behind another request: a proxied request may stream for minutes.
       blocking: true,
     };
-    res.on('close', this.#onClientClose);
+    ex.res.onGone(this.#onClientGone);
   }
-
-  #t0 = 0;
 
   start(): void {
     this.#t0 = performance.now();
@@ -85,9 +92,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#node.pool.dispatch(this.#opts, this);
   }
 
-  readonly #onClientClose = (): void => {
+  readonly #onClientGone = (): void => {
     if (this.#done) return;
     this.#done = true;
+    if (!this.#responded) dataPlane.requests.inc({ route: this.#route, status: 499 });
     if (this.#abort !== null) this.#abort(new ClientGoneError('client closed the connection'));
   };
 
@@ -106,7 +114,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#abort = abort;
     if (this.#sendContinue) {
       this.#sendContinue = false;
-      this.#res.writeContinue();
+      this.#ex.res.writeContinue();
     }
   }
 
@@ -116,20 +124,21 @@ export class Forward implements Dispatcher.DispatchHandler {
     dataPlane.upstreamLatency.observe({ upstream: this.#up.id }, (performance.now() - this.#t0) / 1000);
     if (this.#done) return false;
     // writeHead throws on a header Node refuses: undici turns that into onError (502).
-    this.#res.writeHead(statusCode, statusText || undefined, forwardResponseHeaders(rawHeaders));
+    this.#ex.res.writeHead(statusCode, statusText || undefined, forwardResponseHeaders(rawHeaders));
     this.#responded = true;
-    this.#resume = null;
     this.#resumeFn = resume;
+    dataPlane.requests.inc({ route: this.#route, status: statusCode });
     return true;
   }
 
   #resumeFn: (() => void) | null = null;
 
   onData(chunk: Buffer): boolean {
-    if (this.#res.write(chunk)) return true;
+    if (this.#done) return false;
+    if (this.#ex.res.write(chunk)) return true;
     if (this.#resume === null) {
       this.#resume = this.#resumeFn;
-      this.#res.once('drain', this.#onDrain);
+      this.#ex.res.onDrain(this.#onDrain);
     }
     return false;
   }
@@ -137,29 +146,33 @@ export class Forward implements Dispatcher.DispatchHandler {
   onComplete(trailers: Array<string | Buffer> | null): void {
     if (this.#done) return;
     this.#done = true;
-    this.#res.off('close', this.#onClientClose);
-    if (trailers !== null && trailers.length > 0) {
-      const t: Array<[string, string]> = [];
-      for (let i = 0; i < trailers.length; i += 2) t.push([latin1(trailers[i]!), latin1(trailers[i + 1]!)]);
-      this.#res.addTrailers(t);
-    }
-    this.#res.end();
+    let t: string[] | undefined;
+    if (trailers !== null && trailers.length > 0) t = trailers.map(latin1);
+    this.#ex.res.end(undefined, t);
   }
 
   onError(err: Error): void {
     if (this.#done) return;
-    if (err instanceof ClientGoneError || this.#res.destroyed || (this.#req.destroyed && !this.#req.complete)) {
+    const ex = this.#ex;
+    if (err instanceof ClientGoneError || ex.res.gone) {
       // The client went away; nothing to answer, and nothing the upstream did wrong.
       this.#done = true;
+      return;
+    }
+    if (err instanceof BodyTooLargeError) {
+      this.#done = true;
+      if (this.#responded) ex.res.destroy();
+      else this.#answer(413, 'TLSGATE_E_BODY_TOO_LARGE', err.message, true);
       return;
     }
     const phase: FailurePhase = this.#connected ? 'request' : 'connect';
     const requestError = isRequestError(err);
     if (phase === 'connect' && !requestError) this.#host.nodeFailed(this.#up, this.#node, err);
-    if (!this.#responded && this.#retried === null && !requestError && this.#canRetry(phase, err)) {
+    if (!this.#responded && !requestError && this.#canRetry(phase, err)) {
       const next = this.#retryTarget(phase);
       if (next !== undefined) {
-        this.#retried = this.#node.key;
+        this.#retriedFrom ??= this.#node.key;
+        this.#retries++;
         this.#up = next[0];
         this.#node = next[1];
         this.#connected = false;
@@ -169,30 +182,37 @@ export class Forward implements Dispatcher.DispatchHandler {
       }
     }
     this.#done = true;
-    this.#res.off('close', this.#onClientClose);
     const e = toUpstreamError(err, phase, this.#up.id);
     this.#host.logFailure({
       upstream: this.#up.id,
       node: this.#node.key,
-      ...(this.#retried !== null ? { retriedFrom: this.#retried } : {}),
+      ...(this.#retriedFrom !== null ? { retriedFrom: this.#retriedFrom, retries: this.#retries } : {}),
       code: e.code,
       status: this.#responded ? undefined : e.status,
       reason: e.reason,
-      method: this.#req.method,
+      method: ex.method,
       phase: this.#responded ? 'response-body' : phase,
     });
     if (this.#responded) {
       // Headers are gone: the only honest signal left is a truncated response.
-      this.#res.destroy(e);
+      ex.res.destroy();
       return;
     }
-    sendError(this.#req, this.#res, e.status, e.code, e.message);
+    this.#answer(e.status, e.code, e.message, false);
   }
 
-  /** Another node for a connect failure; any node (the same one included) for a stale keep-alive. */
+  #answer(status: number, code: Parameters<typeof sendError>[2], message: string, close: boolean): void {
+    this.#ex.res.onGone(null);
+    dataPlane.requests.inc({ route: this.#route, status });
+    sendError(this.#ex, status, code, message, close);
+  }
+
+  /** Another node when there is one; the same node for a stale keep-alive connection. */
   #retryTarget(phase: FailurePhase): [UpstreamPool, UpstreamNode] | undefined {
     const up = this.#host.current(this.#up.id);
     if (up === undefined) return undefined;
+    // Each node is tried at most once (plus one replay on a stale connection).
+    if (this.#retries >= Math.max(1, up.nodes.length - 1)) return undefined;
     const failed = up.nodes.find((n) => n.key === this.#node.key);
     const next = up.pick(failed);
     if (next !== undefined) return [up, next];
@@ -200,14 +220,33 @@ export class Forward implements Dispatcher.DispatchHandler {
   }
 
   #canRetry(phase: FailurePhase, err: unknown): boolean {
-    if (!IDEMPOTENT.has(this.#req.method ?? '')) return false;
+    if (!IDEMPOTENT.has(this.#ex.method)) return false;
     if (phase === 'connect') return true; // no byte of the request left this process
-    // A keep-alive connection the upstream closed as we reused it: safe to replay
-    // only when there is no body to replay.
-    return this.#opts.body === null && errorCodeOf(err) === 'UND_ERR_SOCKET';
+    // The upstream connection was reset before any response byte (a node going down, or
+    // a keep-alive connection it closed as we reused it): safe to replay on another node
+    // when there is no body to replay. nginx does the same (proxy_next_upstream error).
+    return this.#opts.body === null && RESETS.has(errorCodeOf(err));
   }
 }
 
 function latin1(v: string | Buffer): string {
   return typeof v === 'string' ? v : v.toString('latin1');
+}
+
+/**
+ * A body of unknown length (chunked) counted on its way upstream: past `limit` bytes the
+ * stream fails with BodyTooLargeError, undici aborts the request, and the client gets 413
+ * (or a reset when the response has started). Only such bodies pay for the extra stream.
+ */
+export function limitBody(body: Readable, limit: number): Readable {
+  let n = 0;
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      if (n > limit) cb(new BodyTooLargeError(`the request body is larger than ${limit} bytes`));
+      else cb(null, chunk);
+    },
+  });
+  body.on('error', (err) => out.destroy(err));
+  return body.pipe(out);
 }

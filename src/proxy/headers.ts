@@ -2,7 +2,6 @@
 // (name, value, name, value…) and produces flat arrays, which both undici
 // (`dispatch({ headers: string[] })`) and `res.writeHead(status, string[])` take
 // as-is: no header objects are built per request.
-import type { IncomingMessage } from 'node:http';
 import type { ClientIdentity, ProxyContext } from './options';
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus `Proxy-Connection` (RFC 9112 §9.6). */
@@ -67,8 +66,8 @@ function headerSafe(v: string): string {
     : v;
 }
 
-export function forwardRequestHeaders(req: IncomingMessage, plan: RequestHeaderPlan, ctx: ProxyContext): ForwardRequestHeaders {
-  const raw = req.rawHeaders;
+/** raw: the client's headers, flat [name, value, …] as received (order, case, duplicates kept). */
+export function forwardRequestHeaders(raw: readonly string[], plan: RequestHeaderPlan, ctx: ProxyContext): ForwardRequestHeaders {
   const out: string[] = [];
   let named: Set<string> | null = null;
   let xff: string | undefined;
@@ -81,8 +80,9 @@ export function forwardRequestHeaders(req: IncomingMessage, plan: RequestHeaderP
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host':
+        // Absolute-form target: its authority is the Host (RFC 9112 §3.2.2).
+        if (clientHost === undefined && plan.host === undefined) out.push(name, ctx.authority ?? value);
         clientHost ??= value;
-        if (plan.host === undefined) out.push(name, value);
         continue;
       case 'x-forwarded-for':
         xff = xff === undefined ? value : `${xff}, ${value}`;
@@ -115,7 +115,8 @@ export function forwardRequestHeaders(req: IncomingMessage, plan: RequestHeaderP
   if (plan.host !== undefined) headers.push('host', plan.host);
   headers.push('x-forwarded-for', xff === undefined ? ctx.remoteAddress : `${xff}, ${ctx.remoteAddress}`);
   headers.push('x-forwarded-proto', ctx.proto);
-  if (clientHost !== undefined) headers.push('x-forwarded-host', clientHost);
+  const fwdHost = ctx.authority ?? clientHost;
+  if (fwdHost !== undefined) headers.push('x-forwarded-host', fwdHost);
   if (plan.identity !== undefined && ctx.clientCert !== undefined) pushIdentity(headers, plan.identity, ctx.clientCert);
   return { headers, hasBody, expectContinue };
 }

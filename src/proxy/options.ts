@@ -22,6 +22,8 @@ export interface ProxyContext {
   /** Peer address of the client connection: appended to X-Forwarded-For. */
   remoteAddress: string;
   proto: 'https';
+  /** The request's authority as checkRequest found it (absolute-form target or Host), port kept. */
+  authority?: string;
   /**
    * true when the engine calls `handle` from the server's 'checkContinue' event
    * (the request carries `Expect: 100-continue` and Node has NOT sent 100 yet):

@@ -5,7 +5,10 @@ import { TlsgateError } from '../errors';
 import type { SslSnapshot, UpstreamSnapshot } from '../snapshot/types';
 import { sendError } from './error-response';
 import { errorCodeOf } from './failure';
-import { Forward, type ForwardHost } from './forward';
+import { Forward, limitBody, type ForwardHost } from './forward';
+import type { ConnFacts, Exchange } from './exchange';
+import { NodeExchange } from './node-exchange';
+import { dataPlane } from '../metrics';
 import { forwardRequestHeaders } from './headers';
 import type { NodeHealthView } from './node-health';
 import { fillProxyOptions, type FilledProxyOptions, type ProxyContext, type ProxyOptions, type SslLookup } from './options';
@@ -45,24 +48,39 @@ export class UpstreamSet implements ForwardHost {
     }
   }
 
-  /** Proxy one request to upstream `upstreamId`. Never throws; every failure becomes a response. */
-  handle(req: IncomingMessage, res: ServerResponse, upstreamId: string, ctx: ProxyContext): void {
+  /**
+   * Proxy one request to upstream `upstreamId`. Never throws; every failure becomes a response.
+   * target: what the upstream gets as request target (checkRequest's normalized one).
+   * bodyLimit: bytes a body of unknown length may reach before the request is stopped (413).
+   */
+  forward(ex: Exchange, upstreamId: string, route: string, target: string, ctx: ProxyContext, bodyLimit: number | null = null): void {
     const up = this.#pools.get(upstreamId);
     if (up === undefined || this.#closing !== null) {
       const code = up === undefined ? 'TLSGATE_E_UPSTREAM_UNKNOWN' : 'TLSGATE_E_UPSTREAM_CONNECT';
       this.#o.logger.error({ upstream: upstreamId, code }, 'no such upstream in this worker');
-      sendError(req, res, 502, code, `upstream ${upstreamId}: not available`);
+      dataPlane.requests.inc({ route, status: 502 });
+      sendError(ex, 502, code, `upstream ${upstreamId}: not available`);
       return;
     }
     const node = up.pick();
     if (node === undefined) {
       this.#o.logger.error({ upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' }, 'upstream has no node with weight > 0');
-      sendError(req, res, 502, 'TLSGATE_E_UPSTREAM_CONNECT', `upstream ${upstreamId}: no node`);
+      dataPlane.requests.inc({ route, status: 502 });
+      sendError(ex, 502, 'TLSGATE_E_UPSTREAM_CONNECT', `upstream ${upstreamId}: no node`);
       return;
     }
-    const h = forwardRequestHeaders(req, up.headerPlan, ctx);
-    const sendContinue = h.expectContinue && ctx.expectContinue === true;
-    new Forward(this, up, node, req, res, h.headers, h.hasBody, sendContinue).start();
+    const h = forwardRequestHeaders(ex.rawHeaders, up.headerPlan, ctx);
+    let body = h.hasBody ? ex.body() : null;
+    if (body !== null && bodyLimit !== null) body = limitBody(body, bodyLimit);
+    const sendContinue = h.expectContinue && ex.expectContinue;
+    new Forward(this, up, node, ex, { target, headers: h.headers, body, sendContinue, route }).start();
+  }
+
+  /** node:http objects straight to an upstream (no request stage): for tests of the proxy alone. */
+  handle(req: IncomingMessage, res: ServerResponse, upstreamId: string, ctx: ProxyContext): void {
+    const conn: ConnFacts = { ssl: undefined, authorized: false, remoteAddress: ctx.remoteAddress, clientIdentity: () => ctx.clientCert };
+    const ex = new NodeExchange(req, res, conn, ctx.expectContinue === true);
+    this.forward(ex, upstreamId, '-', req.url ?? '/', ctx);
   }
 
   /** Per upstream, per node: passive health as the admin API shows it. */

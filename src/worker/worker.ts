@@ -8,7 +8,6 @@ import { ContextCache } from '../engines/context-cache';
 import type { DataPlaneState, Engine } from '../engines/engine';
 import { UpstreamSet } from '../proxy';
 import { NodeEngine } from '../engines/node';
-import type { UwsProxy } from '../engines/uws-proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
@@ -19,8 +18,6 @@ export class Worker {
   private state: DataPlaneState | undefined;
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
-  /** Proxy stage of uws listeners (undici, over uWS objects); made with the first uws listener. */
-  private uwsProxy: UwsProxy | undefined;
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
@@ -70,7 +67,6 @@ export class Worker {
         if (prev) this.proxy?.update(prev.snapshot.upstreams, prev.snapshot.ssls);
         throw err;
       }
-      this.uwsProxy?.update(snapshot);
       this.state = state;
       this.send({ type: 'ack', version: snapshot.version });
     } catch (err) {
@@ -144,9 +140,7 @@ export class Worker {
     if (l.engine === 'uws') {
       // Loaded only when a listener asks for it: a node-only gateway never touches the native binary.
       const { UwsEngine } = require('../engines/uws') as typeof import('../engines/uws');
-      const { UwsProxy } = require('../engines/uws-proxy') as typeof import('../engines/uws-proxy');
-      this.uwsProxy ??= new UwsProxy(state.snapshot);
-      return new UwsEngine(l, state, { log: this.log, proxy: this.uwsProxy });
+      return new UwsEngine(l, state, { log: this.log });
     }
     if (l.engine !== 'node') {
       throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listener ${l.name}: engine ${String(l.engine)} is not available in this build`);
@@ -157,7 +151,6 @@ export class Worker {
   private async drain(timeoutMs: number): Promise<void> {
     await Promise.all([...this.engines.values()].map((e) => e.close(timeoutMs)));
     await this.proxy?.close();
-    await this.uwsProxy?.close(1_000);
     process.exit(0);
   }
 }

@@ -1,0 +1,266 @@
+// The request stage's exchange over a uWS HttpRequest/HttpResponse. The rules of
+// uWS 20.30 that shape it (measured):
+// - HttpRequest is valid only inside the handler: method, target and headers are copied
+//   in the constructor, which the handler calls synchronously.
+// - onAborted is set before any async work, and after an abort or a completed end() the
+//   response must never be touched again ("uWS.HttpResponse must not be accessed after
+//   uWS.HttpResponse.onAborted", which ends the process): every access checks `#over`,
+//   the request body's pause/resume included.
+// - onData is registered in the handler too, so a body that arrives early (with the
+//   headers) or late is buffered in a Readable with backpressure (res.pause while the
+//   upstream takes no more, res.resume when it reads again).
+// - Every write outside the handler is corked, in slices that fit the 16 KB cork buffer
+//   (see write()).
+// - uWS frames the body itself: write() means chunked, end(body) means Content-Length. A
+//   sized upstream body up to SMALL_BODY is collected and sent with the head in one write.
+// - uWS answers `Expect: 100-continue` itself, before the handler runs: writeContinue is a no-op.
+// - Header names arrive lower-cased (uWS's parser folds them in place); order and
+//   duplicates are kept (no Cookie merging).
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
+import type { ClientIdentity, ConnFacts, Exchange, ResponseWriter } from '../proxy';
+import type { SslSnapshot } from '../snapshot/types';
+import type { HttpRequest, HttpResponse } from './uws-load';
+
+/** Sized upstream bodies up to this are sent with the headers in one write (16 KB: one TLS record). */
+const SMALL_BODY = 16_000;
+/** Fits uWS's cork buffer (16 KB) with the chunk-size line around it. */
+const CORK_SLICE = 16_000;
+/** Set by uWS itself, or by us from the framing mode. */
+const ENGINE_FRAMED = new Set(['content-length', 'transfer-encoding', 'date', 'connection', 'keep-alive']);
+
+/** How the response body leaves: none (HEAD/204/304), small (collected, one write) or streamed (chunked). */
+type Mode = 'none' | 'small' | 'stream';
+
+export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
+  readonly method: string;
+  readonly target: string;
+  readonly rawHeaders: string[] = [];
+  readonly remoteAddress: string;
+  readonly expectContinue = false;
+  // uWS cannot verify client certificates per SNI: a uws listener refuses mTLS objects.
+  readonly ssl: SslSnapshot | undefined = undefined;
+  readonly authorized = false;
+
+  readonly #res: HttpResponse;
+  readonly #done: (status: number) => void;
+  #body: Readable | null = null;
+  #bodyDone = true;
+  #paused = false;
+  /** Aborted by the client, or ended: the response must not be touched any more. */
+  #over = false;
+  #aborted = false;
+  #gone: (() => void) | null = null;
+  #drain: (() => void) | null = null;
+  #writableSet = false;
+  /** The client said Connection: close, or the stage asked for it. */
+  #close: boolean;
+  // The head, written with the first body bytes (one corked write).
+  #status = 0;
+  #headers: string[] | null = null;
+  #headSent = false;
+  #mode: Mode = 'stream';
+  #length = '';
+  #parts: Buffer[] | null = null;
+
+  /** Call synchronously inside the uWS handler. done(status) runs once, when the exchange is over. */
+  constructor(res: HttpResponse, req: HttpRequest, close: boolean, done: (status: number) => void) {
+    this.#res = res;
+    this.#done = done;
+    this.method = req.getCaseSensitiveMethod().toUpperCase();
+    const q = req.getQuery();
+    this.target = q ? `${req.getUrl()}?${q}` : req.getUrl();
+    let hasBody = false;
+    let connClose = close;
+    const h = this.rawHeaders;
+    req.forEach((k, v) => {
+      h.push(k, v);
+      if (k === 'content-length') hasBody ||= v !== '0';
+      else if (k === 'transfer-encoding') hasBody = true;
+      else if (k === 'connection') connClose ||= /(?:^|,)\s*close\s*(?:,|$)/i.test(v);
+    });
+    this.#close = connClose;
+    this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    res.onAborted(this.#onAborted);
+    if (hasBody) {
+      this.#bodyDone = false;
+      this.#body = new Readable({ read: this.#resumeClient });
+      res.onData(this.#onData);
+    }
+  }
+
+  get conn(): ConnFacts {
+    return this;
+  }
+  get res(): ResponseWriter {
+    return this;
+  }
+  get bodyDone(): boolean {
+    return this.#bodyDone;
+  }
+  body(): Readable | null {
+    return this.#body;
+  }
+  clientIdentity(): ClientIdentity | undefined {
+    return undefined;
+  }
+
+  readonly #onAborted = (): void => {
+    this.#aborted = true;
+    this.#finish(499);
+    const b = this.#body;
+    if (b !== null && !this.#bodyDone) b.destroy(new Error('client closed the connection'));
+    const g = this.#gone;
+    this.#gone = null;
+    if (g !== null) g();
+  };
+
+  readonly #onData = (chunk: ArrayBuffer, isLast: boolean): void => {
+    const b = this.#body!;
+    // uWS neuters the ArrayBuffer when the callback returns: copy it.
+    if (chunk.byteLength > 0 && !b.push(Buffer.from(new Uint8Array(chunk)))) {
+      if (!this.#over && !this.#paused) {
+        this.#paused = true;
+        this.#res.pause();
+      }
+    }
+    if (isLast) {
+      this.#bodyDone = true;
+      b.push(null);
+      // The Readable never asks for more once it has ended: a socket left paused here
+      // would never read the next request on this connection (measured: the keep-alive
+      // connection stalled, then reset).
+      this.#resumeClient();
+    }
+  };
+
+  readonly #resumeClient = (): void => {
+    if (this.#paused && !this.#over) {
+      this.#paused = false;
+      this.#res.resume();
+    }
+  };
+
+  #finish(status: number): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#done(status);
+  }
+
+  // --- ResponseWriter ---------------------------------------------------------
+  get headersSent(): boolean {
+    return this.#headers !== null;
+  }
+  get gone(): boolean {
+    return this.#aborted;
+  }
+
+  writeHead(status: number, _reason: string | undefined, headers: string[]): void {
+    if (this.#over || this.#headers !== null) return;
+    this.#status = status;
+    this.#headers = headers;
+    let length = '';
+    for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'content-length') length = headers[i + 1]!;
+    this.#length = length;
+    if (this.method === 'HEAD' || status === 204 || status === 304) this.#mode = 'none';
+    else if (length !== '' && Number(length) <= SMALL_BODY) {
+      this.#mode = 'small';
+      this.#parts = [];
+    } else this.#mode = 'stream';
+  }
+
+  /** Status line and headers into the cork buffer; call inside res.cork. */
+  #writeHead(): void {
+    this.#headSent = true;
+    const res = this.#res;
+    res.writeStatus(`${this.#status} ${STATUS_CODES[this.#status] ?? 'Unknown'}`);
+    const h = this.#headers!;
+    for (let i = 0; i < h.length; i += 2) {
+      if (!ENGINE_FRAMED.has(h[i]!.toLowerCase())) res.writeHeader(h[i]!, h[i + 1]!);
+    }
+    if (this.#close) res.writeHeader('connection', 'close');
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.#over || this.#headers === null) return true;
+    if (this.#mode === 'none') return true;
+    if (this.#mode === 'small') {
+      this.#parts!.push(chunk);
+      return true;
+    }
+    let ok = true;
+    const res = this.#res;
+    // In uWS 20.30 a corked write larger than what is left of the cork buffer, on a socket
+    // with backpressure, loses the data after its chunk-size line (AsyncSocket::uncork
+    // returns before writing it; clients failed with "Expected LF after chunk data"). A
+    // slice that fits is copied into the cork buffer and flushed in order.
+    for (let i = 0; i < chunk.length; i += CORK_SLICE) {
+      const slice = chunk.subarray(i, i + CORK_SLICE);
+      res.cork(() => {
+        if (!this.#headSent) this.#writeHead();
+        ok = res.write(slice) && ok;
+      });
+    }
+    return ok;
+  }
+
+  onDrain(cb: () => void): void {
+    if (this.#over) return;
+    this.#drain = cb;
+    if (this.#writableSet) return;
+    this.#writableSet = true;
+    this.#res.onWritable(() => {
+      const d = this.#drain;
+      this.#drain = null;
+      if (d !== null) d();
+      return true;
+    });
+  }
+
+  end(body?: Buffer | string): void {
+    if (this.#over) return;
+    const res = this.#res;
+    const close = this.#close;
+    const status = this.#status;
+    this.#gone = null;
+    res.cork(() => {
+      if (this.#mode === 'none') {
+        this.#writeHead();
+        // endWithoutBody(undefined, …) writes `Content-Length: 9223372036854775808` in 20.30
+        // (measured): pass the length, or nothing at all (Connection: close is then the
+        // client's cue; uWS keeps the socket).
+        const n = Number(this.#length);
+        if (this.#length !== '' && Number.isSafeInteger(n) && n >= 0) res.endWithoutBody(n, close);
+        else res.endWithoutBody();
+        return;
+      }
+      if (this.#mode === 'small') {
+        const parts = this.#parts!;
+        if (body !== undefined) parts.push(typeof body === 'string' ? Buffer.from(body) : body);
+        this.#writeHead();
+        res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), close);
+        return;
+      }
+      if (!this.#headSent) this.#writeHead();
+      res.end(body, close);
+    });
+    this.#finish(status);
+  }
+
+  writeContinue(): void {}
+
+  destroy(): void {
+    if (this.#over) return;
+    this.#gone = null;
+    this.#finish(this.#status || 502);
+    this.#res.close();
+  }
+
+  onGone(cb: (() => void) | null): void {
+    this.#gone = cb;
+  }
+
+  closeAfter(): void {
+    this.#close = true;
+  }
+}

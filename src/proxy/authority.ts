@@ -1,0 +1,31 @@
+// The authority rule (DESIGN.md "Authority rule"): the SSL object that serves a
+// request's authority must be the one the connection was verified for when that object
+// has mTLS. Without it, a client with no certificate handshakes with another name (no
+// SNI, a plain object's SNI, an unknown name served by default_ssl) and then sends
+// `Host: <an mTLS name>`: the request would be routed as if verified.
+import type { SniMap } from '../routing/sni-map';
+import { patternCovers } from '../routing/names';
+import type { ConnFacts } from './exchange';
+
+export type AuthorityRefusal =
+  /** The authority belongs to an mTLS SSL object this connection was not verified for. */
+  | 'misdirected_mtls'
+  /** A verified mTLS connection used for a host its SSL object does not serve. */
+  | 'misdirected_host';
+
+/** host: the request's normalized authority (no port), null when absent or invalid. */
+export function checkAuthority(sni: SniMap, conn: ConnFacts, host: string | null): AuthorityRefusal | null {
+  const own = conn.ssl;
+  if (own !== undefined && own.clientCa !== undefined && (host === null || !own.snis.some((p) => patternCovers(p, host)))) {
+    return 'misdirected_host';
+  }
+  if (host === null) return null;
+  // The object that would serve this name in a handshake; default_ssl is not consulted:
+  // an unknown name is nobody's, so no mTLS object claims it.
+  const serving = sni.lookup(host, undefined).ssl;
+  if (serving === undefined || serving.clientCa === undefined) return null;
+  if (!conn.authorized || own === undefined || own.clientCa === undefined) return 'misdirected_mtls';
+  // Same object (by id: a rotation gives it a new snapshot), or one with the same CA
+  // (the certificate was verified by the CA this name asks for).
+  return own.id === serving.id || own.clientCa === serving.clientCa ? null : 'misdirected_mtls';
+}

@@ -1,0 +1,84 @@
+// The exchange over node:http objects: one object per request, a thin layer over
+// IncomingMessage/ServerResponse (rawHeaders and writeHead take flat arrays as they are,
+// the body is the IncomingMessage itself), so the node engine pays next to nothing for it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { ConnFacts, Exchange, ResponseWriter } from './exchange';
+
+export class NodeExchange implements Exchange, ResponseWriter {
+  readonly req: IncomingMessage;
+  readonly raw: ServerResponse;
+  readonly conn: ConnFacts;
+  readonly expectContinue: boolean;
+  #gone: (() => void) | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, conn: ConnFacts, expectContinue: boolean) {
+    this.req = req;
+    this.raw = res;
+    this.conn = conn;
+    this.expectContinue = expectContinue;
+  }
+
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+  get target(): string {
+    return this.req.url ?? '/';
+  }
+  get rawHeaders(): string[] {
+    return this.req.rawHeaders;
+  }
+  get bodyDone(): boolean {
+    // In the 'request' handler even a request without a body is not `complete` yet.
+    if (this.req.complete) return true;
+    const h = this.req.headers;
+    return h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0');
+  }
+  get res(): ResponseWriter {
+    return this;
+  }
+  body(): Readable {
+    return this.req;
+  }
+
+  // --- ResponseWriter ---------------------------------------------------------
+  get headersSent(): boolean {
+    return this.raw.headersSent;
+  }
+  get gone(): boolean {
+    return this.raw.destroyed;
+  }
+  writeHead(status: number, reason: string | undefined, headers: string[]): void {
+    this.raw.writeHead(status, reason, headers);
+  }
+  write(chunk: Buffer): boolean {
+    return this.raw.write(chunk);
+  }
+  onDrain(cb: () => void): void {
+    this.raw.once('drain', cb);
+  }
+  end(body?: Buffer | string, trailers?: string[]): void {
+    if (trailers !== undefined && trailers.length > 0) {
+      const t: Array<[string, string]> = [];
+      for (let i = 0; i < trailers.length; i += 2) t.push([trailers[i]!, trailers[i + 1]!]);
+      this.raw.addTrailers(t);
+    }
+    this.onGone(null);
+    this.raw.end(body);
+  }
+  writeContinue(): void {
+    this.raw.writeContinue();
+  }
+  destroy(): void {
+    this.onGone(null);
+    this.raw.destroy();
+  }
+  onGone(cb: (() => void) | null): void {
+    if (this.#gone !== null) this.raw.off('close', this.#gone);
+    this.#gone = cb;
+    if (cb !== null) this.raw.once('close', cb);
+  }
+  closeAfter(): void {
+    this.raw.shouldKeepAlive = false;
+  }
+}

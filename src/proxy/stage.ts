@@ -1,0 +1,114 @@
+// The request stage, the same for both engines: request checks, the authority/mTLS
+// rule, route match, method rule, body limit, then a direct answer or the upstream.
+// An engine calls serve() once per request with its exchange; nothing here knows
+// which engine it is.
+import { dataPlane as m } from '../metrics';
+import type { Router } from '../routing/router';
+import type { SniMap } from '../routing/sni-map';
+import type { RequestLimits, RouteSnapshot } from '../snapshot/types';
+import { checkAuthority } from './authority';
+import { sendError } from './error-response';
+import type { Exchange } from './exchange';
+import { checkRequest } from './request-check';
+import type { UpstreamSet } from './upstream-set';
+
+/** What the stage reads from a worker's current state (engines/engine.ts DataPlaneState has it). */
+export interface StageState {
+  readonly sni: SniMap;
+  readonly router: Router;
+  readonly proxy: UpstreamSet;
+}
+
+export interface StageListener {
+  readonly name: string;
+  readonly limits: RequestLimits;
+}
+
+/** Methods a route without `methods` allows, for the Allow header of a refused TRACE. */
+const DEFAULT_ALLOW = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT';
+
+export function serve(state: StageState, listener: StageListener, ex: Exchange): void {
+  const checked = checkRequest(ex.method, ex.target, ex.rawHeaders, listener.limits);
+  if (!checked.ok) {
+    // A request we cannot frame or bound: the connection cannot be trusted for another one.
+    m.requests.inc({ route: '-', status: checked.status });
+    sendError(ex, checked.status, checked.code, checked.message, true);
+    return;
+  }
+  const req = checked.req;
+  const refusal = checkAuthority(state.sni, ex.conn, req.host);
+  if (refusal !== null) {
+    m.refused.inc({ listener: listener.name, reason: refusal });
+    m.requests.inc({ route: '-', status: 421 });
+    const msg =
+      refusal === 'misdirected_host'
+        ? `host ${req.host ?? '(none)'} is not served by this mTLS connection`
+        : `host ${req.host ?? '(none)'} requires a client certificate verified for it: connect with that name as SNI`;
+    sendError(ex, 421, 'TLSGATE_E_MISDIRECTED', msg);
+    return;
+  }
+  const route = state.router.match(req.host, req.path);
+  if (route === undefined) {
+    m.requests.inc({ route: '-', status: 404 });
+    sendError(ex, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
+    return;
+  }
+  if (!methodAllowed(route, req.method)) {
+    m.requests.inc({ route: route.id, status: 405 });
+    const allow = route.methods?.join(', ') ?? DEFAULT_ALLOW;
+    sendError(ex, 405, 'TLSGATE_E_ROUTE_METHOD', `method ${req.method} is not allowed here`, false, ['allow', allow]);
+    return;
+  }
+  const limit = route.maxBodySize !== undefined ? route.maxBodySize : listener.limits.maxBodySize;
+  if (limit !== null && req.contentLength !== null && req.contentLength > limit) {
+    m.requests.inc({ route: route.id, status: 413 });
+    sendError(ex, 413, 'TLSGATE_E_BODY_TOO_LARGE', `the request body is larger than ${limit} bytes`, true);
+    return;
+  }
+  if (route.respond !== undefined) {
+    const r = route.respond;
+    const body = Buffer.from(r.body);
+    const headers: string[] = [];
+    let type = false;
+    for (const k of Object.keys(r.headers)) {
+      const lower = k.toLowerCase();
+      type ||= lower === 'content-type';
+      if (!RESPOND_SKIP.has(lower)) headers.push(k, r.headers[k]!);
+    }
+    if (!type) headers.push('content-type', 'text/plain');
+    headers.push('content-length', String(body.length));
+    // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
+    if (!ex.bodyDone) {
+      headers.push('connection', 'close');
+      ex.res.closeAfter();
+    }
+    m.requests.inc({ route: route.id, status: r.status });
+    ex.res.writeHead(r.status, undefined, headers);
+    ex.res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  const cert = ex.conn.authorized ? ex.conn.clientIdentity() : undefined;
+  state.proxy.forward(
+    ex,
+    route.upstream!,
+    route.id,
+    req.target,
+    {
+      ...(cert !== undefined ? { clientCert: cert } : {}),
+      remoteAddress: ex.conn.remoteAddress,
+      proto: 'https',
+      ...(req.authority !== null ? { authority: req.authority } : {}),
+      ...(ex.expectContinue ? { expectContinue: true } : {}),
+    },
+    // A declared length is enforced by the engine's parser; only a chunked body is counted.
+    req.contentLength === null ? limit : null,
+  );
+}
+
+/** absent `methods`: any method but TRACE (it echoes the request, cookies included: XST). */
+function methodAllowed(route: RouteSnapshot, method: string): boolean {
+  return route.methods === undefined ? method !== 'TRACE' : route.methods.includes(method);
+}
+
+/** Set by the stage or framed by the engine. */
+const RESPOND_SKIP = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
