@@ -114,8 +114,9 @@ export class Worker {
       for (const [k, l] of wanted) {
         const existing = this.engines.get(k);
         if (!existing) continue;
-        existing.update(state, l);
+        // Listed first: an update that throws halfway is restored too.
         updated.push(existing);
+        existing.update(state, l);
       }
     } catch (err) {
       for (const [, e] of created) void e.close(0).catch(() => undefined);
