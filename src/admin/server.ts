@@ -69,9 +69,12 @@ export class AdminServer {
       if (!open && !this.authorized(req)) return send(res, 401, { error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' } });
       if (!route) {
         const allow = this.allowed(key.slice(key.indexOf(' ') + 1));
-        if (allow.length === 0) return send(res, 404, { error: { code: 'TLSGATE_E_NO_ROUTE', message: `no admin endpoint ${key}` } });
+        if (allow.length === 0) {
+          return send(res, 404, { error: { code: 'TLSGATE_E_NO_ROUTE', message: `no admin endpoint ${key}` } });
+        }
         res.setHeader('allow', allow.join(', '));
-        return send(res, 405, { error: { code: 'TLSGATE_E_METHOD_NOT_ALLOWED', message: `${key}: allowed methods are ${allow.join(', ')}` } });
+        const message = `${key}: allowed methods are ${allow.join(', ')}`;
+        return send(res, 405, { error: { code: 'TLSGATE_E_METHOD_NOT_ALLOWED', message } });
       }
       const r = await route(req, url);
       send(res, r.status, r.body, r.type);
@@ -86,7 +89,8 @@ export class AdminServer {
     const methods = new Set<string>();
     for (const pattern of [...Object.keys(this.o.open), ...Object.keys(this.o.routes)]) {
       const [method, p] = pattern.split(' ') as [string, string];
-      const hit = p === path || (p.endsWith('/:id') && path.startsWith(p.slice(0, -3)) && !path.slice(p.length - 3).includes('/'));
+      const base = p.endsWith('/:id') ? p.slice(0, -3) : undefined;
+      const hit = p === path || (base !== undefined && path.startsWith(base) && !path.slice(base.length).includes('/'));
       if (hit) methods.add(method);
     }
     if (methods.has('GET')) methods.add('HEAD');

@@ -61,7 +61,9 @@ export class FileWatch {
       let entry = this.dirs.get(dir);
       if (!entry) {
         try {
-          const watcher = watch(dir, { persistent: false }, (_event, name) => this.onEvent(dir, name === null ? null : name.toString()));
+          const watcher = watch(dir, { persistent: false }, (_event, name) => {
+            this.onEvent(dir, name === null ? null : name.toString());
+          });
           watcher.on('error', (err) => this.o.onError(err, dir));
           entry = { watcher, names: new Set() };
           this.dirs.set(dir, entry);

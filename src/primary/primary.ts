@@ -16,7 +16,7 @@ import { AdminServer } from '../admin/server';
 import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
-import { AuditLog } from './audit';
+import { AuditLog, type AuditState } from './audit';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { FileWatch } from './file-watch';
@@ -119,11 +119,14 @@ export class Primary {
     // than what is served (a reload that read it was refused or rolled back): compare with
     // the running snapshot instead, or such a value would never be served.
     this.store.on('refreshed', (r) => {
-      if (r.failed < r.references && !this.reloading && this.servedDiffers()) void this.reload(`secret:${r.provider}`, `secret-provider:${r.provider}`);
+      if (r.failed === r.references || this.reloading || !this.servedDiffers()) return;
+      void this.reload(`secret:${r.provider}`, `secret-provider:${r.provider}`);
     });
     this.files = new FileWatch({
       onStable: () => void this.reload('file'),
-      onError: (err, dir) => this.log.warn({ err, dir }, 'config watch failed; SIGHUP and POST /v1/reload still work'),
+      onError: (err, dir) => {
+        this.log.warn({ err, dir }, 'config watch failed; SIGHUP and POST /v1/reload still work');
+      },
     });
   }
 
@@ -150,6 +153,8 @@ export class Primary {
     if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
     this.stamp(compiled);
     this.commit(compiled, 'start', `process:${process.pid}`);
+    // Before anything slow: SIGHUP's default action would end the process.
+    process.on('SIGHUP', () => void this.reload('SIGHUP'));
     // The admin API answers before any worker serves: a change made while workers start
     // can be reloaded and observed.
     await this.startAdmin();
@@ -167,11 +172,12 @@ export class Primary {
     const started = Array.from({ length: n }, () => this.fork());
     await Promise.all(started);
     this.started = true;
-    process.on('SIGHUP', () => void this.reload('SIGHUP'));
     // Expiry: checked at load (validation warnings) and daily while running.
     this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
     this.expiryTimer.unref();
-    this.lastReload ??= { ok: true, version: this.version, at: new Date().toISOString(), source: 'start', errors: [], warnings: warnings.map(formatIssue) };
+    const at = new Date().toISOString();
+    const ok = { ok: true, version: this.version, at, source: 'start', errors: [], warnings: warnings.map(formatIssue) };
+    this.lastReload ??= ok;
     this.log.info({ version: this.version, compile_ms: compiled.compileMs, ssls: compiled.snapshot.ssls.length, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
   }
 
@@ -189,7 +195,9 @@ export class Primary {
     // Settings outside the snapshot (admin keys, providers, workers, log…) count too: an
     // edit of one of them is applied, refused or audited, never reported "unchanged".
     const { ssls: _ssls, ...settings } = resolved.config;
-    const adminValues = [...resolved.values].filter(([k]) => k.startsWith('admin.')).map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]);
+    const adminValues = [...resolved.values]
+      .filter(([k]) => k.startsWith('admin.'))
+      .map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]);
     const contentHash = createHash('sha256')
       .update(
         JSON.stringify({
@@ -222,7 +230,7 @@ export class Primary {
     this.current = c;
     this.previous = prev && { c: prev, until: Date.now() + STABLE_MS };
     this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
-    this.audit.record(prev && { resolved: prev.resolved, details: prev.details, ssls: prev.snapshot.ssls }, { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls }, source, actor, c.snapshot.version);
+    this.audit.record(prev && auditState(prev), auditState(c), source, actor, c.snapshot.version);
     this.metrics.setCertificates(c.details);
     if (this.admin && c.resolved.config.admin) {
       const { keys, tls } = adminSecrets(c);
@@ -247,7 +255,8 @@ export class Primary {
   /** Resolves at the worker's first ack; rejects if it cannot apply its first snapshot or exits before. */
   private fork(): Promise<void> {
     const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
-    const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false, ready: false, bornAt: Date.now() };
+    const pid = worker.process.pid ?? 0;
+    const slot: WorkerSlot = { worker, pid, version: 0, listening: false, ready: false, bornAt: Date.now() };
     this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {
       worker.on('message', (m: unknown) => {
@@ -255,7 +264,9 @@ export class Primary {
         this.onWorkerMessage(slot, m, resolve, reject);
       });
       worker.once('exit', (code, signal) => {
-        if (!slot.listening) reject(new TlsgateError('TLSGATE_E_WORKER_EXIT', `worker ${slot.pid} exited (${signal ?? code}) before serving`));
+        if (slot.listening) return;
+        const why = `worker ${slot.pid} exited (${signal ?? code}) before serving`;
+        reject(new TlsgateError('TLSGATE_E_WORKER_EXIT', why));
       });
     });
   }
@@ -283,7 +294,10 @@ export class Primary {
           this.outcome.errors.push(`${m.code}: worker ${slot.pid}: ${m.message}`);
           this.outcome.done();
         }
-        if (!slot.listening && m.version === this.current?.snapshot.version) reject(new TlsgateError(m.code === 'TLSGATE_E_LISTEN' ? 'TLSGATE_E_LISTEN' : 'TLSGATE_E_SNAPSHOT_APPLY', m.message));
+        if (!slot.listening && m.version === this.current?.snapshot.version) {
+          const code = m.code === 'TLSGATE_E_LISTEN' ? 'TLSGATE_E_LISTEN' : 'TLSGATE_E_SNAPSHOT_APPLY';
+          reject(new TlsgateError(code, m.message));
+        }
         return;
       case 'stats': {
         const w = this.statsWaiters.get(m.id);
@@ -308,27 +322,26 @@ export class Primary {
     const why = signal ?? `code ${code}`;
     this.log.warn({ pid: slot.pid, code, signal }, 'worker died, respawning');
     if (this.outcome) {
-      this.outcome.errors.push(`TLSGATE_E_WORKER_EXIT: worker ${slot.pid} exited (${why}) while applying version ${this.outcome.version}`);
+      const v = this.outcome.version;
+      this.outcome.errors.push(`TLSGATE_E_WORKER_EXIT: worker ${slot.pid} exited (${why}) while applying version ${v}`);
       this.outcome.done();
     } else if (this.previous && Date.now() < this.previous.until && crashed(code, signal) && !this.reloading) {
       const badState = this.current!;
       const bad = badState.snapshot.version;
       const to = this.previous.c;
       this.rollback(to);
-      const error = `TLSGATE_E_WORKER_EXIT: worker ${slot.pid} crashed (${why}) ${Math.round((Date.now() - slot.bornAt) / 1000)} s into version ${bad}; version ${this.version} restores the previous snapshot`;
+      const error =
+        `TLSGATE_E_WORKER_EXIT: worker ${slot.pid} crashed (${why}) within ${STABLE_MS / 1000} s of version ${bad}; ` +
+        `version ${this.version} restores the previous snapshot`;
       this.log.error({ version: this.version, bad_version: bad, code: 'TLSGATE_E_WORKER_EXIT' }, error);
-      this.audit.record(
-        { resolved: badState.resolved, details: badState.details, ssls: badState.snapshot.ssls },
-        { resolved: to.resolved, details: to.details, ssls: to.snapshot.ssls },
-        'rollback',
-        'primary',
-        this.version,
-      );
-      this.lastReload = { ok: false, version: this.version, at: new Date().toISOString(), source: 'worker-exit', errors: [error], warnings: [] };
+      this.audit.record(auditState(badState), auditState(to), 'rollback', 'primary', this.version);
+      const at = new Date().toISOString();
+      this.lastReload = { ok: false, version: this.version, at, source: 'worker-exit', errors: [error], warnings: [] };
     }
     if (!this.started) return; // start() fails instead: the fork() promise rejected
     if (Date.now() - slot.bornAt >= STABLE_MS) this.respawnStreak = 0;
-    const delay = this.respawnStreak === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (this.respawnStreak - 1));
+    const n = this.respawnStreak;
+    const delay = n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1));
     this.respawnStreak++;
     const t = setTimeout(() => {
       this.respawnTimers.delete(t);
@@ -336,7 +349,7 @@ export class Primary {
       this.fork().catch((err: Error) => this.log.error({ err }, 'respawned worker failed to start'));
     }, delay);
     this.respawnTimers.add(t);
-    if (delay > 0) this.log.warn({ delay_ms: delay, streak: this.respawnStreak }, 'workers keep dying: respawn backs off');
+    if (delay > 0) this.log.warn({ delay_ms: delay, streak: n }, 'workers keep dying: respawn backs off');
   }
 
   /** Re-read config and secrets; a refused config keeps the running snapshot. */
@@ -368,7 +381,8 @@ export class Primary {
         this.armWatch();
       }
       this.logWarnings(warnings);
-      const restart = this.current ? [...needsRestart(this.current, compiled), ...adminTlsIssues(this.current, compiled)] : [];
+      const cur = this.current;
+      const restart = cur ? [...needsRestart(cur, compiled), ...adminTlsIssues(cur, compiled)] : [];
       if (restart.length) throw new ConfigError(restart);
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
@@ -379,7 +393,8 @@ export class Primary {
     this.changeAt = undefined;
     if (compiled.contentHash === this.current?.contentHash) {
       this.metrics.reloads.inc({ result: 'unchanged' });
-      return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
+      const warned = warnings.map(formatIssue);
+      return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warned });
     }
     // Sent, then committed only when every worker serves it: a worker that cannot apply
     // it (a port held by another process…) or dies on it fails the reload, and the
@@ -389,13 +404,15 @@ export class Primary {
     const outcome = this.expectOutcome(version);
     this.pending = compiled;
     for (const s of this.slots.values()) if (s.ready) this.sendSnapshot(s, compiled);
-    this.log.info({ version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length }, 'new snapshot sent to workers');
+    const sent = { version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length };
+    this.log.info(sent, 'new snapshot sent to workers');
     const errors = await outcome;
     this.pending = undefined;
     if (errors.length) {
       const good = this.current!;
       this.rollback(good);
-      this.log.error({ source, errors, version: this.version, refused_version: version }, 'workers could not apply the new snapshot; the previous one keeps serving');
+      const why = { source, errors, version: this.version, refused_version: version };
+      this.log.error(why, 'workers could not apply the new snapshot; the previous one keeps serving');
       return this.refused(source, at, errors);
     }
     this.commit(compiled, source, actor);
@@ -427,7 +444,8 @@ export class Primary {
       };
       const timer = setTimeout(() => {
         const late = [...this.slots.values()].filter((s) => s.version < version).map((s) => s.pid);
-        o.errors.push(`TLSGATE_E_WORKER_ACK_TIMEOUT: ${late.length ? `workers ${late.join(', ')}` : 'no worker'} did not ack version ${version} within ${timeoutMs} ms`);
+        const who = late.length ? `workers ${late.join(', ')}` : 'no worker';
+        o.errors.push(`TLSGATE_E_WORKER_ACK_TIMEOUT: ${who} did not ack version ${version} within ${timeoutMs} ms`);
         finish();
       }, timeoutMs);
       this.outcome = o;
@@ -527,7 +545,8 @@ export class Primary {
     const cur = this.current;
     if (cur) {
       for (const [path, ref] of cur.resolved.refs) {
-        if (ref.kind === 'file') expected.set(this.filePath(ref.path, cur.resolved.config.baseDir), cur.resolved.values.get(path));
+        if (ref.kind !== 'file') continue;
+        expected.set(this.filePath(ref.path, cur.resolved.config.baseDir), cur.resolved.values.get(path));
       }
     }
     if (this.loaded) {
@@ -603,6 +622,10 @@ export class Primary {
   }
 }
 
+function auditState(c: Current): AuditState {
+  return { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls };
+}
+
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */
 function send(w: ClusterWorker, m: PrimaryMessage): boolean {
   if (w.isDead() || !w.isConnected()) return false;
@@ -629,7 +652,10 @@ function needsRestart(cur: Current, next: Current): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const check = (path: string, x: unknown, y: unknown): void => {
     if (JSON.stringify(x) === JSON.stringify(y)) return;
-    issues.push({ path, code: 'TLSGATE_E_NEEDS_RESTART', severity: 'error', message: `changed from ${JSON.stringify(x) ?? 'unset'} to ${JSON.stringify(y) ?? 'unset'}: takes effect only at a restart; restart tlsgate or put the old value back` });
+    const message =
+      `changed from ${JSON.stringify(x) ?? 'unset'} to ${JSON.stringify(y) ?? 'unset'}: ` +
+      'takes effect only at a restart; restart tlsgate or put the old value back';
+    issues.push({ path, code: 'TLSGATE_E_NEEDS_RESTART', severity: 'error', message });
   };
   check('workers', a.workers, b.workers);
   check('log', a.log, b.log);
@@ -651,7 +677,8 @@ function adminTlsIssues(cur: Current, next: Current): ConfigIssue[] {
     return [];
   } catch (err) {
     const detail = (err as { code?: string }).code ?? 'invalid';
-    return [{ path: 'admin.tls', code: 'TLSGATE_E_CERT_KEY_MISMATCH', severity: 'error', message: `the certificate and key cannot be loaded together (${detail})` }];
+    const message = `the certificate and key cannot be loaded together (${detail})`;
+    return [{ path: 'admin.tls', code: 'TLSGATE_E_CERT_KEY_MISMATCH', severity: 'error', message }];
   }
 }
 

@@ -71,7 +71,8 @@ export function readLocalFile(text: string, p: string, max: number): string {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', text, `${text}: ${p} is not a regular file`);
     if (st.size > max) {
-      throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', text, `${text}: ${p} is ${st.size} bytes, over file_max_size (${max} bytes)`);
+      const message = `${text}: ${p} is ${st.size} bytes, over file_max_size (${max} bytes)`;
+      throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', text, message);
     }
     // Read at most max + 1 bytes: a file that grew since the fstat is still bounded.
     const buf = Buffer.allocUnsafe(Math.min(max + 1, st.size + 1));
@@ -82,7 +83,9 @@ export function readLocalFile(text: string, p: string, max: number): string {
       n += r;
       if (n === buf.length) break;
     }
-    if (n > max) throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', text, `${text}: ${p} is over file_max_size (${max} bytes)`);
+    if (n > max) {
+      throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', text, `${text}: ${p} is over file_max_size (${max} bytes)`);
+    }
     return buf.subarray(0, n).toString('utf8');
   } catch (err) {
     if (err instanceof SecretError) throw err;

@@ -247,7 +247,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const wanted = new Map<string, number>();
     for (const e of this.entries.values()) {
       if (e.group === null || wanted.has(e.group)) continue;
-      const ms = e.group === FILE_GROUP ? (this.fileRefreshInterval ?? this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval) : this.providers.get(e.group)!.cfg.refresh_interval;
+      const fileMs = this.fileRefreshInterval ?? this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval;
+      const ms = e.group === FILE_GROUP ? fileMs : this.providers.get(e.group)!.cfg.refresh_interval;
       if (ms > 0) wanted.set(e.group, ms);
     }
     for (const [id, g] of this.groups) {

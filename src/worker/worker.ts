@@ -56,9 +56,12 @@ export class Worker {
       const sni = new SniMap(snapshot.ssls, snapshot.sni);
       stage = 'building the router';
       const router = new Router(snapshot.routes);
-      const contexts = prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX);
+      const contexts = prev
+        ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX)
+        : new ContextCache(CONTEXT_CACHE_MAX);
       stage = 'building the upstreams';
-      const state: DataPlaneState = { version: snapshot.version, snapshot, sni, router, contexts, proxy: this.proxyStage(snapshot) };
+      const proxy = this.proxyStage(snapshot);
+      const state: DataPlaneState = { version: snapshot.version, snapshot, sni, router, contexts, proxy };
       stage = 'binding and updating the listeners';
       try {
         await this.syncListeners(state, prev);
@@ -72,9 +75,11 @@ export class Worker {
     } catch (err) {
       const e = err as Partial<TlsgateError> & { code?: string };
       const ours = typeof e.code === 'string' && e.code.startsWith('TLSGATE_E_');
-      const message = ours ? (e.message ?? String(err)) : `${stage}: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`;
-      this.log.error({ version: snapshot?.version ?? version, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
-      this.send({ type: 'snapshot-error', version: snapshot?.version ?? version, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
+      const text = e.message ?? String(err);
+      const message = ours ? text : `${stage}: ${text}${e.code ? ` (${e.code})` : ''}`;
+      const v = snapshot?.version ?? version;
+      this.log.error({ version: v, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
+      this.send({ type: 'snapshot-error', version: v, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
       // Nothing to serve at all: exit, the primary respawns (with back-off) on its last good snapshot.
       if (!this.state) setImmediate(() => process.exit(1));
     }
