@@ -415,6 +415,10 @@ export class Primary {
       this.log.error(why, 'workers could not apply the new snapshot; the previous one keeps serving');
       return this.refused(source, at, errors);
     }
+    // TODO(issue 12 §3): once src/config/mtls-loss.ts (branch `config`) is on main:
+    //   const lost = mtlsLoss(this.current!.resolved.config, compiled.resolved.config);  // before commit()
+    //   warnings += one line per entry (`${l.sni}: loses client verification, now served by ${l.to}`),
+    //   and this.audit.recordMtlsLoss(lost, source, actor, version) after commit().
     this.commit(compiled, source, actor);
     this.metrics.reloads.inc({ result: 'applied' });
     this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
