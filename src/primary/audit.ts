@@ -104,7 +104,8 @@ export class AuditLog {
   ): AuditEntry[] {
     const time = new Date().toISOString();
     const entries = lost.map((l): AuditEntry => {
-      return { time, actor, source, version, object: 'ssl', id: l.from, action: 'mtls_lost', sni: l.sni, served_by: l.to };
+      const what = { object: 'ssl' as const, id: l.from, action: 'mtls_lost' as const, sni: l.sni, served_by: l.to };
+      return { time, actor, source, version, ...what };
     });
     if (entries.length && this.path) this.append(entries);
     return entries;
