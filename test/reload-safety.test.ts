@@ -256,7 +256,7 @@ ssls:
   });
 });
 
-describe('a file replaced during start-up is served (node engine, 300 SSL objects)', () => {
+for (const engine of ['node', 'uws'] as const) describe(`a file replaced during start-up is served (engine ${engine}, 300 SSL objects)`, () => {
   const ca = createCA('Startup CA');
   const gw = new Gateway();
   const N = 300;
@@ -278,7 +278,7 @@ describe('a file replaced during start-up is served (node engine, 300 SSL object
     const lines = Array.from({ length: N }, (_, i) => `  - { id: b${i}, snis: [n${i}.bulk.test], cert: "$file://bulk.crt", key: "$file://bulk.key" }`);
     gw.write('gateway.yaml', `workers: 2
 admin: { listen: 127.0.0.1:${admin}, api_keys: ["${gw.apiKey}"] }
-listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: node }]
+listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: ${engine} }]
 routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
 ssls:
   - { id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }
