@@ -89,6 +89,8 @@ export class Primary {
   /** The snapshot before `current`, kept until `current` has served STABLE_MS without a crash. */
   private previous: { c: Current; until: number } | undefined;
   private respawnStreak = 0;
+  /** Content hash of a snapshot that crashed workers → its version: never sent again. */
+  private readonly crashedBy = new Map<string, number>();
   private respawnTimers = new Set<NodeJS.Timeout>();
   private started = false;
   private initial: Promise<unknown> | undefined;
@@ -323,11 +325,13 @@ export class Primary {
     this.log.warn({ pid: slot.pid, code, signal }, 'worker died, respawning');
     if (this.outcome) {
       const v = this.outcome.version;
+      if (this.pending && crashed(code, signal)) this.crashedBy.set(this.pending.contentHash, v);
       this.outcome.errors.push(`TLSGATE_E_WORKER_EXIT: worker ${slot.pid} exited (${why}) while applying version ${v}`);
       this.outcome.done();
-    } else if (this.previous && Date.now() < this.previous.until && crashed(code, signal) && !this.reloading) {
+    } else if (this.previous && Date.now() < this.previous.until && crashed(code, signal)) {
       const badState = this.current!;
       const bad = badState.snapshot.version;
+      this.crashedBy.set(badState.contentHash, bad);
       const to = this.previous.c;
       this.rollback(to);
       const error =
@@ -395,6 +399,14 @@ export class Primary {
       this.metrics.reloads.inc({ result: 'unchanged' });
       const warned = warnings.map(formatIssue);
       return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warned });
+    }
+    const crashedAt = this.crashedBy.get(compiled.contentHash);
+    if (crashedAt !== undefined) {
+      // The same content again (the watcher's event for the very write that was rolled back,
+      // a retry): refused rather than crashing the workers once more. A restart forgets it.
+      return this.refused(source, at, [
+        `TLSGATE_E_WORKER_EXIT: this config crashed workers at version ${crashedAt}; change it to try again`,
+      ]);
     }
     // Sent, then committed only when every worker serves it: a worker that cannot apply
     // it (a port held by another process…) or dies on it fails the reload, and the
