@@ -460,8 +460,8 @@ export class Primary {
       };
       const timer = setTimeout(() => {
         const late = [...this.slots.values()].filter((s) => s.version < version).map((s) => s.pid);
-        const who = late.length ? `workers ${late.join(', ')}` : 'no worker';
-        o.errors.push(`TLSGATE_E_WORKER_ACK_TIMEOUT: ${who} did not ack version ${version} within ${timeoutMs} ms`);
+        const what = late.length ? `workers ${late.join(', ')} did not ack` : 'no worker was running to ack';
+        o.errors.push(`TLSGATE_E_WORKER_ACK_TIMEOUT: ${what} version ${version} within ${timeoutMs} ms`);
         finish();
       }, timeoutMs);
       this.outcome = o;
