@@ -106,6 +106,16 @@ for (const engine of ['node', 'uws'] as const) {
       assert.equal((await gw.admin('POST', '/v1/reload')).status, 200);
     });
 
+    test('a listener renamed on the same address: the old one closes first, the new one serves', async () => {
+      for (const name of ['edge', 'public']) {
+        gw.write('gateway.yaml', config(port, name === 'edge' ? 'renamed' : 'one').replace('name: public', `name: ${name}`));
+        const r = await gw.admin('POST', '/v1/reload');
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        await gw.waitVersion(r.body.version);
+        for (let i = 0; i < 4; i++) assert.equal((await get(port, '/', { servername: 'site.test' })).body, name === 'edge' ? 'renamed' : 'one');
+      }
+    });
+
     test('SIGKILLed workers are respawned on the current snapshot and serve', async () => {
       const before = await gw.status();
       assert.equal(before.workers.length, 2);

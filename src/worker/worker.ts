@@ -110,7 +110,9 @@ export class Worker {
         for (const [rk, old] of removed) {
           if (old.listener.host !== l.host || old.listener.port !== l.port || !this.engines.has(rk)) continue;
           this.engines.delete(rk);
-          await old.close(10_000);
+          // close() stops accepting at once (its promise is the drain, up to 10 s: not awaited,
+          // or the ack would wait for it).
+          void old.close(10_000);
         }
         const engine = this.createEngine(l, state);
         created.push([k, engine]);
