@@ -18,6 +18,11 @@ export const ErrorCodes = {
   TLSGATE_E_CERT_NOT_YET_VALID: 'the certificate is before its not-before date',
   TLSGATE_E_CERT_EXPIRING: 'warning: the certificate expires within warn_days',
   TLSGATE_E_CERT_EKU: 'the Extended Key Usage does not allow the SSL object type',
+  TLSGATE_E_CERT_NO_SAN: 'a server certificate has no DNS Subject Alternative Name (the CN is not used)',
+  TLSGATE_E_KEY_WEAK: 'an RSA key is shorter than 2048 bits',
+  TLSGATE_E_WILDCARD_PUBLIC_SUFFIX: 'a wildcard SNI or SAN spans a public suffix (*.com, *.co.uk)',
+  TLSGATE_E_MTLS_LOSS:
+    'warning: a name loses client certificate verification (its mTLS SSL object is disabled or removed)',
   TLSGATE_E_DUAL_CERT_SNI: 'warning: an SNI-selected connection gets one pair of a dual RSA + ECDSA object (the ECDSA one)',
   TLSGATE_E_PROTOCOLS_PER_SNI: 'warning: SSL objects differ in ssl_protocols; node:tls picks the version before the SNI, so a client is refused, not downgraded',
   TLSGATE_E_CA_PARSE: 'a CA bundle holds no valid certificate',

@@ -61,7 +61,10 @@ test('a valid config: exit 0 and a one-line summary', async () => {
 test('two SSL objects claiming one SNI: an error naming both ids', async () => {
   const r = await validate(base(`${GOOD}\n  - { id: dup, snis: [GOOD.test], cert: "$file://good.crt", key: "$file://good.key" }`));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[1\]\.snis\[0\]: "good\.test" is claimed by SSL objects "good" and "dup" \[TLSGATE_E_SNI_CONFLICT\]/);
+  assert.match(
+    r.out,
+    /ssls\[1\]\.snis\[0\]: "good\.test" is claimed by SSL objects "good" and "dup" \[TLSGATE_E_SNI_CONFLICT\]/,
+  );
 });
 
 test('key mismatch, expired, wrong EKU, SAN not covering an SNI, chain order, bad PEM: each with its code, all at once', async () => {
@@ -75,11 +78,20 @@ test('key mismatch, expired, wrong EKU, SAN not covering an SNI, chain order, ba
   - { id: garbage, snis: [g.test], cert: "$file://garbage.crt", key: "$file://good.key" }`),
   );
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[1\]\.key: does not match the certificate in ssls\[1\]\.cert .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/);
+  assert.match(
+    r.out,
+    /ssls\[1\]\.key: does not match the certificate in ssls\[1\]\.cert .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/,
+  );
   assert.match(r.out, /ssls\[2\]\.cert: expired on .*\[TLSGATE_E_CERT_EXPIRED\]/);
   assert.match(r.out, /ssls\[3\]\.cert: Extended Key Usage .* lacks serverAuth.*\[TLSGATE_E_CERT_EKU\]/);
-  assert.match(r.out, /ssls\[4\]\.snis\[0\]: "a\.b\.good\.test" is not covered by the certificate's SANs.*\[TLSGATE_E_SNI_NOT_COVERED\]/);
-  assert.match(r.out, /ssls\[5\]\.cert: certificate 1 of the chain .* is not issued by certificate 2.*\[TLSGATE_E_CERT_CHAIN_ORDER\]/);
+  assert.match(
+    r.out,
+    /ssls\[4\]\.snis\[0\]: "a\.b\.good\.test" is not covered by the certificate's SANs.*\[TLSGATE_E_SNI_NOT_COVERED\]/,
+  );
+  assert.match(
+    r.out,
+    /ssls\[5\]\.cert: certificate 1 of the chain .* is not issued by certificate 2.*\[TLSGATE_E_CERT_CHAIN_ORDER\]/,
+  );
   assert.match(r.out, /ssls\[6\]\.cert: not a valid PEM certificate.*\[TLSGATE_E_CERT_PARSE\]/);
   assert.ok(!r.out.includes('PRIVATE KEY'), 'no key material in the output');
 });
@@ -133,12 +145,21 @@ test('broken YAML: the line and the parser message', async () => {
 test('references: a missing env var and file are named; $secret:// without a provider is refused, not a crash', async () => {
   const r = await validate(base(`  - { id: refs, snis: [good.test], cert: "$env://TLSGATE_TEST_NOPE", key: "$file://nope.key" }`));
   assert.equal(r.code, 1);
-  assert.match(r.out, /ssls\[0\]\.cert: \$env:\/\/TLSGATE_TEST_NOPE: environment variable TLSGATE_TEST_NOPE is not set \[TLSGATE_E_SECRET_UNRESOLVED\]/);
+  assert.match(
+    r.out,
+    /ssls\[0\]\.cert: \$env:\/\/TLSGATE_TEST_NOPE: environment variable TLSGATE_TEST_NOPE is not set \[TLSGATE_E_SECRET_UNRESOLVED\]/,
+  );
   assert.match(r.out, /ssls\[0\]\.key: \$file:\/\/nope\.key: cannot read .*nope\.key \(ENOENT\)/);
   const v = await validate(base(`  - { id: vault, snis: [v.test], cert: "$secret://vault/main/certs/v/cert", key: "$secret://vault/main/certs/v/key" }`));
   assert.equal(v.code, 1);
-  assert.match(v.out, /ssls\[0\]\.cert: \$secret:\/\/vault\/main\/certs\/v\/cert: secret provider "main" is not configured.*\[TLSGATE_E_SECRET_PROVIDER\]/);
-  assert.match(v.out, /ssls\[0\]\.key: \$secret:\/\/vault\/main\/certs\/v\/key: secret provider "main" is not configured/);
+  assert.match(
+    v.out,
+    /ssls\[0\]\.cert: \$secret:\/\/vault\/main\/certs\/v\/cert: secret provider "main" is not configured.*\[TLSGATE_E_SECRET_PROVIDER\]/,
+  );
+  assert.match(
+    v.out,
+    /ssls\[0\]\.key: \$secret:\/\/vault\/main\/certs\/v\/key: secret provider "main" is not configured/,
+  );
 });
 
 test('$env:// values resolve from the environment', async () => {
@@ -158,5 +179,156 @@ ssls:
 routes: [{ id: r, paths: [/], respond: { status: 200 } }]
 `);
   assert.equal(r.code, 1);
-  assert.match(r.out, /listeners\[0\]\.engine: uws cannot enforce mTLS.*use engine: node.*\[TLSGATE_E_ENGINE_UNSUPPORTED\]/);
+  assert.match(
+    r.out,
+    /listeners\[0\]\.engine: uws cannot enforce mTLS.*use engine: node.*\[TLSGATE_E_ENGINE_UNSUPPORTED\]/,
+  );
+});
+
+test('YAML errors give the real line and column, not 0:0', async () => {
+  const dup = await validate('listeners: []\nworkers: 2\nlisteners: []\n');
+  assert.equal(dup.code, 1);
+  assert.match(dup.out, /c-\w+\.yaml:3:1: Map keys must be unique \[TLSGATE_E_CONFIG_PARSE\]/);
+  const open = await validate(
+    'listeners:\n  - { name: public, listen: 127.0.0.1:8443 }\nssls:\n  - id: a\n    snis: [a.test\nroutes: []\n',
+  );
+  assert.equal(open.code, 1);
+  assert.match(open.out, /c-\w+\.yaml:6:1: Flow sequence .*\[TLSGATE_E_CONFIG_PARSE\]/);
+  assert.doesNotMatch(open.out + dup.out, /:0:0:/);
+});
+
+test('an unresolved reference does not hide the certificate errors of other objects', async () => {
+  const r = await validate(base(`  - { id: missing, snis: [m.test], cert: "$file://nope.crt", key: "$file://good.key" }
+  - { id: old, snis: [old.test], cert: "$file://old.crt", key: "$file://old.key" }
+  - { id: mismatch, snis: [good.test], cert: "$file://good.crt", key: "$file://other.key" }`));
+  assert.equal(r.code, 1);
+  assert.match(r.out, /ssls\[0\]\.cert: \$file:\/\/nope\.crt: cannot read .*\[TLSGATE_E_SECRET_UNRESOLVED\]/);
+  assert.match(r.out, /ssls\[1\]\.cert: expired on .*\[TLSGATE_E_CERT_EXPIRED\]/);
+  assert.match(r.out, /ssls\[2\]\.key: does not match the certificate .*\[TLSGATE_E_CERT_KEY_MISMATCH\]/);
+  assert.equal(r.out.match(/^error: /gm)?.length, 3, r.out);
+});
+
+test('an unknown field suggests the nearest known one', async () => {
+  const r = await validate(`
+listener: [{ name: public, listen: 127.0.0.1:8443 }]
+ssls:
+  - { id: a, sni: [good.test], cert: "$file://good.crt", key: "$file://good.key" }
+routes: [{ id: r, path: [/], respond: { status: 200, body: ok, header: { a: b } } }]
+upstreams: [{ id: u, nodes: [{ host: 127.0.0.1, port: 80, wieght: 1 }], colour: blue }]
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /(^|\n)error: listener: unknown field; did you mean "listeners"\?/);
+  assert.match(r.out, /ssls\[0\]\.sni: unknown field; did you mean "snis"\?/);
+  assert.match(r.out, /routes\[0\]\.path: unknown field; did you mean "paths"\?/);
+  assert.match(r.out, /routes\[0\]\.respond\.header: unknown field; did you mean "headers"\?/);
+  assert.match(r.out, /upstreams\[0\]\.nodes\[0\]\.wieght: unknown field; did you mean "weight"\?/);
+  assert.match(
+    r.out,
+    /upstreams\[0\]\.colour: unknown field \(expected one of: id, scheme/,
+    'no far-fetched suggestion',
+  );
+});
+
+test('a value of the wrong shape shows the expected shape', async () => {
+  const r = await validate(`
+listeners: { name: public, listen: 127.0.0.1:8443 }
+admin: 127.0.0.1:9180
+ssls: [good]
+upstreams:
+  - { id: u1, nodes: "a:1" }
+  - { id: u2, nodes: ["a:1"] }
+routes: [{ id: r, paths: /, upstream: u1, respond: { status: 200, headers: [a] } }]
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /listeners: must be a list of \{name, listen, engine, default_ssl, …\}, got a mapping/);
+  assert.match(r.out, /admin: must be a mapping \{listen, api_keys, tls\}, got "127\.0\.0\.1:9180"/);
+  assert.match(
+    r.out,
+    /ssls\[0\]: must be a mapping \{id, type, snis, cert, key, certs, keys, client, ssl_protocols, status\}, got "good"/,
+  );
+  assert.match(r.out, /upstreams\[0\]\.nodes: must be a list of \{host, port, weight\}, got "a:1"/);
+  assert.match(r.out, /upstreams\[1\]\.nodes\[0\]: must be a mapping \{host, port, weight\}, got "a:1"/);
+  assert.match(r.out, /routes\[0\]\.paths: must be a list of path prefixes, got "\/"/);
+  assert.match(r.out, /routes\[0\]\.respond\.headers: must be a mapping \{header-name: value\}, got a list/);
+});
+
+test('one refused object does not set off "not the id" errors in its referrers', async () => {
+  const r = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443, default_ssl: site }]
+ssls:
+  - { id: site, snis: [good.test] }
+  - { id: gw-client, type: client, cert: 42, key: "$file://good.key" }
+upstreams:
+  - { id: "bad id!", nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: tls-up, scheme: https, nodes: [{ host: 127.0.0.1, port: 443 }], tls: { client_ssl: gw-client } }
+routes:
+  - { id: r1, paths: [/a], upstream: "bad id!" }
+  - { id: r2, paths: [/b], upstream: ghost }
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /ssls\[0\]\.cert: is required/);
+  assert.match(r.out, /ssls\[1\]\.cert: must be a non-empty string/);
+  assert.match(r.out, /upstreams\[0\]\.id: "bad id!" must be 1-64 characters/);
+  assert.match(
+    r.out,
+    /routes\[1\]\.upstream: "ghost" is not the id of an upstream/,
+    'a real dangling reference is still reported',
+  );
+  assert.doesNotMatch(r.out, /listeners\[0\]\.default_ssl/);
+  assert.doesNotMatch(r.out, /routes\[0\]\.upstream/);
+  assert.doesNotMatch(r.out, /upstreams\[1\]\.tls\.client_ssl/);
+});
+
+test('every bad socket/header value is refused by validate with its path, all at once', async () => {
+  const r = await validate(`
+listeners: [{ name: public, listen: "gateway.example:8443" }, { name: p2, listen: "127.0.0.1:0" }]
+ssls:
+  - { id: good, snis: [good.test, "*.com"], cert: "$file://good.crt", key: "$file://good.key" }
+upstreams:
+  - id: u
+    host: "a b"
+    scheme: https
+    tls: { sni: "::1" }
+    nodes: [{ host: "bad host", port: 80 }, { host: "[::1]", port: 65536 }]
+    client_identity_headers: { verify: "x:verify", fingerprint: X-Client-Cert-Subject }
+    timeout: { connect: 0ms, read: 30d }
+routes:
+  - { id: r, paths: [/], respond: { status: 600, body: [1], headers: { "x-a": "1\\r\\nx-b: 2", transfer-encoding: chunked } } }
+`);
+  assert.equal(r.code, 1);
+  for (const re of [
+    /listeners\[0\]\.listen: "gateway\.example" is not an address to listen on/,
+    /listeners\[1\]\.listen: "127\.0\.0\.1:0" must be host:port .*port 1-65535/,
+    /ssls\[0\]\.snis\[1\]: "\*\.com" is a wildcard over the public suffix "com"/,
+    /upstreams\[0\]\.host: "a b" is not a Host value/,
+    /upstreams\[0\]\.tls\.sni: "::1" is an IP address/,
+    /upstreams\[0\]\.nodes\[0\]\.host: "bad host" is not a host name or IP address/,
+    /upstreams\[0\]\.nodes\[1\]\.host: "\[::1\]": write an IPv6 address without brackets/,
+    /upstreams\[0\]\.nodes\[1\]\.port: must be between 1 and 65535, got 65536/,
+    /upstreams\[0\]\.client_identity_headers\.verify: "x:verify" is not a header name/,
+    /upstreams\[0\]\.client_identity_headers: the three header names must differ/,
+    /upstreams\[0\]\.timeout\.connect: must be at least 1 ms, got "0ms"/,
+    /upstreams\[0\]\.timeout\.read: must be at most 24 days \(Node timers\), got "30d"/,
+    /routes\[0\]\.respond\.status: must be between 200 and 599, got 600/,
+    /routes\[0\]\.respond\.body: must be a string/,
+    /routes\[0\]\.respond\.headers\["x-a"\]: holds CR/,
+    /routes\[0\]\.respond\.headers\["transfer-encoding"\]: "transfer-encoding" is set by the gateway/,
+  ]) {
+    assert.match(r.out, re);
+  }
+});
+
+test('a misspelt enum value or reference suggests the nearest one', async () => {
+  const r = await validate(`
+listeners: [{ name: p, listen: 127.0.0.1:8444, engine: uwss, default_ssl: god }]
+ssls:
+${GOOD}
+upstreams: [{ id: api, nodes: [{ host: 127.0.0.1, port: 80 }] }]
+routes: [{ id: r, paths: [/], upstream: apl }, { id: r2, paths: [/x], upstream: zzzzzz }]
+`);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /listeners\[0\]\.engine: must be one of node \| uws, got "uwss"; did you mean "uws"\?/);
+  assert.match(r.out, /listeners\[0\]\.default_ssl: "god" is not the id of an SSL object \(did you mean "good"\?\)/);
+  assert.match(r.out, /routes\[0\]\.upstream: "apl" is not the id of an upstream \(did you mean "api"\?\)/);
+  assert.match(r.out, /routes\[1\]\.upstream: "zzzzzz" is not the id of an upstream \[/);
 });

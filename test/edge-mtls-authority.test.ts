@@ -91,7 +91,7 @@ test('spellings of the mTLS name do not get around the rule (case, port, trailin
   }
 });
 
-test('absolute-form target naming the mTLS host → 421', { todo: 'needs checkRequest absolute-form (branch http)' }, async () => {
+test('absolute-form target naming the mTLS host → 421', async () => {
   assert.equal(await status('www.shop.test', req('www.shop.test', 'https://secure.shop.test/')), 421);
 });
 

@@ -107,7 +107,7 @@ for (const engine of ['node', 'uws'] as const) describe(`rotation and reload, en
     const bad = await gw.admin('POST', '/v1/reload');
     assert.equal(bad.status, 422);
     assert.equal(bad.body.ok, false);
-    assert.match(bad.body.errors.join('\n'), /routes\[0\]\.respond\.status: must be between 100 and 599/);
+    assert.match(bad.body.errors.join('\n'), /routes\[0\]\.respond\.status: must be between 200 and 599/);
     gw.write('gateway.yaml', config('three'));
     assert.equal((await gw.admin('POST', '/v1/reload')).status, 200);
     assert.equal((await get(port, '/', { servername: 'site.test' })).body, 'three');

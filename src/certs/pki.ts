@@ -6,7 +6,7 @@
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 
-export type KeyType = 'ec' | 'rsa' | 'rsa-2048' | 'rsa-3072' | 'ec-384';
+export type KeyType = 'ec' | 'rsa' | 'rsa-1024' | 'rsa-2048' | 'rsa-3072' | 'ec-384';
 export type Eku = 'serverAuth' | 'clientAuth';
 
 export interface Issued {
@@ -116,6 +116,8 @@ export function generateKey(type: KeyType = 'ec'): KeyObject {
       return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
     case 'ec-384':
       return generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
+    case 'rsa-1024': // tests only: the weak-key refusal
+      return generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
     case 'rsa-3072':
       return generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey;
     case 'rsa':

@@ -3,9 +3,21 @@
 // the primary's admin API and IPC.
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import type { ConfigIssue, ErrorCode } from '../errors';
+import { wildcardOverPublicSuffix } from '../config/formats';
 import { patternCovers } from '../routing/names';
 
 const EKU = { server: '1.3.6.1.5.5.7.3.1', client: '1.3.6.1.5.5.7.3.2', any: '2.5.29.37.0' };
+const EKU_NAMES: Record<string, string> = {
+  '1.3.6.1.5.5.7.3.1': 'serverAuth',
+  '1.3.6.1.5.5.7.3.2': 'clientAuth',
+  '1.3.6.1.5.5.7.3.3': 'codeSigning',
+  '1.3.6.1.5.5.7.3.4': 'emailProtection',
+  '1.3.6.1.5.5.7.3.8': 'timeStamping',
+  '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+  '2.5.29.37.0': 'anyExtendedKeyUsage',
+};
+/** NIST SP 800-131A, CA/B Forum baseline: below this an RSA key is refused. */
+const MIN_RSA_BITS = 2048;
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 export interface ValidateInput {
@@ -83,6 +95,25 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
         err(pair.certPath, 'TLSGATE_E_CERT_CHAIN_ORDER', `certificate ${i + 1} of the chain (${oneLine(c.subject)}) is not issued by certificate ${i + 2} (${oneLine(up.subject)}); the leaf goes first, then each issuer`);
       }
     }
+    for (let i = 1; i < chain.length; i++) {
+      const c = chain[i]!;
+      const what = `chain certificate ${i + 1} (${oneLine(c.subject)})`;
+      const [notBefore, notAfter] = [Date.parse(c.validFrom), Date.parse(c.validTo)];
+      if (notAfter <= input.now) {
+        err(pair.certPath, 'TLSGATE_E_CERT_EXPIRED', `${what} expired on ${new Date(notAfter).toISOString()}`);
+      } else if (notBefore > input.now) {
+        const when = new Date(notBefore).toISOString();
+        err(pair.certPath, 'TLSGATE_E_CERT_NOT_YET_VALID', `${what} is not valid before ${when}`);
+      }
+    }
+    chain.forEach((c, i) => {
+      const pub = c.publicKey;
+      const bits = pub.asymmetricKeyType === 'rsa' ? pub.asymmetricKeyDetails?.modulusLength : undefined;
+      if (bits === undefined || bits >= MIN_RSA_BITS) return;
+      const what = i === 0 ? 'the certificate' : `chain certificate ${i + 1} (${oneLine(c.subject)})`;
+      const msg = `${what} has a ${bits}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`;
+      err(pair.certPath, 'TLSGATE_E_KEY_WEAK', msg);
+    });
     const from = Date.parse(leaf.validFrom);
     const to = Date.parse(leaf.validTo);
     const daysLeft = Math.floor((to - input.now) / 86_400_000);
@@ -94,13 +125,33 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     // keyUsage is Node's name for the Extended Key Usage list; undefined when absent.
     const eku = leaf.keyUsage;
     if (eku && eku.length > 0 && !eku.includes(EKU.any) && !eku.includes(EKU[input.type])) {
-      err(pair.certPath, 'TLSGATE_E_CERT_EKU', `Extended Key Usage (${eku.join(', ')}) lacks ${input.type === 'server' ? 'serverAuth' : 'clientAuth'}, required for an SSL object of type ${input.type}`);
+      const want = input.type === 'server' ? 'serverAuth' : 'clientAuth';
+      const has = eku.map(ekuName).join(', ');
+      const msg = `Extended Key Usage (${has}) lacks ${want}, required for an SSL object of type ${input.type}`;
+      err(pair.certPath, 'TLSGATE_E_CERT_EKU', msg);
     }
     const sans = dnsNames(leaf);
-    if (input.type === 'server') {
+    if (input.type === 'server' && sans.length === 0) {
+      // No CN fallback: RFC 6125 §6.4.4 and every current browser ignore the CN when
+      // matching, so a CN-only certificate would pass here and fail at every client.
+      const subject = oneLine(leaf.subject);
+      const msg = `has no DNS Subject Alternative Name (subject ${subject}); the CN is not used for name matching`;
+      err(pair.certPath, 'TLSGATE_E_CERT_NO_SAN', msg);
+    } else if (input.type === 'server') {
+      // A SAN like `*.com` would cover any registrable domain: never a name this object may serve.
+      const usable = sans.filter((san) => !wildcardOverPublicSuffix(san));
       input.snis.forEach((sni, j) => {
-        if (!sans.some((san) => patternCovers(san, sni))) {
-          err(`${input.path}.snis[${j}]`, 'TLSGATE_E_SNI_NOT_COVERED', `"${sni}" is not covered by the certificate's SANs (${sans.join(', ') || 'none'}) in ${pair.certPath}`);
+        if (usable.some((san) => patternCovers(san, sni))) return;
+        const wide = sans.find((san) => wildcardOverPublicSuffix(san) && patternCovers(san, sni));
+        const p = `${input.path}.snis[${j}]`;
+        if (wide) {
+          const suffix = wildcardOverPublicSuffix(wide);
+          const msg = `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
+            `in ${pair.certPath}`;
+          err(p, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', msg);
+        } else {
+          const msg = `"${sni}" is not covered by the certificate's SANs (${sans.join(', ')}) in ${pair.certPath}`;
+          err(p, 'TLSGATE_E_SNI_NOT_COVERED', msg);
         }
       });
     }
@@ -143,16 +194,14 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
 }
 
 function dnsNames(c: X509Certificate): string[] {
-  const san = c.subjectAltName;
-  if (san) {
-    return san
-      .split(', ')
-      .filter((s) => s.startsWith('DNS:'))
-      .map((s) => s.slice(4).toLowerCase());
-  }
-  // No SAN extension at all: the CN is the only name (legacy certificates).
-  const cn = /(?:^|\n)CN=([^\n]+)/.exec(c.subject);
-  return cn ? [cn[1]!.toLowerCase()] : [];
+  return (c.subjectAltName ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4).toLowerCase());
+}
+
+function ekuName(oid: string): string {
+  return EKU_NAMES[oid] ?? oid;
 }
 
 function oneLine(dn: string): string {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors';
 import { validateConfig } from './schema';
 import type { GatewayConfig } from './types';
@@ -32,11 +32,14 @@ export async function loadConfigFile(path: string, previous?: Loaded): Promise<L
 }
 
 export function parseConfigText(text: string, file: string): { config: GatewayConfig; issues: ConfigIssue[] } {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  // linePos is only filled by prettyErrors, which also rewrites the message with a source
+  // excerpt (it could echo a key): the LineCounter gives the position without that.
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => ({
-        path: `${file}:${(e.linePos?.[0]?.line ?? 0)}:${(e.linePos?.[0]?.col ?? 0)}`,
+        path: `${file}:${position(lineCounter, e.pos[0])}`,
         code: 'TLSGATE_E_CONFIG_PARSE' as const,
         message: e.message.split('\n')[0]!,
         severity: 'error' as const,
@@ -46,4 +49,9 @@ export function parseConfigText(text: string, file: string): { config: GatewayCo
   const { config, issues } = validateConfig(doc.toJS({ maxAliasCount: 100 }), file);
   if (!config) throw new ConfigError(issues);
   return { config, issues };
+}
+
+function position(lc: LineCounter, offset: number): string {
+  const { line, col } = lc.linePos(offset);
+  return `${line}:${col}`;
 }

@@ -3,6 +3,7 @@
 import type { ConfigIssue, ErrorCode } from '../errors';
 import { parseValue } from '../secrets/reference';
 import { parseDuration } from './duration';
+import { bindHost, nearest } from './formats';
 import type { HostPort } from './types';
 
 export type Obj = Record<string, unknown>;
@@ -17,25 +18,39 @@ export class Reader {
     this.issues.push({ path, message, code, severity: 'warning' });
   }
 
-  obj(v: unknown, path: string): Obj | undefined {
+  /** `keys`: the fields the mapping takes, shown when the value is not a mapping. */
+  obj(v: unknown, path: string, keys?: readonly string[]): Obj | undefined {
     if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
-    this.error(path, `must be a mapping, got ${describe(v)}`);
+    this.error(path, `must be a mapping${keys ? ` {${keys.join(', ')}}` : ''}, got ${describe(v)}`);
     return undefined;
   }
 
   /** Reports keys the schema does not know: a typo must not be silently ignored. */
   known(o: Obj, path: string, keys: readonly string[]): void {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.error(join(path, k), `unknown field (expected one of: ${keys.join(', ')})`);
+    for (const k of Object.keys(o)) {
+      if (keys.includes(k)) continue;
+      const near = nearest(k, keys);
+      const hint = near ? `; did you mean "${near}"?` : '';
+      this.error(join(path, k), `unknown field${hint} (expected one of: ${keys.join(', ')})`);
+    }
   }
 
-  list(o: Obj, key: string, path: string, required = false): unknown[] | undefined {
+  /** `shape` names what a list holds (`{host, port, weight}`, `host names`), for a value of the wrong shape. */
+  list(o: Obj, key: string, path: string, required = false, shape?: string): unknown[] | undefined {
     const v = o[key];
     if (v === undefined || v === null) {
-      if (required) this.error(join(path, key), 'is required');
+      if (required) this.error(join(path, key), shape ? `is required: a list of ${shape}` : 'is required');
       return undefined;
     }
     if (Array.isArray(v)) return v;
-    this.error(join(path, key), `must be a list, got ${describe(v)}`);
+    this.error(join(path, key), `must be a list${shape ? ` of ${shape}` : ''}, got ${describe(v)}`);
+    return undefined;
+  }
+
+  /** Like obj(), with the expected keys in the message: `must be a mapping {host, port, weight}`. */
+  shaped(v: unknown, path: string, shape: string): Obj | undefined {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
+    this.error(path, `must be a mapping ${shape}, got ${describe(v)}`);
     return undefined;
   }
 
@@ -51,7 +66,7 @@ export class Reader {
       return undefined;
     }
     if (opts.pattern && !opts.pattern.test(v)) {
-      this.error(p, `"${v}" ${opts.hint ?? `does not match ${opts.pattern}`}`);
+      this.error(p, `${JSON.stringify(v)} ${opts.hint ?? `does not match ${opts.pattern}`}`);
       return undefined;
     }
     return v;
@@ -114,15 +129,25 @@ export class Reader {
     const v = o[key];
     if (v === undefined || v === null) return undefined;
     if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
-    this.error(join(path, key), `must be one of ${values.join(' | ')}, got ${describe(v)}`);
+    const near = typeof v === 'string' ? nearest(v, values) : undefined;
+    const hint = near ? `; did you mean "${near}"?` : '';
+    this.error(join(path, key), `must be one of ${values.join(' | ')}, got ${describe(v)}${hint}`);
     return undefined;
   }
 
-  duration(o: Obj, key: string, path: string): number | undefined {
+  duration(o: Obj, key: string, path: string, opts: { min?: number } = {}): number | undefined {
     const v = o[key];
     if (v === undefined || v === null) return undefined;
     const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : null;
     if (ms === null) this.error(join(path, key), `must be a duration like "500ms", "5s", "2m", got ${describe(v)}`);
+    else if (ms > MAX_TIMER_MS) {
+      // Node clamps a longer timer to 1 ms (TimeoutOverflowWarning): "30d" would fire at once.
+      this.error(join(path, key), `must be at most 24 days (Node timers), got ${describe(v)}`);
+      return undefined;
+    } else if (opts.min !== undefined && ms < opts.min) {
+      this.error(join(path, key), `must be at least ${opts.min} ms, got ${describe(v)}`);
+      return undefined;
+    }
     return ms ?? undefined;
   }
 
@@ -148,13 +173,22 @@ export class Reader {
     if (v === undefined) return undefined;
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
     const port = m ? Number(m[3]) : NaN;
-    if (!m || port > 65535) {
-      this.error(join(path, key), `"${v}" must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443)`);
+    if (!m || port > 65535 || port < 1) {
+      const example = '(e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535';
+      this.error(join(path, key), `${JSON.stringify(v)} must be host:port ${example}`);
       return undefined;
     }
-    return { host: m[1] ?? m[2]!, port };
+    const host = m[1] ?? m[2]!;
+    const bad = bindHost(host);
+    if (bad) {
+      this.error(join(path, key), bad);
+      return undefined;
+    }
+    return { host, port };
   }
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const SIZE_UNIT: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
 

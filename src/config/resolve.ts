@@ -16,11 +16,18 @@ export interface ResolvedConfig {
   sources: Map<string, Source>;
   /** every reference used, by path. */
   refs: Map<string, SecretRef>;
+  /**
+   * References that did not resolve (their paths are absent from `values`). Not thrown here:
+   * compileSnapshot still validates every object whose values resolved and throws with both,
+   * so one missing file does not hide the certificate errors of other objects.
+   */
+  unresolved?: ConfigIssue[];
 }
 
 /**
  * Resolves every reference through the store (which fetches each one once and keeps
- * refreshing it). Throws a ConfigError naming each failing path and reference, never a value.
+ * refreshing it). Failing references are listed in `unresolved` (path and reference, never a
+ * value); compileSnapshot refuses a config that has any.
  */
 export async function resolveConfig(config: GatewayConfig, store: SecretStore): Promise<ResolvedConfig> {
   const values = new Map<string, string>();
@@ -47,12 +54,18 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     fileRefreshInterval: config.file_refresh_interval,
   });
   if (!applied.ok) {
+    const byRef = new Map<string, string[]>();
+    for (const [p, r] of refs) byRef.set(r.text, [...(byRef.get(r.text) ?? []), p]);
     for (const e of applied.errors) {
-      const paths = [...refs].filter(([, r]) => r.text === e.reference).map(([p]) => p);
-      for (const path of paths.length ? paths : [e.reference]) issues.push({ path, code: e.code, message: e.message, severity: 'error' });
+      const paths = byRef.get(e.reference) ?? [e.reference];
+      for (const path of paths) issues.push({ path, code: e.code, message: e.message, severity: 'error' });
     }
-    throw new ConfigError(issues.sort((a, b) => a.path.localeCompare(b.path)));
+    issues.sort((a, b) => a.path.localeCompare(b.path));
   }
-  for (const [path, ref] of refs) values.set(path, applied.values.get(ref.text)!);
-  return { config, values, sources, refs };
+  const got = applied.ok ? applied.values : applied.partial;
+  for (const [path, ref] of refs) {
+    const v = got.get(ref.text);
+    if (v !== undefined) values.set(path, v);
+  }
+  return { config, values, sources, refs, unresolved: issues };
 }

@@ -4,9 +4,13 @@ import type { ConfigIssue } from '../errors';
 import { normalizePattern } from '../routing/names';
 import { validateProviderConfig } from '../secrets/providers';
 import { parseValue } from '../secrets/reference';
+import { mtlsLoss } from './mtls-loss';
 import { secretFields } from './secret-fields';
 import type { TlsProtocol } from '../snapshot/types';
 import { defaults } from './defaults';
+import {
+  connectHost, FRAMING_HEADERS, headerName, headerValue, hostHeader, nearest, sniName, wildcardOverPublicSuffix,
+} from './formats';
 import { join, Reader, type Obj } from './reader';
 import type {
   GatewayConfig, LimitsConfig, ListenerConfig, RouteConfig, SslConfig, TimeoutsConfig, UpstreamConfig,
@@ -20,6 +24,20 @@ const TOP = [
 ] as const;
 const LIMIT_KEYS = ['max_header_count', 'max_header_bytes', 'max_request_line', 'max_body_size'] as const;
 const TIMEOUT_KEYS = ['handshake', 'request_header', 'keepalive'] as const;
+const LOG_KEYS = ['level', 'file'] as const;
+const ADMIN_KEYS = ['listen', 'api_keys', 'tls'] as const;
+const PAIR_KEYS = ['cert', 'key'] as const;
+const LISTENER_KEYS = [
+  'name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections',
+] as const;
+const SSL_KEYS = ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status'] as const;
+const CLIENT_KEYS = ['ca', 'depth'] as const;
+const UPSTREAM_KEYS = ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers'] as const;
+const UPSTREAM_TLS_KEYS = ['verify', 'ca', 'client_ssl', 'sni'] as const;
+const IDENTITY_KEYS = ['subject', 'fingerprint', 'verify'] as const;
+const ROUTE_KEYS = ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size'] as const;
+const RESPOND_KEYS = ['status', 'body', 'headers'] as const;
+const NO_CONTENT = new Set([204, 205, 304]); // RFC 9110 §15.3.5, §15.3.6, §15.4.5
 const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
 
 interface EdgeDefaults {
@@ -33,7 +51,7 @@ function edge(r: Reader, o: Obj, path: string, base: EdgeDefaults): EdgeDefaults
   const limits = { ...base.limits };
   if (o.limits !== undefined) {
     const p = join(path, 'limits');
-    const l = r.obj(o.limits, p);
+    const l = r.obj(o.limits, p, LIMIT_KEYS);
     if (l) {
       r.known(l, p, LIMIT_KEYS);
       limits.max_header_count = r.int(l, 'max_header_count', p, { min: 1, max: 1000 }) ?? limits.max_header_count;
@@ -46,7 +64,7 @@ function edge(r: Reader, o: Obj, path: string, base: EdgeDefaults): EdgeDefaults
   const timeouts = { ...base.timeouts };
   if (o.timeouts !== undefined) {
     const p = join(path, 'timeouts');
-    const t = r.obj(o.timeouts, p);
+    const t = r.obj(o.timeouts, p, TIMEOUT_KEYS);
     if (t) {
       r.known(t, p, TIMEOUT_KEYS);
       for (const k of TIMEOUT_KEYS) {
@@ -86,8 +104,8 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   let workers = defaults.workers();
   if (root.workers !== undefined && root.workers !== 'auto') workers = r.int(root, 'workers', '', { min: 1, max: 256 }) ?? workers;
 
-  const logObj = root.log === undefined ? {} : r.obj(root.log, 'log') ?? {};
-  r.known(logObj, 'log', ['level', 'file']);
+  const logObj = root.log === undefined ? {} : r.obj(root.log, 'log', LOG_KEYS) ?? {};
+  r.known(logObj, 'log', LOG_KEYS);
   const log = {
     level: r.oneOf(logObj, 'level', 'log', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? defaults.logLevel,
     ...optional('file', r.str(logObj, 'file', 'log')),
@@ -110,17 +128,17 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   };
 
   if (root.admin !== undefined) {
-    const a = r.obj(root.admin, 'admin');
+    const a = r.obj(root.admin, 'admin', ADMIN_KEYS);
     if (a) {
-      r.known(a, 'admin', ['listen', 'api_keys', 'tls']);
+      r.known(a, 'admin', ADMIN_KEYS);
       const listen = r.hostPort(a, 'listen', 'admin', true);
       const keys = (r.list(a, 'api_keys', 'admin', true) ?? []).map((k, i) => r.secretAt(k, `admin.api_keys[${i}]`));
       if (a.api_keys !== undefined && keys.length === 0) r.error('admin.api_keys', 'must hold at least one key');
       let tls: { cert: string; key: string } | undefined;
       if (a.tls !== undefined) {
-        const t = r.obj(a.tls, 'admin.tls');
+        const t = r.obj(a.tls, 'admin.tls', PAIR_KEYS);
         if (t) {
-          r.known(t, 'admin.tls', ['cert', 'key']);
+          r.known(t, 'admin.tls', PAIR_KEYS);
           const cert = r.secret(t, 'cert', 'admin.tls', true);
           const key = r.secret(t, 'key', 'admin.tls', true);
           if (cert && key) tls = { cert, key };
@@ -131,7 +149,7 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
   }
 
   if (root.audit !== undefined) {
-    const a = r.obj(root.audit, 'audit');
+    const a = r.obj(root.audit, 'audit', ['path']);
     if (a) {
       r.known(a, 'audit', ['path']);
       const path = r.str(a, 'path', 'audit', { required: true });
@@ -139,27 +157,27 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
     }
   }
 
-  (r.list(root, 'listeners', '', true) ?? []).forEach((v, i) => {
+  (r.list(root, 'listeners', '', true, `{${LISTENER_KEYS.slice(0, 4).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const l = listener(r, v, `listeners[${i}]`, edgeDefaults);
     if (l) config.listeners.push(l);
   });
   if (Array.isArray(root.listeners) && root.listeners.length === 0) r.error('listeners', 'must hold at least one listener');
 
-  (r.list(root, 'secret_providers', '') ?? []).forEach((v, i) => {
+  (r.list(root, 'secret_providers', '', false, '{id, type, …}') ?? []).forEach((v, i) => {
     const { provider, issues } = validateProviderConfig(v, `secret_providers[${i}]`);
     r.issues.push(...issues);
     if (provider) config.secret_providers.push(provider);
   });
 
-  (r.list(root, 'ssls', '') ?? []).forEach((v, i) => {
+  (r.list(root, 'ssls', '', false, `{${SSL_KEYS.slice(0, 5).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const s = ssl(r, v, `ssls[${i}]`);
     if (s) config.ssls.push(s);
   });
-  (r.list(root, 'upstreams', '') ?? []).forEach((v, i) => {
+  (r.list(root, 'upstreams', '', false, `{${UPSTREAM_KEYS.slice(0, 4).join(', ')}, …}`) ?? []).forEach((v, i) => {
     const u = upstream(r, v, `upstreams[${i}]`);
     if (u) config.upstreams.push(u);
   });
-  (r.list(root, 'routes', '') ?? []).forEach((v, i) => {
+  (r.list(root, 'routes', '', false, '{id, hosts, paths, upstream | respond, …}') ?? []).forEach((v, i) => {
     const rt = route(r, v, `routes[${i}]`);
     if (rt) config.routes.push(rt);
   });
@@ -171,9 +189,9 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
 }
 
 function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): ListenerConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, LISTENER_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['name', 'listen', 'engine', 'default_ssl', 'session_tickets', 'limits', 'timeouts', 'max_connections']);
+  r.known(o, path, LISTENER_KEYS);
   const e = edge(r, o, path, base);
   const name = r.str(o, 'name', path, { required: true, pattern: ID, hint: ID_HINT });
   const listen = r.hostPort(o, 'listen', path, true);
@@ -186,30 +204,37 @@ function listener(r: Reader, v: unknown, path: string, base: EdgeDefaults): List
 }
 
 function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, SSL_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'type', 'snis', 'cert', 'key', 'certs', 'keys', 'client', 'ssl_protocols', 'status']);
+  r.known(o, path, SSL_KEYS);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const type = r.oneOf(o, 'type', path, ['server', 'client'] as const) ?? defaults.sslType;
   const snis: string[] = [];
-  (r.list(o, 'snis', path, type === 'server') ?? []).forEach((s, j) => {
+  (r.list(o, 'snis', path, type === 'server', 'host names or "*." patterns') ?? []).forEach((s, j) => {
     const p = `${path}.snis[${j}]`;
     const n = typeof s === 'string' ? normalizePattern(s) : null;
+    const suffix = n === null ? null : wildcardOverPublicSuffix(n);
     if (n === null) r.error(p, `${JSON.stringify(s)} is not a valid SNI (a host name, or "*." and a host name; ≤ 253 bytes)`, 'TLSGATE_E_SNI_INVALID');
+    else if (suffix) {
+      const msg = `"${n}" is a wildcard over the public suffix "${suffix}": it would claim every site under it`;
+      r.error(p, msg, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX');
+    }
     else if (snis.includes(n)) r.error(p, `"${n}" is listed twice`, 'TLSGATE_E_SNI_CONFLICT');
     else snis.push(n);
   });
   if (type === 'server' && Array.isArray(o.snis) && o.snis.length === 0) r.error(join(path, 'snis'), 'a server SSL object needs at least one SNI');
   const cert = r.secret(o, 'cert', path, true);
   const key = r.secret(o, 'key', path, true);
-  const certs = (r.list(o, 'certs', path) ?? []).map((c, j) => r.secretAt(c, `${path}.certs[${j}]`));
-  const keys = (r.list(o, 'keys', path) ?? []).map((c, j) => r.secretAt(c, `${path}.keys[${j}]`));
+  const certs = (r.list(o, 'certs', path, false, 'PEM certificates or references') ?? [])
+    .map((c, j) => r.secretAt(c, `${path}.certs[${j}]`));
+  const keys = (r.list(o, 'keys', path, false, 'PEM keys or references') ?? [])
+    .map((c, j) => r.secretAt(c, `${path}.keys[${j}]`));
   if (certs.length !== keys.length) r.error(join(path, 'keys'), `has ${keys.length} key(s) for ${certs.length} extra certificate(s) in certs; they pair by index`);
   let client: SslConfig['client'];
   if (o.client !== undefined) {
-    const c = r.obj(o.client, join(path, 'client'));
+    const c = r.obj(o.client, join(path, 'client'), CLIENT_KEYS);
     if (c) {
-      r.known(c, join(path, 'client'), ['ca', 'depth']);
+      r.known(c, join(path, 'client'), CLIENT_KEYS);
       const ca = r.secret(c, 'ca', join(path, 'client'), true);
       const depth = r.int(c, 'depth', join(path, 'client'), { min: 0, max: 10 }) ?? defaults.clientDepth;
       if (ca) client = { ca, depth };
@@ -217,7 +242,7 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
     if (type === 'client') r.error(join(path, 'client'), 'client CA (mTLS) applies to server SSL objects only');
   }
   const protocols: TlsProtocol[] = [];
-  const rawProtocols = r.list(o, 'ssl_protocols', path);
+  const rawProtocols = r.list(o, 'ssl_protocols', path, false, 'TLSv1.2 | TLSv1.3');
   (rawProtocols ?? [...defaults.sslProtocols]).forEach((p, j) => {
     if (p === 'TLSv1.2' || p === 'TLSv1.3') protocols.includes(p) || protocols.push(p);
     else r.error(`${path}.ssl_protocols[${j}]`, `must be TLSv1.2 or TLSv1.3, got ${JSON.stringify(p)}`);
@@ -240,63 +265,64 @@ function ssl(r: Reader, v: unknown, path: string): SslConfig | undefined {
 }
 
 function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, UPSTREAM_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'scheme', 'nodes', 'host', 'tls', 'timeout', 'client_identity_headers']);
+  r.known(o, path, UPSTREAM_KEYS);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   const scheme = r.oneOf(o, 'scheme', path, ['http', 'https'] as const) ?? defaults.upstreamScheme;
   const nodes: UpstreamConfig['nodes'] = [];
-  (r.list(o, 'nodes', path, true) ?? []).forEach((n, j) => {
+  (r.list(o, 'nodes', path, true, '{host, port, weight}') ?? []).forEach((n, j) => {
     const p = `${path}.nodes[${j}]`;
-    const no = r.obj(n, p);
+    const no = r.shaped(n, p, '{host, port, weight}');
     if (!no) return;
     r.known(no, p, ['host', 'port', 'weight']);
-    const host = r.str(no, 'host', p, { required: true });
+    const host = checked(r, join(p, 'host'), r.str(no, 'host', p, { required: true }), connectHost);
     const port = r.int(no, 'port', p, { min: 1, max: 65535 });
     if (no.port === undefined) r.error(join(p, 'port'), 'is required');
     const weight = r.int(no, 'weight', p, { min: 0, max: 10_000 }) ?? defaults.nodeWeight;
     if (host && port) nodes.push({ host, port, weight });
   });
   if (Array.isArray(o.nodes) && o.nodes.length === 0) r.error(join(path, 'nodes'), 'must hold at least one node');
-  const host = r.str(o, 'host', path);
+  const host = checked(r, join(path, 'host'), r.str(o, 'host', path), hostHeader);
   let tls: UpstreamConfig['tls'];
   if (o.tls !== undefined) {
-    const t = r.obj(o.tls, join(path, 'tls'));
+    const t = r.obj(o.tls, join(path, 'tls'), UPSTREAM_TLS_KEYS);
     if (t) {
       const p = join(path, 'tls');
-      r.known(t, p, ['verify', 'ca', 'client_ssl', 'sni']);
+      r.known(t, p, UPSTREAM_TLS_KEYS);
       tls = {
         verify: r.bool(t, 'verify', p) ?? defaults.upstreamVerify,
         ...optional('ca', r.secret(t, 'ca', p)),
         ...optional('client_ssl', r.str(t, 'client_ssl', p)),
-        ...optional('sni', r.str(t, 'sni', p)),
+        ...optional('sni', checked(r, join(p, 'sni'), r.str(t, 'sni', p), sniName)),
       };
       if (scheme === 'http') r.error(p, 'is set but scheme is http (use scheme: https)');
     }
   }
   const timeout = { connect: defaults.connectTimeout, read: defaults.readTimeout };
   if (o.timeout !== undefined) {
-    const t = r.obj(o.timeout, join(path, 'timeout'));
+    const t = r.obj(o.timeout, join(path, 'timeout'), ['connect', 'read']);
     if (t) {
       r.known(t, join(path, 'timeout'), ['connect', 'read']);
-      timeout.connect = r.duration(t, 'connect', join(path, 'timeout')) ?? timeout.connect;
-      timeout.read = r.duration(t, 'read', join(path, 'timeout')) ?? timeout.read;
+      timeout.connect = r.duration(t, 'connect', join(path, 'timeout'), { min: 1 }) ?? timeout.connect;
+      timeout.read = r.duration(t, 'read', join(path, 'timeout'), { min: 1 }) ?? timeout.read;
     }
   }
   let identity: UpstreamConfig['client_identity_headers'];
   const cih = o.client_identity_headers;
   if (cih === true) identity = { ...defaults.clientIdentityHeaders };
   else if (cih !== undefined && cih !== false) {
-    const c = r.obj(cih, join(path, 'client_identity_headers'));
+    const c = r.obj(cih, join(path, 'client_identity_headers'), IDENTITY_KEYS);
     if (c) {
       const p = join(path, 'client_identity_headers');
-      r.known(c, p, ['subject', 'fingerprint', 'verify']);
-      const h = /^[A-Za-z0-9-]+$/;
-      identity = {
-        subject: (r.str(c, 'subject', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.subject).toLowerCase(),
-        fingerprint: (r.str(c, 'fingerprint', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.fingerprint).toLowerCase(),
-        verify: (r.str(c, 'verify', p, { pattern: h, hint: 'is not a header name' }) ?? defaults.clientIdentityHeaders.verify).toLowerCase(),
+      r.known(c, p, IDENTITY_KEYS);
+      const name = (k: 'subject' | 'fingerprint' | 'verify'): string => {
+        const v = checked(r, join(p, k), r.str(c, k, p), identityHeader);
+        return (v ?? defaults.clientIdentityHeaders[k]).toLowerCase();
       };
+      identity = { subject: name('subject'), fingerprint: name('fingerprint'), verify: name('verify') };
+      const names = [identity.subject, identity.fingerprint, identity.verify];
+      if (new Set(names).size < 3) r.error(p, `the three header names must differ, got ${names.join(', ')}`);
     }
   }
   if (!id) return undefined;
@@ -304,11 +330,11 @@ function upstream(r: Reader, v: unknown, path: string): UpstreamConfig | undefin
 }
 
 function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
-  const o = r.obj(v, path);
+  const o = r.obj(v, path, ROUTE_KEYS);
   if (!o) return undefined;
-  r.known(o, path, ['id', 'hosts', 'paths', 'upstream', 'respond', 'methods', 'max_body_size']);
+  r.known(o, path, ROUTE_KEYS);
   let methods: string[] | undefined;
-  const rawMethods = r.list(o, 'methods', path);
+  const rawMethods = r.list(o, 'methods', path, false, 'upper-case HTTP methods');
   if (rawMethods) {
     methods = [];
     rawMethods.forEach((m, j) => {
@@ -322,7 +348,7 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
   else maxBody = r.size(o, 'max_body_size', path);
   const id = r.str(o, 'id', path, { required: true, pattern: ID, hint: ID_HINT });
   let hosts: string[] | undefined;
-  const rawHosts = r.list(o, 'hosts', path);
+  const rawHosts = r.list(o, 'hosts', path, false, 'host names, "*." patterns or "*"');
   if (rawHosts) {
     hosts = [];
     rawHosts.forEach((h, j) => {
@@ -333,7 +359,7 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
     if (hosts.includes('*')) hosts = undefined;
   }
   const paths: string[] = [];
-  (r.list(o, 'paths', path) ?? ['/']).forEach((p, j) => {
+  (r.list(o, 'paths', path, false, 'path prefixes') ?? ['/']).forEach((p, j) => {
     if (typeof p === 'string' && p.startsWith('/')) paths.push(p);
     else r.error(`${path}.paths[${j}]`, `${JSON.stringify(p)} must be a path prefix starting with "/"`);
   });
@@ -341,20 +367,39 @@ function route(r: Reader, v: unknown, path: string): RouteConfig | undefined {
   let respond: RouteConfig['respond'];
   if (o.respond !== undefined) {
     const p = join(path, 'respond');
-    const ro = r.obj(o.respond, p);
+    const ro = r.obj(o.respond, p, RESPOND_KEYS);
     if (ro) {
-      r.known(ro, p, ['status', 'body', 'headers']);
+      r.known(ro, p, RESPOND_KEYS);
       const headers: Record<string, string> = {};
       if (ro.headers !== undefined) {
-        const ho = r.obj(ro.headers, join(p, 'headers'));
+        const hp = join(p, 'headers');
+        const ho = r.shaped(ro.headers, hp, '{header-name: value}');
         for (const [k, hv] of Object.entries(ho ?? {})) {
-          if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(k)) r.error(join(join(p, 'headers'), k), 'is not a valid header name');
-          else if (typeof hv !== 'string' && typeof hv !== 'number') r.error(join(join(p, 'headers'), k), 'must be a string');
+          const kp = `${hp}[${JSON.stringify(k)}]`;
+          const badName = headerName(k);
+          const scalar = typeof hv === 'string' || typeof hv === 'number';
+          const badValue = scalar ? headerValue(String(hv)) : 'must be a string';
+          if (badName) r.error(kp, badName);
+          else if (FRAMING_HEADERS.has(k.toLowerCase())) {
+            r.error(kp, `"${k}" is set by the gateway from the body and connection; a route cannot set it`);
+          } else if (badValue) r.error(kp, badValue);
           else headers[k.toLowerCase()] = String(hv);
         }
       }
-      const body = ro.body === undefined ? '' : typeof ro.body === 'string' ? ro.body : (r.error(join(p, 'body'), 'must be a string'), '');
-      respond = { status: r.int(ro, 'status', p, { min: 100, max: 599 }) ?? defaults.respondStatus, body, headers };
+      let body = '';
+      if (typeof ro.body === 'string') body = ro.body;
+      else if (ro.body !== undefined) {
+        const got = typeof ro.body === 'object' ? 'a structure' : JSON.stringify(ro.body);
+        r.error(join(p, 'body'), `must be a string, got ${got}`);
+      }
+      // 1xx is not a final response (the client would wait for one); Node refuses > 999.
+      const status = r.int(ro, 'status', p, { min: 200, max: 599 }) ?? defaults.respondStatus;
+      // uWS writes the body after a 204 anyway (measured): a keep-alive client then reads it
+      // as the start of the next response.
+      if (NO_CONTENT.has(status) && body !== '') {
+        r.error(join(p, 'body'), `must be empty: a ${status} response has no content`);
+      }
+      respond = { status, body, headers };
     }
   }
   if (upstreamId && respond) r.error(path, 'has both upstream and respond; a route does one');
@@ -385,10 +430,16 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     addrs.set(a, l.name);
   });
   const ssls = new Map(c.ssls.map((s) => [s.id, s]));
+  // Ids of objects that were declared but refused: their own errors are reported, and a
+  // referrer saying "not the id of …" on top would point the reader at the wrong object.
+  const refusedSsls = declaredIds(root, 'ssls', ssls);
+  const refusedUpstreams = declaredIds(root, 'upstreams', new Set(c.upstreams.map((u) => u.id)));
   c.listeners.forEach((l, i) => {
-    if (l.default_ssl === undefined) return;
+    if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl)) return;
     const s = ssls.get(l.default_ssl);
-    if (!s) r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const name = JSON.stringify(l.default_ssl);
+    const msg = `${name} is not the id of an SSL object${didYouMean(l.default_ssl, [...ssls.keys()])}`;
+    if (!s) r.error(`listeners[${i}].default_ssl`, msg, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
   });
   // Two SSL objects claiming one SNI: an error naming both ids.
@@ -403,15 +454,20 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   });
   const upstreams = new Set(c.upstreams.map((u) => u.id));
   c.routes.forEach((rt, i) => {
-    if (rt.upstream !== undefined && !upstreams.has(rt.upstream)) {
-      r.error(`routes[${i}].upstream`, `"${rt.upstream}" is not the id of an upstream`, 'TLSGATE_E_REF_UNKNOWN');
+    if (rt.upstream !== undefined && !upstreams.has(rt.upstream) && !refusedUpstreams.has(rt.upstream)) {
+      const name = JSON.stringify(rt.upstream);
+      const hint = didYouMean(rt.upstream, [...upstreams]);
+      r.error(`routes[${i}].upstream`, `${name} is not the id of an upstream${hint}`, 'TLSGATE_E_REF_UNKNOWN');
     }
   });
   c.upstreams.forEach((u, i) => {
     const cs = u.tls?.client_ssl;
-    if (cs === undefined) return;
+    if (cs === undefined || refusedSsls.has(cs)) return;
     const s = ssls.get(cs);
-    if (!s) r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is not the id of an SSL object`, 'TLSGATE_E_REF_UNKNOWN');
+    const name = JSON.stringify(cs);
+    const p = `upstreams[${i}].tls.client_ssl`;
+    const hint = didYouMean(cs, [...ssls.keys()]);
+    if (!s) r.error(p, `${name} is not the id of an SSL object${hint}`, 'TLSGATE_E_REF_UNKNOWN');
     else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
   });
   const enabled = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled');
@@ -422,6 +478,15 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
       narrow >= 0 ? `ssls[${narrow}].ssl_protocols` : 'ssls',
       `SSL objects differ in ssl_protocols (${[...protocolSets].join(' / ')}): node:tls picks the version before the SNI, so a client that negotiates a version an object excludes is refused, not downgraded`,
       'TLSGATE_E_PROTOCOLS_PER_SNI',
+    );
+  }
+  const sslAt = new Map(c.ssls.map((s, i) => [s.id, i]));
+  for (const loss of mtlsLoss(undefined, c)) {
+    r.warn(
+      `ssls[${sslAt.get(loss.from)}].status`,
+      `"${loss.sni}" of the disabled mTLS SSL object "${loss.from}" is served by "${loss.to}" ` +
+        'without client certificate verification',
+      'TLSGATE_E_MTLS_LOSS',
     );
   }
   const mtls = c.ssls.filter((s) => s.type === 'server' && s.status === 'enabled' && s.client);
@@ -462,6 +527,21 @@ function providerRefs(r: Reader, c: GatewayConfig): void {
   }
 }
 
+function didYouMean(v: string, known: readonly string[]): string {
+  const near = nearest(v, known);
+  return near ? ` (did you mean "${near}"?)` : '';
+}
+
+/** `id`s present in the raw `kind` list whose object did not validate. */
+function declaredIds(root: Obj, kind: string, valid: { has(id: string): boolean }): Set<string> {
+  const out = new Set<string>();
+  for (const v of Array.isArray(root[kind]) ? (root[kind] as unknown[]) : []) {
+    const id = typeof v === 'object' && v !== null ? (v as Obj).id : undefined;
+    if (typeof id === 'string' && !valid.has(id)) out.add(id);
+  }
+  return out;
+}
+
 function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj): void {
   const raw = Array.isArray(root[kind]) ? (root[kind] as unknown[]) : [];
   const valid = new Set(ids);
@@ -473,6 +553,24 @@ function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj
     if (first !== undefined) r.error(`${kind}[${i}].${field}`, `"${id}" is also the ${field} of ${kind}[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
     else seen.set(id, i);
   });
+}
+
+/** Runs a format check on a value that was read; records the message at `path`. */
+function checked(
+  r: Reader, path: string, v: string | undefined, check: (v: string) => string | null,
+): string | undefined {
+  if (v === undefined) return undefined;
+  const bad = check(v);
+  if (bad === null) return v;
+  r.error(path, bad);
+  return undefined;
+}
+
+function identityHeader(v: string): string | null {
+  const bad = headerName(v);
+  if (bad) return bad;
+  const own = FRAMING_HEADERS.has(v.toLowerCase()) || v.toLowerCase() === 'host';
+  return own ? `"${v}" is a header the gateway sets itself` : null;
 }
 
 function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {

@@ -1,16 +1,16 @@
 // The node engine: node:https (OpenSSL 3) with SNICallback over the precompiled map,
 // per-SNI mTLS set on the connection inside the callback, hitless swaps.
 import { createServer, type Server } from 'node:https';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { NodeExchange, rfc4514, serve, type ClientIdentity, type ConnFacts } from '../proxy';
-import type { ErrorCode } from '../errors';
 import { SESSION_ID_CONTEXT, buildContext, versionRange } from './context-cache';
 import { dataPlane as m } from '../metrics';
+import { wireNodeParser } from './node-client-error';
 
 const SSL = Symbol('tlsgate.ssl');
 const CONN = Symbol('tlsgate.conn');
@@ -40,18 +40,6 @@ class NodeConn implements ConnFacts {
     }
     return this.#identity;
   }
-}
-
-/** Node's parser bounds request line + headers together. */
-function headBytes(l: ListenerSnapshot): number {
-  return l.limits.maxHeaderBytes + l.limits.maxRequestLine;
-}
-
-/** llhttp / Node client errors → status and code. */
-function clientErrorStatus(code: string): [number, ErrorCode] {
-  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'TLSGATE_E_HEADERS_TOO_LARGE'];
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADERS_TIMEOUT') return [408, 'TLSGATE_E_REQUEST_TIMEOUT'];
-  return [400, 'TLSGATE_E_BAD_REQUEST'];
 }
 
 /**
@@ -97,20 +85,15 @@ export class NodeEngine implements Engine {
         keepAliveTimeout: 5_000,
         headersTimeout: 30_000,
         requestTimeout: 60_000,
-        // Node's parser bounds the whole head (431); count and per-part sizes are checkRequest's.
-        maxHeaderSize: headBytes(listener),
       },
       (req, res) => this.onRequest(req, res, false),
     );
     // Expect: 100-continue: the proxy sends 100 only once an upstream connection is
     // ready, so a client never uploads a body to a dead upstream.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
-    // Count is checked by checkRequest (431); Node's default keeps the first 2000 headers
-    // and silently drops the rest, so the stage would never see them.
-    this.server.maxHeadersCount = 0;
     this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
     this.server.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => this.onTlsError(err, s));
-    this.server.on('clientError', (err: Error & { code?: string }, socket) => this.onClientError(err, socket));
+    wireNodeParser(this.server, () => this.listener.limits);
     this.applyDefault();
   }
 
@@ -130,7 +113,6 @@ export class NodeEngine implements Engine {
     this.state = state;
     this.listener = listener;
     // Read by Node for each new connection's parser.
-    (this.server as Server & { maxHeaderSize: number }).maxHeaderSize = headBytes(listener);
     this.applyDefault();
   }
 
@@ -271,20 +253,6 @@ export class NodeEngine implements Engine {
   }
 
   /** Node's own parser refused the request: a real status line, never a silent close. */
-  private onClientError(err: Error & { code?: string }, socket: import('node:stream').Duplex): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const [status, code] = clientErrorStatus(err.code ?? '');
-    const body = JSON.stringify({ error: { code, message: STATUS_CODES[status] ?? 'Bad Request' } });
-    m.requests.inc({ route: '-', status });
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
-
   close(timeoutMs: number): Promise<void> {
     this.draining = true;
     return new Promise((resolve) => {

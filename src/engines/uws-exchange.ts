@@ -226,12 +226,16 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     res.cork(() => {
       if (this.#mode === 'none') {
         this.#writeHead();
-        // endWithoutBody(undefined, …) writes `Content-Length: 9223372036854775808` in 20.30
-        // (measured): pass the length, or nothing at all (Connection: close is then the
-        // client's cue; uWS keeps the socket).
+        // In 20.30 endWithoutBody(n) writes `Content-Length: n` and then waits for n body
+        // bytes: the response never completes and the next request on the connection is
+        // dropped (measured; uWS fixed it in 2025). endWithoutBody(undefined, …) writes
+        // `Content-Length: 9223372036854775808`. So: the length as our own header (none for
+        // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
+        // (Connection: close is then the client's cue; uWS keeps the socket).
         const n = Number(this.#length);
-        if (this.#length !== '' && Number.isSafeInteger(n) && n >= 0) res.endWithoutBody(n, close);
-        else res.endWithoutBody();
+        const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
+        if (status !== 204 && sized) res.writeHeader('content-length', this.#length);
+        res.endWithoutBody();
         return;
       }
       if (this.#mode === 'small') {

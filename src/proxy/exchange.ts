@@ -47,6 +47,8 @@ export interface Exchange {
   readonly method: string;
   /** The request target exactly as received. */
   readonly target: string;
+  /** '1.0' or '1.1' as on the request line; absent: the engine only parses HTTP/1.1. */
+  readonly httpVersion?: string;
   /** Flat [name, value, …], order, case and duplicates as received. */
   readonly rawHeaders: string[];
   readonly conn: ConnFacts;

@@ -66,6 +66,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   #retriedFrom: string | null = null;
   #sendContinue: boolean;
   #t0 = 0;
+  #status = 0;
 
   constructor(host: ForwardHost, up: UpstreamPool, node: UpstreamNode, ex: Exchange, r: ForwardRequest) {
     this.#host = host;
@@ -123,8 +124,12 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#host.nodeOk(this.#up, this.#node);
     dataPlane.upstreamLatency.observe({ upstream: this.#up.id }, (performance.now() - this.#t0) / 1000);
     if (this.#done) return false;
+    let headers = forwardResponseHeaders(rawHeaders);
+    // RFC 9110 §8.6: no Content-Length in a 204 (a 304 keeps it: the representation's length).
+    if (statusCode === 204) headers = withoutFraming(headers);
     // writeHead throws on a header Node refuses: undici turns that into onError (502).
-    this.#ex.res.writeHead(statusCode, statusText || undefined, forwardResponseHeaders(rawHeaders));
+    this.#ex.res.writeHead(statusCode, statusText || undefined, headers);
+    this.#status = statusCode;
     this.#responded = true;
     this.#resumeFn = resume;
     dataPlane.requests.inc({ route: this.#route, status: statusCode });
@@ -157,6 +162,14 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (err instanceof ClientGoneError || ex.res.gone) {
       // The client went away; nothing to answer, and nothing the upstream did wrong.
       this.#done = true;
+      return;
+    }
+    const noBody = this.#status === 204 || this.#status === 304;
+    if (this.#responded && noBody && errorCodeOf(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      // undici 7 holds a 204/304 with a Content-Length to that many body bytes; the response
+      // has none by definition and is complete (undici drops the upstream connection).
+      this.#done = true;
+      ex.res.end();
       return;
     }
     if (err instanceof BodyTooLargeError) {
@@ -221,12 +234,29 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   #canRetry(phase: FailurePhase, err: unknown): boolean {
     if (!IDEMPOTENT.has(this.#ex.method)) return false;
+    // The upstream answered, with something undici cannot take (e.g. an interim 100 Continue:
+    // undici 7 destroys the socket on it). The request reached it: never send it again.
+    if (isBadResponse(err)) return false;
     if (phase === 'connect') return true; // no byte of the request left this process
     // The upstream connection was reset before any response byte (a node going down, or
     // a keep-alive connection it closed as we reused it): safe to replay on another node
     // when there is no body to replay. nginx does the same (proxy_next_upstream error).
     return this.#opts.body === null && RESETS.has(errorCodeOf(err));
   }
+}
+
+/** undici's SocketError for response bytes it refuses (a 100 Continue, data with no request). */
+function isBadResponse(err: unknown): boolean {
+  return errorCodeOf(err) === 'UND_ERR_SOCKET' && (err as Error).message === 'bad response';
+}
+
+function withoutFraming(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const k = headers[i]!.toLowerCase();
+    if (k !== 'content-length' && k !== 'transfer-encoding') out.push(headers[i]!, headers[i + 1]!);
+  }
+  return out;
 }
 
 function latin1(v: string | Buffer): string {

@@ -25,6 +25,9 @@ export class NodeExchange implements Exchange, ResponseWriter {
   get target(): string {
     return this.req.url ?? '/';
   }
+  get httpVersion(): string {
+    return this.req.httpVersion;
+  }
   get rawHeaders(): string[] {
     return this.req.rawHeaders;
   }

@@ -28,7 +28,7 @@ export interface StageListener {
 const DEFAULT_ALLOW = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT';
 
 export function serve(state: StageState, listener: StageListener, ex: Exchange): void {
-  const checked = checkRequest(ex.method, ex.target, ex.rawHeaders, listener.limits);
+  const checked = checkRequest(ex.method, ex.target, ex.rawHeaders, listener.limits, ex.httpVersion);
   if (!checked.ok) {
     // A request we cannot frame or bound: the connection cannot be trusted for another one.
     m.requests.inc({ route: '-', status: checked.status });

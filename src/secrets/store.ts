@@ -80,7 +80,10 @@ export interface StorePlan {
   fileRefreshInterval?: number;
 }
 
-export type ApplyResult = { ok: true; values: ReadonlyMap<string, string> } | { ok: false; errors: SecretError[] };
+/** On failure, `partial` holds what did resolve: the config check still validates those objects. */
+export type ApplyResult =
+  | { ok: true; values: ReadonlyMap<string, string> }
+  | { ok: false; errors: SecretError[]; partial: ReadonlyMap<string, string> };
 
 const FILE_GROUP = '$file';
 
@@ -229,7 +232,7 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
 
     if (errors.length > 0) {
       await Promise.allSettled(created.map((h) => h.instance.close()));
-      return { ok: false, errors };
+      return { ok: false, errors, partial: new Map([...nextEntries].map(([text, e]) => [text, e.value])) };
     }
 
     const retired = [...this.providers.values()].filter((h) => next.get(h.cfg.id) !== h);

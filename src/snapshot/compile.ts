@@ -3,7 +3,8 @@
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
 import type { CertValidator } from '../certs/pool';
-import { materialHash, type CertInfo, type ValidateInput } from '../certs/validate';
+import { X509Certificate } from 'node:crypto';
+import { materialHash, splitPem, type CertInfo, type ValidateInput } from '../certs/validate';
 import type { Snapshot, SslSnapshot, UpstreamSnapshot } from './types';
 
 export interface SslDetails {
@@ -27,7 +28,16 @@ export interface Compiled {
 export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidator, now = Date.now()): Promise<Compiled> {
   const { config: c, values } = rc;
   const val = (p: string): string => values.get(p)!;
-  const inputs: ValidateInput[] = c.ssls.map((s, i) => ({
+  // An SSL object with an unresolved value is skipped here (its path is in rc.unresolved);
+  // every other object is still validated, and both sets of errors are reported together.
+  const resolved = (i: number): boolean => {
+    const s = c.ssls[i]!;
+    const paths = [`ssls[${i}].cert`, `ssls[${i}].key`, ...s.certs.map((_, j) => `ssls[${i}].certs[${j}]`)];
+    paths.push(...s.keys.map((_, j) => `ssls[${i}].keys[${j}]`), ...(s.client ? [`ssls[${i}].client.ca`] : []));
+    return paths.every((p) => values.has(p));
+  };
+  const complete = c.ssls.map((_, i) => resolved(i));
+  const all: ValidateInput[] = c.ssls.map((s, i) => ({
     path: `ssls[${i}]`,
     id: s.id,
     type: s.type,
@@ -40,9 +50,12 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     warnDays: c.warn_days,
     now,
   }));
-  const results = await validator.validate(inputs);
-  const issues = results.flatMap((r) => r.issues);
+  const checked = await validator.validate(all.filter((_, i) => complete[i]));
+  const unresolved = rc.unresolved ?? [];
+  const issues = [...unresolved, ...checked.flatMap((r) => r.issues), ...upstreamCaIssues(rc)];
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
+  const inputs = all;
+  const results = checked;
 
   const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
     // Preferred pair first: ECDSA (cheaper handshakes, every current client has it).
@@ -152,4 +165,23 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     details,
     warnings: issues,
   };
+}
+
+/** A CA bundle that does not parse would only show as a 502 on every request to the upstream. */
+function upstreamCaIssues(rc: ResolvedConfig): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  rc.config.upstreams.forEach((u, i) => {
+    const path = `upstreams[${i}].tls.ca`;
+    const pem = u.tls?.ca ? rc.values.get(path) : undefined;
+    if (pem === undefined) return;
+    const blocks = splitPem(pem);
+    try {
+      if (blocks.length === 0) throw new Error('no "BEGIN CERTIFICATE" block');
+      for (const b of blocks) new X509Certificate(b);
+    } catch (e) {
+      const message = `not a valid PEM CA bundle: ${(e as Error).message}`;
+      out.push({ path, code: 'TLSGATE_E_CA_PARSE', severity: 'error', message });
+    }
+  });
+  return out;
 }
