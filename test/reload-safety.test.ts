@@ -464,3 +464,59 @@ describe('settings that cannot change live, and $file:// limits', () => {
     await reload(config());
   });
 });
+
+describe('a reload that takes mTLS away from a name says so (reload result, audit log)', () => {
+  const ca = createCA('Loss CA');
+  const clientCa = createCA('Loss Client CA');
+  const wild = server(ca, ['*.shop.test']);
+  const secure = server(ca, ['secure.shop.test']);
+  const gw = new Gateway();
+  let port = 0;
+
+  const config = (status: 'enabled' | 'disabled'): string => `
+  workers: 1
+  audit: { path: audit.log }
+  admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+  listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: node }]
+  ssls:
+    - { id: wild, snis: ["*.shop.test"], cert: "$file://wild.crt", key: "$file://wild.key" }
+    - id: secure
+      snis: [secure.shop.test]
+      cert: "$file://secure.crt"
+      key: "$file://secure.key"
+      client: { ca: "$file://clients.pem" }
+      status: ${status}
+  routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+  `;
+
+  before(async () => {
+    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+    gw.write('wild.crt', wild.cert);
+    gw.write('wild.key', wild.key);
+    gw.write('secure.crt', secure.cert);
+    gw.write('secure.key', secure.key);
+    gw.write('clients.pem', clientCa.cert);
+    await gw.start(config('enabled'));
+  });
+  after(() => gw.stop());
+
+  test('disabling the mTLS object under a plain wildcard: ok, with a TLSGATE_E_MTLS_LOSS warning and an audit line', async () => {
+    gw.write('gateway.yaml', config('disabled'));
+    const r = await gw.admin('POST', '/v1/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const warning = (r.body.warnings as string[]).find((w) => w.includes('TLSGATE_E_MTLS_LOSS'));
+    assert.ok(warning, JSON.stringify(r.body.warnings));
+    assert.match(warning, /secure\.shop\.test/);
+    const st = await gw.admin('GET', '/v1/status');
+    assert.ok(st.body.last_reload.warnings.some((w: string) => w.includes('secure.shop.test')));
+    const line = await waitFor(() => {
+      const lines = readFileSync(join(gw.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      return lines.find((l) => l.action === 'mtls_lost');
+    }, 'mtls_lost audit line');
+    assert.equal(line.id, 'secure');
+    assert.equal(line.sni, 'secure.shop.test');
+    assert.equal(line.served_by, 'wild');
+    // What the warning says is what happens: no client certificate needed any more.
+    assert.equal((await get(port, '/', { servername: 'secure.shop.test' })).status, 200);
+  });
+});

@@ -21,6 +21,7 @@ import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerSt
 import { adminRoutes } from './admin-routes';
 import { FileWatch } from './file-watch';
 import { secretFields } from '../config/secret-fields';
+import { mtlsLoss, mtlsLossIssues } from '../config/mtls-loss';
 import { parseValue } from '../secrets/reference';
 import { readLocalFile } from '../secrets/resolve';
 import { PrimaryMetrics } from './metrics';
@@ -427,14 +428,17 @@ export class Primary {
       this.log.error(why, 'workers could not apply the new snapshot; the previous one keeps serving');
       return this.refused(source, at, errors);
     }
-    // TODO(issue 12 §3): once src/config/mtls-loss.ts (branch `config`) is on main:
-    //   const lost = mtlsLoss(this.current!.resolved.config, compiled.resolved.config);  // before commit()
-    //   warnings += one line per entry (`${l.sni}: loses client verification, now served by ${l.to}`),
-    //   and this.audit.recordMtlsLoss(lost, source, actor, version) after commit().
+    // Names this change leaves without client certificate verification: never silent.
+    const prevConfig = this.current!.resolved.config;
+    const lost = mtlsLoss(prevConfig, compiled.resolved.config);
+    const lossIssues = lost.length ? mtlsLossIssues(prevConfig, compiled.resolved.config) : [];
+    this.logWarnings(lossIssues);
     this.commit(compiled, source, actor);
+    this.audit.recordMtlsLoss(lost, source, actor, version);
     this.metrics.reloads.inc({ result: 'applied' });
     this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
-    return (this.lastReload = { ok: true, version, at, source, errors: [], warnings: warnings.map(formatIssue) });
+    const warned = [...warnings, ...lossIssues].map(formatIssue);
+    return (this.lastReload = { ok: true, version, at, source, errors: [], warnings: warned });
   }
 
   private refused(source: string, at: string, errors: string[]): ReloadResult {
