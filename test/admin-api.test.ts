@@ -48,14 +48,16 @@ before(async () => {
 });
 after(() => gw.stop());
 
-function admin(method: string, path: string, key: string | null = gw.apiKey): Promise<{ status: number; text: string; type: string }> {
+function admin(method: string, path: string, key: string | null = gw.apiKey): Promise<{ status: number; text: string; type: string; allow?: string; fingerprint?: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       { host: '127.0.0.1', port: gw.adminPort, method, path, ca: ca.cert, servername: 'localhost', headers: key ? { 'x-api-key': key } : {}, agent: false },
       (res) => {
         let text = '';
         res.on('data', (d) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, type: String(res.headers['content-type']) }));
+        const fingerprint = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().fingerprint256;
+        const allow = res.headers.allow;
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, type: String(res.headers['content-type']), fingerprint, ...(allow ? { allow } : {}) }));
       },
     );
     req.on('error', reject);
@@ -81,6 +83,27 @@ test('every endpoint: 401 without a key or with a wrong one, 200 with it; /healt
     assert.equal((await admin(m, p)).status, 200, `${m} ${p} with key`);
   }
   assert.equal((await admin('GET', '/healthz', null)).status, 200);
+});
+
+test('a wrong method is 405 with Allow; an unknown path is 404; HEAD works where GET does', async () => {
+  for (const [m, p, allow] of [
+    ['POST', '/v1/status', 'GET, HEAD'],
+    ['GET', '/v1/reload', 'POST'],
+    ['DELETE', '/v1/ssls/site', 'GET, HEAD'],
+    ['PUT', '/metrics', 'GET, HEAD'],
+  ] as const) {
+    const r = await admin(m, p);
+    assert.equal(r.status, 405, `${m} ${p}`);
+    assert.equal(r.allow, allow, `${m} ${p}`);
+    assert.equal(JSON.parse(r.text).error.code, 'TLSGATE_E_METHOD_NOT_ALLOWED');
+    // Without a key: 401 first, so the endpoint list is not probed unauthenticated.
+    assert.equal((await admin(m, p, null)).status, 401);
+  }
+  assert.equal((await admin('GET', '/v1/nothing')).status, 404);
+  assert.equal((await admin('POST', '/v1/ssls/a/b')).status, 404);
+  const head = await admin('HEAD', '/v1/status');
+  assert.equal(head.status, 200);
+  assert.equal(head.text, '');
 });
 
 test('no endpoint ever shows key material', async () => {
@@ -176,4 +199,14 @@ test('metrics: handshakes, mTLS failures, requests, rotations, certificate expir
   const notAfter = metric(after, 'tlsgate_certificate_not_after_seconds', 'ssl="site"');
   assert.equal(notAfter, Math.floor(Date.parse(new X509Certificate(site.cert).validTo) / 1000));
   assert.ok((await handshake(port, { servername: 'site.test' })).ok);
+});
+
+test('the admin certificate rotates on reload: new connections get the new one', async () => {
+  const next = server(ca, ['localhost'], { ips: ['127.0.0.1'] });
+  assert.equal((await admin('GET', '/v1/status')).fingerprint, new X509Certificate(adminCert.cert).fingerprint256);
+  gw.write('admin.key', next.key);
+  gw.write('admin.crt', next.cert);
+  const r = await admin('POST', '/v1/reload');
+  assert.equal(r.status, 200, r.text);
+  await waitFor(async () => (await admin('GET', '/v1/status')).fingerprint === new X509Certificate(next.cert).fingerprint256, 'new admin certificate');
 });

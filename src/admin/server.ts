@@ -28,8 +28,15 @@ export class AdminServer {
     this.server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttp(handler);
   }
 
+  /** A reload that changed `admin.api_keys`: an old key stops working at once. */
   setApiKeys(keys: string[]): void {
     this.keyDigests = keys.map(digest);
+  }
+
+  /** A rotated admin certificate: new connections get it, open ones keep theirs. */
+  setTls(tls: { cert: string; key: string }): void {
+    const s = this.server as Server & { setSecureContext?: (o: { cert: string; key: string }) => void };
+    s.setSecureContext?.({ cert: tls.cert, key: tls.key });
   }
 
   listen(): Promise<{ host: string; port: number }> {
@@ -54,18 +61,40 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const key = `${req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+    // HEAD is GET without the body (Node drops it).
+    const key = `${req.method === 'HEAD' ? 'GET' : req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
     const open = this.o.open[key];
     const route = open ?? this.o.routes[key] ?? this.matchParam(key);
     try {
       if (!open && !this.authorized(req)) return send(res, 401, { error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' } });
-      if (!route) return send(res, 404, { error: { code: 'TLSGATE_E_NO_ROUTE', message: `no admin endpoint ${key}` } });
+      if (!route) {
+        const allow = this.allowed(key.slice(key.indexOf(' ') + 1));
+        if (allow.length === 0) {
+          return send(res, 404, { error: { code: 'TLSGATE_E_NO_ROUTE', message: `no admin endpoint ${key}` } });
+        }
+        res.setHeader('allow', allow.join(', '));
+        const message = `${key}: allowed methods are ${allow.join(', ')}`;
+        return send(res, 405, { error: { code: 'TLSGATE_E_METHOD_NOT_ALLOWED', message } });
+      }
       const r = await route(req, url);
       send(res, r.status, r.body, r.type);
     } catch (err) {
       this.o.log.error({ err, endpoint: key }, 'admin endpoint failed');
       send(res, 500, { error: { code: (err as { code?: string }).code ?? 'TLSGATE_E_INTERNAL', message: (err as Error).message } });
     }
+  }
+
+  /** Methods that have an endpoint at this path (for 405 + Allow). */
+  private allowed(path: string): string[] {
+    const methods = new Set<string>();
+    for (const pattern of [...Object.keys(this.o.open), ...Object.keys(this.o.routes)]) {
+      const [method, p] = pattern.split(' ') as [string, string];
+      const base = p.endsWith('/:id') ? p.slice(0, -3) : undefined;
+      const hit = p === path || (base !== undefined && path.startsWith(base) && !path.slice(base.length).includes('/'));
+      if (hit) methods.add(method);
+    }
+    if (methods.has('GET')) methods.add('HEAD');
+    return [...methods].sort();
   }
 
   /** `GET /v1/ssls/:id` style routes. */

@@ -42,5 +42,7 @@ export const defaults = {
   },
   maxConnections: 10_000, // per worker and listener; new connections beyond it are refused
   workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
+  fileMaxSize: 1024 * 1024, // 1 MiB: largest `$file://` value (a FIFO or /dev/zero is refused, not read)
+  fileRefreshInterval: 60_000, // 60 s: `$file://` re-read in the background, in case a watch event was missed
   reloadDebounce: 25, // ms: editors write a file in several steps (rename, write, chmod)
 };

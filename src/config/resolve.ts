@@ -47,7 +47,12 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     }
   }
   if (issues.length) throw new ConfigError(issues);
-  const applied = await store.apply({ providers: config.secret_providers, references: [...refs.values()].map((r) => r.text) });
+  const applied = await store.apply({
+    providers: config.secret_providers,
+    references: [...refs.values()].map((r) => r.text),
+    fileMaxSize: config.file_max_size,
+    fileRefreshInterval: config.file_refresh_interval,
+  });
   if (!applied.ok) {
     const byRef = new Map<string, string[]>();
     for (const [p, r] of refs) byRef.set(r.text, [...(byRef.get(r.text) ?? []), p]);

@@ -20,8 +20,8 @@ import type {
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ID_HINT = 'must be 1-64 characters: letters, digits, ".", "_", "-"';
 const TOP = [
-  'workers', 'log', 'warn_days', 'drain_timeout', 'limits', 'timeouts', 'max_connections',
-  'admin', 'audit', 'listeners', 'secret_providers', 'ssls', 'upstreams', 'routes',
+  'workers', 'log', 'warn_days', 'drain_timeout', 'limits', 'timeouts', 'max_connections', 'file_max_size',
+  'file_refresh_interval', 'admin', 'audit', 'listeners', 'secret_providers', 'ssls', 'upstreams', 'routes',
 ] as const;
 const LIMIT_KEYS = ['max_header_count', 'max_header_bytes', 'max_request_line', 'max_body_size'] as const;
 const TIMEOUT_KEYS = ['handshake', 'request_header', 'keepalive'] as const;
@@ -121,6 +121,8 @@ export function validateConfig(raw: unknown, file: string): SchemaResult {
     log,
     warn_days: r.int(root, 'warn_days', '', { min: 0, max: 3650 }) ?? defaults.warnDays,
     drain_timeout: r.duration(root, 'drain_timeout', '') ?? defaults.drainTimeout,
+    file_max_size: r.size(root, 'file_max_size', '', { min: 1024, max: 64 * 1024 ** 2 }) ?? defaults.fileMaxSize,
+    file_refresh_interval: r.duration(root, 'file_refresh_interval', '') ?? defaults.fileRefreshInterval,
     listeners: [],
     secret_providers: [],
     ssls: [],

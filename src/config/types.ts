@@ -87,6 +87,10 @@ export interface GatewayConfig {
   warn_days: number;
   /** SIGTERM: stop accepting, finish in-flight requests, at most this long (ms). */
   drain_timeout: number;
+  /** Largest `$file://` value, bytes; only regular files are read. */
+  file_max_size: number;
+  /** Background re-read of `$file://` values (ms; 0: never), besides the file watcher. */
+  file_refresh_interval: number;
   admin?: AdminConfig;
   audit?: { path: string };
   listeners: ListenerConfig[];

@@ -81,18 +81,23 @@ export class UwsEngine implements Engine {
   }
 
   update(state: DataPlaneState, listener: ListenerSnapshot): void {
+    const prev = { state: this.state, listener: this.listener };
     this.state = state;
     this.listener = listener;
     if (this.draining || !this.stale(this.current)) return;
     // A new app on the same port first, then the old listen socket closes: there is
     // always a socket accepting. uWS listens synchronously.
-    const next = this.generation();
+    let next: Generation | undefined;
     try {
+      next = this.generation();
       this.bind(next);
     } catch (err) {
-      next.app.close();
-      this.deps.log.error({ err, listener: listener.name }, 'uws rotation: cannot bind a new generation; the previous one keeps serving');
-      return;
+      // The previous generation keeps serving its own certificates: thrown, so the worker
+      // does not ack a snapshot this listener does not serve.
+      next?.app.close();
+      this.state = prev.state;
+      this.listener = prev.listener;
+      throw err;
     }
     const old = this.current;
     this.current = next;

@@ -26,8 +26,8 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
       'POST /v1/reload': async (req) => {
         // The actor is named by a digest prefix of the key it used, never the key.
         const key = String(req.headers['x-api-key'] ?? '');
+        // Answers once every worker serves the new version, or with the reason one could not.
         const r = await p.reload('admin', `admin-api:${createHash('sha256').update(key).digest('hex').slice(0, 8)}`);
-        if (r.ok) await p.waitForAcks(r.version);
         return { status: r.ok ? 200 : 422, body: r };
       },
       'GET /v1/ssls': async () => ({ status: 200, body: { version: p.current!.snapshot.version, ssls: p.current!.details.map(view) } }),

@@ -19,8 +19,11 @@ export interface AuditEntry {
   source: string;
   object: 'ssl' | 'secret_provider';
   id: string;
-  action: 'added' | 'changed' | 'removed';
+  action: 'added' | 'changed' | 'removed' | 'mtls_lost';
   fields?: string[];
+  /** mtls_lost: the name that lost client verification, and the SSL object now serving it. */
+  sni?: string;
+  served_by?: string;
   fingerprint_sha256?: string | null;
   version: number;
 }
@@ -85,6 +88,25 @@ export class AuditLog {
     }
     for (const id of pb.keys()) if (!pa.has(id)) push({ object: 'secret_provider', id, action: 'removed' });
 
+    if (entries.length && this.path) this.append(entries);
+    return entries;
+  }
+
+  /**
+   * One line per name a reload leaves without client certificate verification (an mTLS
+   * object disabled or removed while a wildcard or default_ssl still answers for it).
+   */
+  recordMtlsLoss(
+    lost: ReadonlyArray<{ sni: string; from: string; to: string }>,
+    source: string,
+    actor: string,
+    version: number,
+  ): AuditEntry[] {
+    const time = new Date().toISOString();
+    const entries = lost.map((l): AuditEntry => {
+      const what = { object: 'ssl' as const, id: l.from, action: 'mtls_lost' as const, sni: l.sni, served_by: l.to };
+      return { time, actor, source, version, ...what };
+    });
     if (entries.length && this.path) this.append(entries);
     return entries;
   }

@@ -1,10 +1,9 @@
 // The primary: owns the config, resolves secrets, validates certificates (piscina),
 // compiles and broadcasts snapshots, forks and respawns workers, serves the admin API.
-import { checkFdLimit } from './fd-limit';
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { loadConfigFile, type Loaded } from '../config/load';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
@@ -17,20 +16,42 @@ import { AdminServer } from '../admin/server';
 import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
-import { AuditLog } from './audit';
-import { isWorkerMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
+import { AuditLog, type AuditState } from './audit';
+import { checkFdLimit } from './fd-limit';
+import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
+import { FileWatch } from './file-watch';
+import { secretFields } from '../config/secret-fields';
+import { mtlsLoss, mtlsLossIssues } from '../config/mtls-loss';
+import { parseValue } from '../secrets/reference';
+import { readLocalFile } from '../secrets/resolve';
 import { PrimaryMetrics } from './metrics';
 import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
 
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
 
+/** A snapshot is proven once it served this long without a worker crashing. */
+const STABLE_MS = 10_000; // 10 s
+/** Respawn back-off for workers that keep dying: 100 ms doubling to 30 s. */
+const RESPAWN_FIRST_MS = 100;
+const RESPAWN_MAX_MS = 30_000;
+
 interface WorkerSlot {
   worker: ClusterWorker;
   pid: number;
   version: number;
   listening: boolean;
+  /** Sent 'ready': snapshots sent before it could arrive ahead of the current one. */
+  ready: boolean;
+  bornAt: number;
+}
+
+/** What the workers reported for a snapshot version in flight. */
+interface Outcome {
+  version: number;
+  errors: string[];
+  done: () => void;
 }
 
 export interface ReloadResult {
@@ -63,8 +84,18 @@ export class Primary {
   /** Last parse of the config file, reused while its text does not change. */
   private loaded: Loaded | undefined;
   private admin: AdminServer | undefined;
-  private watchers: FSWatcher[] = [];
-  private reloadTimer: NodeJS.Timeout | undefined;
+  private readonly files: FileWatch;
+  /** Sent to workers, not yet acked by all of them. */
+  private pending: Current | undefined;
+  private outcome: Outcome | undefined;
+  /** The snapshot before `current`, kept until `current` has served STABLE_MS without a crash. */
+  private previous: { c: Current; until: number } | undefined;
+  private respawnStreak = 0;
+  /** Content hash of a snapshot that crashed workers → its version: never sent again. */
+  private readonly crashedBy = new Map<string, number>();
+  private respawnTimers = new Set<NodeJS.Timeout>();
+  private started = false;
+  private initial: Promise<unknown> | undefined;
   private reloading: Promise<ReloadResult> | undefined;
   private again: Promise<ReloadResult> | undefined;
   private shuttingDown = false;
@@ -88,6 +119,19 @@ export class Primary {
       baseDir: dirname(resolvePath(configPath)),
       onChange: (c) => void this.reload(`secret:${c.provider}`, `secret-provider:${c.provider}`),
     });
+    // A refresh round compares a source with the store's last read, which may be newer
+    // than what is served (a reload that read it was refused or rolled back): compare with
+    // the running snapshot instead, or such a value would never be served.
+    this.store.on('refreshed', (r) => {
+      if (r.failed === r.references || this.reloading || !this.servedDiffers()) return;
+      void this.reload(`secret:${r.provider}`, `secret-provider:${r.provider}`);
+    });
+    this.files = new FileWatch({
+      onStable: () => void this.reload('file'),
+      onError: (err, dir) => {
+        this.log.warn({ err, dir }, 'config watch failed; SIGHUP and POST /v1/reload still work');
+      },
+    });
   }
 
   get config(): GatewayConfig | undefined {
@@ -96,12 +140,29 @@ export class Primary {
 
   /** Load, validate, fork, wait for every worker to listen; throws on any start problem. */
   async start(): Promise<void> {
-    const { compiled, warnings } = await this.build();
+    let built: { compiled: Current; warnings: ConfigIssue[] };
+    const initial = this.build();
+    // A reload asked for while the first build runs (a secret refresh) waits for it.
+    this.initial = initial.catch(() => undefined);
+    try {
+      built = await initial;
+    } finally {
+      // Armed right after the first read (and re-checked against what was read): a file
+      // replaced while 10k objects compile is noticed, not lost until a restart.
+      this.armWatch();
+    }
+    const { compiled, warnings } = built;
     this.logWarnings(warnings);
     const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
     if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
-    this.install(compiled, 'start', `process:${process.pid}`);
+    this.stamp(compiled);
+    this.commit(compiled, 'start', `process:${process.pid}`);
     checkFdLimit(this.log, compiled.snapshot.listeners);
+    // Before anything slow: SIGHUP's default action would end the process.
+    process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    // The admin API answers before any worker serves: a change made while workers start
+    // can be reloaded and observed.
+    await this.startAdmin();
     // Workers share the listening socket and the kernel spreads connections:
     // no extra hop through the primary per connection. Must be set before
     // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:
@@ -115,13 +176,13 @@ export class Primary {
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());
     await Promise.all(started);
-    await this.startAdmin();
-    this.watch();
-    process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    this.started = true;
     // Expiry: checked at load (validation warnings) and daily while running.
     this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
     this.expiryTimer.unref();
-    this.lastReload = { ok: true, version: this.version, at: new Date().toISOString(), source: 'start', errors: [], warnings: warnings.map(formatIssue) };
+    const at = new Date().toISOString();
+    const ok = { ok: true, version: this.version, at, source: 'start', errors: [], warnings: warnings.map(formatIssue) };
+    this.lastReload ??= ok;
     this.log.info({ version: this.version, compile_ms: compiled.compileMs, ssls: compiled.snapshot.ssls.length, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
   }
 
@@ -136,6 +197,12 @@ export class Primary {
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
     // "Did anything change?" from the per-object material hashes: no second msgpack
     // encoding of every PEM (≈10 MB at 10k objects) on each reload.
+    // Settings outside the snapshot (admin keys, providers, workers, log…) count too: an
+    // edit of one of them is applied, refused or audited, never reported "unchanged".
+    const { ssls: _ssls, ...settings } = resolved.config;
+    const adminValues = [...resolved.values]
+      .filter(([k]) => k.startsWith('admin.'))
+      .map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]);
     const contentHash = createHash('sha256')
       .update(
         JSON.stringify({
@@ -144,6 +211,8 @@ export class Primary {
           routes: body.routes,
           upstreams: body.upstreams.map((u) => u.hash),
           ssls: body.ssls.map((s) => [s.id, s.type, s.snis, s.hash]),
+          settings,
+          adminValues,
         }),
       )
       .digest('hex');
@@ -152,26 +221,57 @@ export class Primary {
     return { compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details, compileMs }, warnings: [...loaded.issues, ...c.warnings] };
   }
 
-  private install(c: Current, source: string, actor: string): void {
+  /** A new version number and its bytes; workers get it, `current` stays until they all ack. */
+  private stamp(c: Current): void {
     this.version++;
     c.snapshot.version = this.version;
     c.bytes = encodeSnapshot(c.snapshot);
-    const prev = this.current;
-    this.current = c;
-    this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
-    this.audit.record(prev && { resolved: prev.resolved, details: prev.details, ssls: prev.snapshot.ssls }, { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls }, source, actor, this.version);
     this.metrics.version.set(this.version);
-    this.metrics.setCertificates(c.details);
   }
 
+  /** Every worker serves `c`: it becomes the snapshot respawns get, the admin API shows and the audit records. */
+  private commit(c: Current, source: string, actor: string): void {
+    const prev = this.current;
+    this.current = c;
+    this.previous = prev && { c: prev, until: Date.now() + STABLE_MS };
+    this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
+    this.audit.record(prev && auditState(prev), auditState(c), source, actor, c.snapshot.version);
+    this.metrics.setCertificates(c.details);
+    if (this.admin && c.resolved.config.admin) {
+      const { keys, tls } = adminSecrets(c);
+      this.admin.setApiKeys(keys);
+      if (tls) this.admin.setTls(tls);
+    }
+  }
+
+  /** Back to a known good snapshot under a new version number (versions only grow). */
+  private rollback(to: Current): void {
+    const c: Current = { ...to, snapshot: { ...to.snapshot } };
+    this.stamp(c);
+    this.current = c;
+    this.previous = undefined;
+    for (const s of this.slots.values()) if (s.ready) this.sendSnapshot(s, c);
+  }
+
+  private sendSnapshot(slot: WorkerSlot, c: Current): void {
+    send(slot.worker, { type: 'snapshot', version: c.snapshot.version, bytes: c.bytes });
+  }
+
+  /** Resolves at the worker's first ack; rejects if it cannot apply its first snapshot or exits before. */
   private fork(): Promise<void> {
     const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
-    const slot: WorkerSlot = { worker, pid: worker.process.pid ?? 0, version: 0, listening: false };
+    const pid = worker.process.pid ?? 0;
+    const slot: WorkerSlot = { worker, pid, version: 0, listening: false, ready: false, bornAt: Date.now() };
     this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {
       worker.on('message', (m: unknown) => {
         if (!isWorkerMessage(m)) return;
         this.onWorkerMessage(slot, m, resolve, reject);
+      });
+      worker.once('exit', (code, signal) => {
+        if (slot.listening) return;
+        const why = `worker ${slot.pid} exited (${signal ?? code}) before serving`;
+        reject(new TlsgateError('TLSGATE_E_WORKER_EXIT', why));
       });
     });
   }
@@ -179,23 +279,30 @@ export class Primary {
   private onWorkerMessage(slot: WorkerSlot, m: WorkerMessage, resolve: () => void, reject: (e: Error) => void): void {
     switch (m.type) {
       case 'ready':
-        // A new or respawned worker gets the current snapshot before it accepts traffic.
-        if (this.current) slot.worker.send({ type: 'snapshot', version: this.current.snapshot.version, bytes: this.current.bytes });
+        // A new or respawned worker gets the last good snapshot before it accepts
+        // traffic, then the one in flight (which it must ack like the others).
+        slot.ready = true;
+        if (this.current) this.sendSnapshot(slot, this.current);
+        if (this.pending) this.sendSnapshot(slot, this.pending);
         return;
       case 'ack':
-        slot.version = m.version;
+        slot.version = Math.max(slot.version, m.version);
         if (!slot.listening) {
           slot.listening = true;
           resolve();
         }
         this.notifyAcks();
         return;
-      case 'listen-error':
-        this.log.error({ code: m.code, pid: slot.pid }, m.message);
-        reject(new TlsgateError('TLSGATE_E_LISTEN', m.message));
-        return;
       case 'snapshot-error':
         this.log.error({ code: m.code, version: m.version, pid: slot.pid }, m.message);
+        if (this.outcome?.version === m.version) {
+          this.outcome.errors.push(`${m.code}: worker ${slot.pid}: ${m.message}`);
+          this.outcome.done();
+        }
+        if (!slot.listening && m.version === this.current?.snapshot.version) {
+          const code = m.code === 'TLSGATE_E_LISTEN' ? 'TLSGATE_E_LISTEN' : 'TLSGATE_E_SNAPSHOT_APPLY';
+          reject(new TlsgateError(code, m.message));
+        }
         return;
       case 'stats': {
         const w = this.statsWaiters.get(m.id);
@@ -207,14 +314,49 @@ export class Primary {
     }
   }
 
+  /**
+   * Every dead worker is respawned, on the last good snapshot, with a back-off while
+   * workers keep dying young. A crash during a reload fails that reload (it rolls back);
+   * a crash (not SIGKILL/SIGTERM, which come from outside) within STABLE_MS of a commit
+   * blames the new snapshot and restores the previous one.
+   */
   private onExit(w: ClusterWorker, code: number | null, signal: string | null): void {
     const slot = this.slots.get(w.id);
     this.slots.delete(w.id);
     if (this.shuttingDown || !slot) return;
+    const why = signal ?? `code ${code}`;
     this.log.warn({ pid: slot.pid, code, signal }, 'worker died, respawning');
-    // A worker that never listened failed at start: do not loop on it.
-    if (!slot.listening) return;
-    this.fork().catch((err: Error) => this.log.error({ err }, 'respawned worker failed to start'));
+    if (this.outcome) {
+      const v = this.outcome.version;
+      if (this.pending && crashed(code, signal)) this.crashedBy.set(this.pending.contentHash, v);
+      this.outcome.errors.push(`TLSGATE_E_WORKER_EXIT: worker ${slot.pid} exited (${why}) while applying version ${v}`);
+      this.outcome.done();
+    } else if (this.previous && Date.now() < this.previous.until && crashed(code, signal)) {
+      const badState = this.current!;
+      const bad = badState.snapshot.version;
+      this.crashedBy.set(badState.contentHash, bad);
+      const to = this.previous.c;
+      this.rollback(to);
+      const error =
+        `TLSGATE_E_WORKER_EXIT: worker ${slot.pid} crashed (${why}) within ${STABLE_MS / 1000} s of version ${bad}; ` +
+        `version ${this.version} restores the previous snapshot`;
+      this.log.error({ version: this.version, bad_version: bad, code: 'TLSGATE_E_WORKER_EXIT' }, error);
+      this.audit.record(auditState(badState), auditState(to), 'rollback', 'primary', this.version);
+      const at = new Date().toISOString();
+      this.lastReload = { ok: false, version: this.version, at, source: 'worker-exit', errors: [error], warnings: [] };
+    }
+    if (!this.started) return; // start() fails instead: the fork() promise rejected
+    if (Date.now() - slot.bornAt >= STABLE_MS) this.respawnStreak = 0;
+    const n = this.respawnStreak;
+    const delay = n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1));
+    this.respawnStreak++;
+    const t = setTimeout(() => {
+      this.respawnTimers.delete(t);
+      if (this.shuttingDown) return;
+      this.fork().catch((err: Error) => this.log.error({ err }, 'respawned worker failed to start'));
+    }, delay);
+    this.respawnTimers.add(t);
+    if (delay > 0) this.log.warn({ delay_ms: delay, streak: n }, 'workers keep dying: respawn backs off');
   }
 
   /** Re-read config and secrets; a refused config keeps the running snapshot. */
@@ -236,34 +378,101 @@ export class Primary {
 
   private async doReload(source: string, actor: string): Promise<ReloadResult> {
     const at = new Date().toISOString();
+    let compiled: Current;
+    let warnings: ConfigIssue[];
+    await this.initial;
     try {
-      const { compiled, warnings } = await this.build();
-      this.logWarnings(warnings);
-      const changeAt = this.changeAt ?? Date.now();
-      this.changeAt = undefined;
-      if (compiled.contentHash === this.current?.contentHash) {
-        this.metrics.reloads.inc({ result: 'unchanged' });
-        return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
+      try {
+        ({ compiled, warnings } = await this.build());
+      } finally {
+        this.armWatch();
       }
-      this.install(compiled, source, actor);
-      for (const s of this.slots.values()) s.worker.send({ type: 'snapshot', version: this.version, bytes: compiled.bytes });
-      this.metrics.reloads.inc({ result: 'applied' });
-      const version = this.version;
-      void this.waitForAcks(version).then((ok) => {
-        if (ok) this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
-        else this.log.error({ version, code: 'TLSGATE_E_WORKER_ACK_TIMEOUT' }, 'a worker did not ack the new snapshot in time');
-      });
-      this.log.info({ version: this.version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length }, 'new snapshot sent to workers');
-      this.rewatch();
-      return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warnings.map(formatIssue) });
+      this.logWarnings(warnings);
+      const cur = this.current;
+      const restart = cur ? [...needsRestart(cur, compiled), ...adminTlsIssues(cur, compiled)] : [];
+      if (restart.length) throw new ConfigError(restart);
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
       const errors = issues.length ? issues.map(formatIssue) : [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
-      this.changeAt = undefined;
-      this.metrics.reloads.inc({ result: 'refused' });
-      this.log.error({ source, errors, version: this.version }, 'config refused; the running snapshot keeps serving');
-      return (this.lastReload = { ok: false, version: this.version, at, source, errors, warnings: [] });
+      return this.refused(source, at, errors);
     }
+    const changeAt = this.changeAt ?? Date.now();
+    this.changeAt = undefined;
+    if (compiled.contentHash === this.current?.contentHash) {
+      this.metrics.reloads.inc({ result: 'unchanged' });
+      const warned = warnings.map(formatIssue);
+      return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warned });
+    }
+    const crashedAt = this.crashedBy.get(compiled.contentHash);
+    if (crashedAt !== undefined) {
+      // The same content again (the watcher's event for the very write that was rolled back,
+      // a retry): refused rather than crashing the workers once more. A restart forgets it.
+      return this.refused(source, at, [
+        `TLSGATE_E_WORKER_EXIT: this config crashed workers at version ${crashedAt}; change it to try again`,
+      ]);
+    }
+    // Sent, then committed only when every worker serves it: a worker that cannot apply
+    // it (a port held by another process…) or dies on it fails the reload, and the
+    // workers that did apply it go back to the running snapshot.
+    this.stamp(compiled);
+    const version = this.version;
+    const outcome = this.expectOutcome(version);
+    this.pending = compiled;
+    for (const s of this.slots.values()) if (s.ready) this.sendSnapshot(s, compiled);
+    const sent = { version, source, compile_ms: compiled.compileMs, snapshot_size: compiled.bytes.length };
+    this.log.info(sent, 'new snapshot sent to workers');
+    const errors = await outcome;
+    this.pending = undefined;
+    if (errors.length) {
+      const good = this.current!;
+      this.rollback(good);
+      const why = { source, errors, version: this.version, refused_version: version };
+      this.log.error(why, 'workers could not apply the new snapshot; the previous one keeps serving');
+      return this.refused(source, at, errors);
+    }
+    // Names this change leaves without client certificate verification: never silent.
+    const prevConfig = this.current!.resolved.config;
+    const lost = mtlsLoss(prevConfig, compiled.resolved.config);
+    const lossIssues = lost.length ? mtlsLossIssues(prevConfig, compiled.resolved.config) : [];
+    this.logWarnings(lossIssues);
+    this.commit(compiled, source, actor);
+    this.audit.recordMtlsLoss(lost, source, actor, version);
+    this.metrics.reloads.inc({ result: 'applied' });
+    this.metrics.rotation.observe((Date.now() - changeAt) / 1000);
+    const warned = [...warnings, ...lossIssues].map(formatIssue);
+    return (this.lastReload = { ok: true, version, at, source, errors: [], warnings: warned });
+  }
+
+  private refused(source: string, at: string, errors: string[]): ReloadResult {
+    this.changeAt = undefined;
+    this.metrics.reloads.inc({ result: 'refused' });
+    this.log.error({ source, errors, version: this.version }, 'config refused; the running snapshot keeps serving');
+    return (this.lastReload = { ok: false, version: this.version, at, source, errors, warnings: [] });
+  }
+
+  /** Errors of `version`: none once every live worker acked it; the first worker error or exit otherwise. */
+  private expectOutcome(version: number, timeoutMs = defaults.workerAckTimeout): Promise<string[]> {
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.ackWaiters = this.ackWaiters.filter((f) => f !== check);
+        this.outcome = undefined;
+        resolve(o.errors);
+      };
+      const o: Outcome = { version, errors: [], done: finish };
+      const check = (): void => {
+        const live = [...this.slots.values()].filter((s) => !s.worker.isDead());
+        if (live.length > 0 && live.every((s) => s.version >= version)) finish();
+      };
+      const timer = setTimeout(() => {
+        const late = [...this.slots.values()].filter((s) => s.version < version).map((s) => s.pid);
+        const what = late.length ? `workers ${late.join(', ')} did not ack` : 'no worker was running to ack';
+        o.errors.push(`TLSGATE_E_WORKER_ACK_TIMEOUT: ${what} version ${version} within ${timeoutMs} ms`);
+        finish();
+      }, timeoutMs);
+      this.outcome = o;
+      this.ackWaiters.push(check);
+    });
   }
 
   /** Resolves when every live worker serves `version` (or later), or after timeoutMs. */
@@ -302,7 +511,7 @@ export class Primary {
       };
       const timer = setTimeout(() => finish(this.statsWaiters.get(id)?.got ?? []), timeoutMs);
       this.statsWaiters.set(id, { want: live.length, got: [], done: finish });
-      for (const s of live) s.worker.send({ type: 'stats?', id });
+      for (const s of live) send(s.worker, { type: 'stats?', id });
     });
   }
 
@@ -337,9 +546,7 @@ export class Primary {
   private async startAdmin(): Promise<void> {
     const c = this.config!;
     if (!c.admin) return;
-    const values = this.current!.resolved.values;
-    const keys = c.admin.api_keys.map((_, i) => values.get(`admin.api_keys[${i}]`)!);
-    const tls = c.admin.tls ? { cert: values.get('admin.tls.cert')!, key: values.get('admin.tls.key')! } : undefined;
+    const { keys, tls } = adminSecrets(this.current!);
     if (!tls && !isLoopback(c.admin.listen.host)) {
       this.log.warn({ listen: `${c.admin.listen.host}:${c.admin.listen.port}` }, 'admin API bound beyond loopback without TLS: API keys cross the network in clear');
     }
@@ -348,44 +555,61 @@ export class Primary {
     this.log.info({ admin: `${tls ? 'https' : 'http'}://${this.adminAddress.host}:${this.adminAddress.port}` }, 'admin API listening');
   }
 
-  /** Watch the config file and every `$file://` it references (directories: editors replace files). */
-  private watch(): void {
-    const files = new Set<string>([resolvePath(this.configPath)]);
-    const cur = this.current!;
-    for (const ref of cur.resolved.refs.values()) {
-      if (ref.kind === 'file') files.add(isAbsolute(ref.path) ? ref.path : resolvePath(cur.resolved.config.baseDir, ref.path));
-    }
-    const byDir = new Map<string, Set<string>>();
-    for (const f of files) {
-      const d = dirname(f);
-      if (!byDir.has(d)) byDir.set(d, new Set());
-      byDir.get(d)!.add(basename(f));
-    }
-    for (const [dir, names] of byDir) {
-      try {
-        const w = watch(dir, { persistent: false }, (_event, name) => {
-          if (name === null || names.has(name.toString())) this.scheduleReload();
-        });
-        w.on('error', (err) => this.log.warn({ err, dir }, 'config watch failed'));
-        this.watchers.push(w);
-      } catch (err) {
-        this.log.warn({ err, dir }, 'cannot watch for config changes; SIGHUP and POST /v1/reload still work');
+  /**
+   * Watch the config file and every `$file://` the last parsed config references (even one
+   * a refused reload named: it may be written next). A newly watched file is compared with
+   * what the running snapshot holds: a change made between that read and the watch being
+   * armed is found here, not lost.
+   */
+  private armWatch(): void {
+    if (this.shuttingDown) return;
+    const expected = new Map<string, string | undefined>([[resolvePath(this.configPath), this.loaded?.text]]);
+    const cur = this.current;
+    if (cur) {
+      for (const [path, ref] of cur.resolved.refs) {
+        if (ref.kind !== 'file') continue;
+        expected.set(this.filePath(ref.path, cur.resolved.config.baseDir), cur.resolved.values.get(path));
       }
     }
+    if (this.loaded) {
+      for (const [, raw] of secretFields(this.loaded.config)) {
+        const parsed = parseValue(raw);
+        if (parsed.ok && parsed.ref?.kind === 'file') {
+          const f = this.filePath(parsed.ref.path, this.loaded.config.baseDir);
+          if (!expected.has(f)) expected.set(f, undefined);
+        }
+      }
+    }
+    const added = this.files.set(expected.keys());
+    const max = cur?.resolved.config.file_max_size ?? defaults.fileMaxSize;
+    const changed = added.filter((f) => {
+      const want = expected.get(f);
+      if (want === undefined) return false;
+      try {
+        return readLocalFile(f, f, Math.max(max, want.length * 4)) !== want;
+      } catch {
+        return true;
+      }
+    });
+    if (changed.length) {
+      this.log.info({ files: changed.length }, 'a file changed before its watch was armed; reloading');
+      this.files.mark(changed);
+    }
   }
 
-  private rewatch(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
-    this.watch();
+  /** Does any reference's current value differ from the one the running snapshot was built with? */
+  private servedDiffers(): boolean {
+    const cur = this.current;
+    if (!cur) return false;
+    for (const [path, ref] of cur.resolved.refs) {
+      const v = this.store.get(ref.text);
+      if (v !== undefined && v !== cur.resolved.values.get(path)) return true;
+    }
+    return false;
   }
 
-  private scheduleReload(): void {
-    if (this.shuttingDown) return;
-    this.changeAt ??= Date.now();
-    // Editors write in several steps; one reload after the burst.
-    clearTimeout(this.reloadTimer);
-    this.reloadTimer = setTimeout(() => void this.reload('file'), defaults.reloadDebounce);
+  private filePath(p: string, baseDir: string): string {
+    return isAbsolute(p) ? p : resolvePath(baseDir, p);
   }
 
   private logWarnings(issues: ConfigIssue[]): void {
@@ -396,9 +620,9 @@ export class Primary {
   async shutdown(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    clearTimeout(this.reloadTimer);
     clearInterval(this.expiryTimer);
-    for (const w of this.watchers) w.close();
+    for (const t of this.respawnTimers) clearTimeout(t);
+    this.files.close();
     const timeoutMs = this.config?.drain_timeout ?? defaults.drainTimeout;
     this.log.info({ timeoutMs }, 'draining workers');
     const exits = [...this.slots.values()].map(
@@ -406,7 +630,7 @@ export class Primary {
         new Promise<void>((resolve) => {
           if (s.worker.isDead()) return resolve();
           s.worker.once('exit', () => resolve());
-          s.worker.send({ type: 'drain', timeoutMs });
+          if (!send(s.worker, { type: 'drain', timeoutMs })) resolve();
         }),
     );
     const cap = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs + 2_000).unref());
@@ -418,6 +642,72 @@ export class Primary {
     await this.audit.flush();
     this.log.info('tlsgate stopped');
   }
+}
+
+function auditState(c: Current): AuditState {
+  return { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls };
+}
+
+/** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */
+function send(w: ClusterWorker, m: PrimaryMessage): boolean {
+  if (w.isDead() || !w.isConnected()) return false;
+  w.send(m, undefined, () => undefined);
+  return true;
+}
+
+function adminSecrets(c: Current): { keys: string[]; tls: { cert: string; key: string } | undefined } {
+  const a = c.resolved.config.admin;
+  const v = c.resolved.values;
+  const keys = (a?.api_keys ?? []).map((_, i) => v.get(`admin.api_keys[${i}]`)!);
+  const tls = a?.tls ? { cert: v.get('admin.tls.cert')!, key: v.get('admin.tls.key')! } : undefined;
+  return { keys, tls };
+}
+
+/**
+ * Settings read only at start. Everything else applies live: admin.api_keys and the
+ * admin certificate (commit), secret providers (the store rebuilds a changed provider),
+ * audit path, warn_days, drain_timeout, listeners, SSL objects, upstreams, routes.
+ */
+function needsRestart(cur: Current, next: Current): ConfigIssue[] {
+  const a = cur.resolved.config;
+  const b = next.resolved.config;
+  const issues: ConfigIssue[] = [];
+  const check = (path: string, x: unknown, y: unknown): void => {
+    if (JSON.stringify(x) === JSON.stringify(y)) return;
+    const message =
+      `changed from ${JSON.stringify(x) ?? 'unset'} to ${JSON.stringify(y) ?? 'unset'}: ` +
+      'takes effect only at a restart; restart tlsgate or put the old value back';
+    issues.push({ path, code: 'TLSGATE_E_NEEDS_RESTART', severity: 'error', message });
+  };
+  check('workers', a.workers, b.workers);
+  check('log', a.log, b.log);
+  check('admin', a.admin === undefined ? 'absent' : 'present', b.admin === undefined ? 'absent' : 'present');
+  if (a.admin && b.admin) {
+    check('admin.listen', a.admin.listen, b.admin.listen);
+    check('admin.tls', a.admin.tls ? 'on' : 'off', b.admin.tls ? 'on' : 'off');
+  }
+  return issues;
+}
+
+/** A changed admin certificate must load before the reload is acked (it is applied at commit). */
+function adminTlsIssues(cur: Current, next: Current): ConfigIssue[] {
+  const a = adminSecrets(cur).tls;
+  const b = adminSecrets(next).tls;
+  if (!b || (a && a.cert === b.cert && a.key === b.key)) return [];
+  try {
+    createSecureContext({ cert: b.cert, key: b.key });
+    return [];
+  } catch (err) {
+    const detail = (err as { code?: string }).code ?? 'invalid';
+    const message = `the certificate and key cannot be loaded together (${detail})`;
+    return [{ path: 'admin.tls', code: 'TLSGATE_E_CERT_KEY_MISMATCH', severity: 'error', message }];
+  }
+}
+
+/** Exited by itself (exception, abort, segfault), not killed from outside. */
+function crashed(code: number | null, signal: string | null): boolean {
+  if (signal === null) return code !== 0;
+  return signal !== 'SIGKILL' && signal !== 'SIGTERM' && signal !== 'SIGINT';
 }
 
 function isLoopback(host: string): boolean {

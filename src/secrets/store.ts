@@ -74,6 +74,10 @@ export interface StorePlan {
   providers: readonly ProviderConfig[];
   /** Reference texts (`$env://…`, `$file://…`, `$secret://…`) the config uses. */
   references: Iterable<string>;
+  /** Largest `$file://` value, bytes (config `file_max_size`). */
+  fileMaxSize?: number;
+  /** Background re-read interval of `$file://` values, ms (config `file_refresh_interval`). */
+  fileRefreshInterval?: number;
 }
 
 /** On failure, `partial` holds what did resolve: the config check still validates those objects. */
@@ -111,6 +115,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
   private readonly groups = new Map<string, Group>();
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private fileMaxSize: number | undefined;
+  private fileRefreshInterval: number | undefined;
 
   constructor(opts: SecretStoreOptions) {
     super();
@@ -210,11 +216,12 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     }
 
     const providers = new Map([...next].map(([id, h]) => [id, h.instance]));
+    const fileMaxSize = plan.fileMaxSize ?? this.fileMaxSize;
     await eachLimited(groupBySource(toFetch), this.opts.concurrency ?? STORE_DEFAULTS.concurrency, async (refs) => {
       await Promise.all(
         refs.map(async (ref) => {
           try {
-            const value = await resolveRef(ref, { ...this.ctx, providers });
+            const value = await resolveRef(ref, { ...this.ctx, providers, ...(fileMaxSize ? { fileMaxSize } : {}) });
             nextEntries.set(ref.text, { ref, group: groupOf(ref), value });
           } catch (err) {
             errors.push(asSecretError(err, ref.text));
@@ -231,6 +238,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const retired = [...this.providers.values()].filter((h) => next.get(h.cfg.id) !== h);
     this.entries = nextEntries;
     this.providers = next;
+    this.fileMaxSize = fileMaxSize;
+    this.fileRefreshInterval = plan.fileRefreshInterval ?? this.fileRefreshInterval;
     this.reschedule(retired.map((h) => h.cfg.id));
     await Promise.allSettled(retired.map((h) => h.instance.close()));
     return { ok: true, values: this.values() };
@@ -241,7 +250,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const wanted = new Map<string, number>();
     for (const e of this.entries.values()) {
       if (e.group === null || wanted.has(e.group)) continue;
-      const ms = e.group === FILE_GROUP ? (this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval) : this.providers.get(e.group)!.cfg.refresh_interval;
+      const fileMs = this.fileRefreshInterval ?? this.opts.fileRefreshInterval ?? STORE_DEFAULTS.fileRefreshInterval;
+      const ms = e.group === FILE_GROUP ? fileMs : this.providers.get(e.group)!.cfg.refresh_interval;
       if (ms > 0) wanted.set(e.group, ms);
     }
     for (const [id, g] of this.groups) {
@@ -287,7 +297,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
         refs.map(async (ref) => {
           const entry = targets.get(ref)!;
           try {
-            results.set(entry, { value: await resolveRef(ref, { ...this.ctx, providers }) });
+            const ctx = { ...this.ctx, providers, ...(this.fileMaxSize ? { fileMaxSize: this.fileMaxSize } : {}) };
+            results.set(entry, { value: await resolveRef(ref, ctx) });
           } catch (err) {
             results.set(entry, { error: asSecretError(err, ref.text) });
           }

@@ -20,9 +20,10 @@ export interface WorkerStats {
 /** worker → primary */
 export type WorkerMessage =
   | { type: 'ready' }
+  /** The worker serves `version` (every listener bound, every state built). */
   | { type: 'ack'; version: number }
+  /** `version` could not be applied; the worker keeps serving its previous one (if any). */
   | { type: 'snapshot-error'; version: number; code: string; message: string }
-  | { type: 'listen-error'; code: string; message: string }
   | { type: 'stats'; id: number; stats: WorkerStats };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {

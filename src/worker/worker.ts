@@ -30,7 +30,7 @@ export class Worker {
     switch (m.type) {
       case 'snapshot':
         // Snapshots apply in order, one at a time.
-        this.queue = this.queue.then(() => this.apply(m.bytes));
+        this.queue = this.queue.then(() => this.apply(m.bytes, m.version));
         return;
       case 'drain':
         void this.drain(m.timeoutMs);
@@ -41,32 +41,48 @@ export class Worker {
     }
   }
 
-  private async apply(bytes: Uint8Array): Promise<void> {
-    let snapshot: Snapshot;
+  /**
+   * Build everything from the snapshot, then switch. Any failure (decode, SNI map,
+   * router, contexts, upstreams, a listener that cannot bind) leaves the previous state
+   * serving and is reported to the primary, which then refuses that version.
+   */
+  private async apply(bytes: Uint8Array, version: number): Promise<void> {
+    const prev = this.state;
+    let snapshot: Snapshot | undefined;
+    let stage = 'decoding the snapshot';
     try {
       snapshot = decodeSnapshot(bytes);
+      stage = 'building the SNI map';
+      const sni = new SniMap(snapshot.ssls, snapshot.sni);
+      stage = 'building the router';
+      const router = new Router(snapshot.routes);
+      const contexts = prev
+        ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX)
+        : new ContextCache(CONTEXT_CACHE_MAX);
+      stage = 'building the upstreams';
+      const proxy = this.proxyStage(snapshot);
+      const state: DataPlaneState = { version: snapshot.version, snapshot, sni, router, contexts, proxy };
+      stage = 'binding and updating the listeners';
+      try {
+        await this.syncListeners(state, prev);
+      } catch (err) {
+        // Upstream pools back to the running snapshot's (UpstreamSet.update is all or nothing).
+        if (prev) this.proxy?.update(prev.snapshot.upstreams, prev.snapshot.ssls);
+        throw err;
+      }
+      this.state = state;
+      this.send({ type: 'ack', version: snapshot.version });
     } catch (err) {
-      this.send({ type: 'snapshot-error', version: -1, code: 'TLSGATE_E_CONFIG_INVALID', message: (err as Error).message });
-      return;
+      const e = err as Partial<TlsgateError> & { code?: string };
+      const ours = typeof e.code === 'string' && e.code.startsWith('TLSGATE_E_');
+      const text = e.message ?? String(err);
+      const message = ours ? text : `${stage}: ${text}${e.code ? ` (${e.code})` : ''}`;
+      const v = snapshot?.version ?? version;
+      this.log.error({ version: v, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
+      this.send({ type: 'snapshot-error', version: v, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
+      // Nothing to serve at all: exit, the primary respawns (with back-off) on its last good snapshot.
+      if (!this.state) setImmediate(() => process.exit(1));
     }
-    const prev = this.state;
-    const state: DataPlaneState = {
-      version: snapshot.version,
-      snapshot,
-      sni: new SniMap(snapshot.ssls, snapshot.sni),
-      router: new Router(snapshot.routes),
-      contexts: prev ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX),
-      proxy: this.proxyStage(snapshot),
-    };
-    try {
-      await this.syncListeners(state);
-    } catch (err) {
-      const e = err as TlsgateError;
-      this.send({ type: 'listen-error', code: e.code ?? 'TLSGATE_E_LISTEN', message: e.message });
-      return;
-    }
-    this.state = state;
-    this.send({ type: 'ack', version: snapshot.version });
   }
 
   /** One UpstreamSet per worker: pools whose upstream did not change are kept across snapshots. */
@@ -76,24 +92,55 @@ export class Worker {
     return this.proxy;
   }
 
-  /** Listeners added, kept or removed by the snapshot; an engine is keyed by name + address + engine. */
-  private async syncListeners(state: DataPlaneState): Promise<void> {
+  /**
+   * Listeners added, kept or removed by the snapshot; an engine is keyed by name + address
+   * + engine. Bind first, then switch: new listeners listen before removed ones close, so
+   * a listener moved to a port it cannot bind keeps serving on its old one. Exception: a
+   * new listener on the address of a removed one (a rename, an engine swap) cannot bind
+   * beside it, so that old one closes first.
+   */
+  private async syncListeners(state: DataPlaneState, prev: DataPlaneState | undefined): Promise<void> {
     const wanted = new Map(state.snapshot.listeners.map((l) => [key(l), l]));
-    for (const [k, engine] of this.engines) {
-      if (!wanted.has(k)) {
-        this.engines.delete(k);
-        void engine.close(10_000);
+    const removed = [...this.engines].filter(([k]) => !wanted.has(k));
+    const created: Array<[string, Engine]> = [];
+    const updated: Engine[] = [];
+    try {
+      for (const [k, l] of wanted) {
+        if (this.engines.has(k)) continue;
+        for (const [rk, old] of removed) {
+          if (old.listener.host !== l.host || old.listener.port !== l.port || !this.engines.has(rk)) continue;
+          this.engines.delete(rk);
+          // close() stops accepting at once (its promise is the drain, up to 10 s: not awaited,
+          // or the ack would wait for it).
+          void old.close(10_000);
+        }
+        const engine = this.createEngine(l, state);
+        created.push([k, engine]);
+        await engine.listen();
       }
-    }
-    for (const [k, l] of wanted) {
-      const existing = this.engines.get(k);
-      if (existing) {
+      for (const [k, l] of wanted) {
+        const existing = this.engines.get(k);
+        if (!existing) continue;
+        // Listed first: an update that throws halfway is restored too.
+        updated.push(existing);
         existing.update(state, l);
-        continue;
       }
-      const engine = this.createEngine(l, state);
-      await engine.listen();
-      this.engines.set(k, engine);
+    } catch (err) {
+      for (const [, e] of created) void e.close(0).catch(() => undefined);
+      for (const e of updated) {
+        try {
+          if (prev) e.update(prev, prev.snapshot.listeners.find((l) => key(l) === key(e.listener)) ?? e.listener);
+        } catch (again) {
+          this.log.error({ err: again, listener: e.listener.name }, 'cannot restore the previous state of a listener');
+        }
+      }
+      throw err;
+    }
+    for (const [k, e] of created) this.engines.set(k, e);
+    for (const [k, engine] of removed) {
+      if (this.engines.get(k) !== engine) continue;
+      this.engines.delete(k);
+      void engine.close(10_000);
     }
   }
 
@@ -126,8 +173,9 @@ export function runWorker(): void {
   // lines) never mix into the JSON log stream.
   const fd = Number(process.env.TLSGATE_LOG_FD);
   const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker', ...(Number.isInteger(fd) && fd > 0 ? { fd } : {}) });
+  // With a callback, a send to a primary that is gone fails quietly instead of an 'error' event.
   const send = (m: WorkerMessage): void => {
-    if (process.connected) process.send!(m);
+    if (process.connected) process.send!(m, undefined, undefined, () => undefined);
   };
   const worker = new Worker(log, send);
   process.on('message', (m) => worker.onMessage(m));

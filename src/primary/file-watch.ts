@@ -1,0 +1,150 @@
+// Watches the config file and every `$file://` it references, and reports a change only
+// once the files are stable: an editor or `cp` writes in several chunks, and a chunk
+// that is valid YAML on its own (measured: a config cut before an ssl's `client:` block)
+// would otherwise be applied and switch mTLS off. A file is stable when two probes
+// `quietMs` apart agree (size, mtime, inode, content hash) and its mtime is at least
+// `quietMs` old. Watchers are per directory (editors replace files by rename) and are
+// never closed and re-opened on a reload: an event queued while the primary was busy
+// would be dropped with the closed watcher.
+import { createHash } from 'node:crypto';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { readLocalFile } from '../secrets/resolve';
+
+export interface FileWatchOptions {
+  /** Called once the changed files are stable; `paths` are the files that changed. */
+  onStable: (paths: string[]) => void;
+  onError: (err: Error, dir: string) => void;
+  debounceMs?: number;
+  quietMs?: number;
+  /** Files larger than this are compared by stat only. */
+  maxReadBytes?: number;
+}
+
+export const FILE_WATCH_DEFAULTS = {
+  debounceMs: 25, // one probe per burst of events
+  quietMs: 150, // two probes this far apart must agree; a writer pausing longer between chunks is not detected
+  maxRounds: 40, // a file still changing after ~6 s is applied as it is then (the whole config is still validated)
+  maxReadBytes: 64 * 1024 * 1024,
+} as const;
+
+interface Dir {
+  watcher: FSWatcher;
+  names: Set<string>;
+}
+
+export class FileWatch {
+  private readonly dirs = new Map<string, Dir>();
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private settling = false;
+  private closed = false;
+
+  constructor(private readonly o: FileWatchOptions) {}
+
+  /** Watch exactly these files (absolute paths); returns those not watched before. */
+  set(files: Iterable<string>): string[] {
+    const want = new Map<string, Set<string>>();
+    for (const f of files) {
+      const d = dirname(f);
+      if (!want.has(d)) want.set(d, new Set());
+      want.get(d)!.add(basename(f));
+    }
+    const added: string[] = [];
+    for (const [dir, entry] of this.dirs) {
+      if (!want.has(dir)) {
+        entry.watcher.close();
+        this.dirs.delete(dir);
+      }
+    }
+    for (const [dir, names] of want) {
+      let entry = this.dirs.get(dir);
+      if (!entry) {
+        try {
+          const watcher = watch(dir, { persistent: false }, (_event, name) => {
+            this.onEvent(dir, name === null ? null : name.toString());
+          });
+          watcher.on('error', (err) => this.o.onError(err, dir));
+          entry = { watcher, names: new Set() };
+          this.dirs.set(dir, entry);
+        } catch (err) {
+          this.o.onError(err as Error, dir);
+          continue;
+        }
+      }
+      for (const n of names) if (!entry.names.has(n)) added.push(join(dir, n));
+      entry.names = names;
+    }
+    return added;
+  }
+
+  /** Treat these files as changed (e.g. found different from what the snapshot holds). */
+  mark(paths: Iterable<string>): void {
+    for (const p of paths) this.dirty.add(p);
+    if (this.dirty.size > 0) this.schedule();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    for (const d of this.dirs.values()) d.watcher.close();
+    this.dirs.clear();
+  }
+
+  private onEvent(dir: string, name: string | null): void {
+    const entry = this.dirs.get(dir);
+    if (!entry) return;
+    if (name === null) for (const n of entry.names) this.dirty.add(join(dir, n));
+    else if (entry.names.has(name)) this.dirty.add(join(dir, name));
+    else return;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.settling) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.settle(), this.o.debounceMs ?? FILE_WATCH_DEFAULTS.debounceMs);
+  }
+
+  private async settle(): Promise<void> {
+    this.settling = true;
+    const quiet = this.o.quietMs ?? FILE_WATCH_DEFAULTS.quietMs;
+    let last = new Map([...this.probeAll()].map(([p, v]) => [p, v.key]));
+    for (let round = 0; round < FILE_WATCH_DEFAULTS.maxRounds && !this.closed; round++) {
+      await new Promise((r) => setTimeout(r, quiet));
+      const now = this.probeAll();
+      const stable = [...now].every(([p, v]) => last.get(p) === v.key && Date.now() - v.mtimeMs >= quiet);
+      last = new Map([...now].map(([p, v]) => [p, v.key]));
+      if (stable) break;
+    }
+    this.settling = false;
+    if (this.closed) return;
+    const paths = [...last.keys()];
+    for (const p of paths) this.dirty.delete(p);
+    this.o.onStable(paths);
+    if (this.dirty.size > 0) this.schedule();
+  }
+
+  private probeAll(): Map<string, { key: string; mtimeMs: number }> {
+    const out = new Map<string, { key: string; mtimeMs: number }>();
+    for (const p of this.dirty) out.set(p, probe(p, this.o.maxReadBytes ?? FILE_WATCH_DEFAULTS.maxReadBytes));
+    return out;
+  }
+}
+
+function probe(p: string, max: number): { key: string; mtimeMs: number } {
+  try {
+    const st = statSync(p);
+    let hash = '';
+    if (st.isFile() && st.size <= max) {
+      try {
+        hash = createHash('sha256').update(readLocalFile(p, p, max)).digest('hex');
+      } catch {
+        hash = 'unreadable';
+      }
+    }
+    return { key: `${st.ino}:${st.size}:${st.mtimeMs}:${hash}`, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    return { key: `missing:${(err as NodeJS.ErrnoException).code ?? ''}`, mtimeMs: 0 };
+  }
+}
