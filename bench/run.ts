@@ -1,4 +1,5 @@
-// npm run bench [-- --quick] [--workers N] [--only handshake,keepalive,rotation,scale,streaming] [--targets nginx,haproxy,node-https,tlsgate]
+// npm run bench [-- --quick] [--workers N]
+//   [--only handshake,keepalive,rotation,scale,streaming] [--targets nginx,haproxy,node-https,tlsgate]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';

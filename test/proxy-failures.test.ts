@@ -90,7 +90,9 @@ describe('proxy: upstream failures', () => {
     // while backing off, every request goes straight to the live node: no new failure (requests
     // that start once the back-off is nearly over are not counted: a slow machine may get there)
     let during = 0;
-    for (let i = 0; i < 10 && Date.now() < dead.retryAt! - 200; i++, during++) assert.equal((await get(agent, `${url}/`)).status, 200);
+    for (let i = 0; i < 10 && Date.now() < dead.retryAt! - 200; i++, during++) {
+      assert.equal((await get(agent, `${url}/`)).status, 200);
+    }
     assert.ok(during > 0, 'no request fit in the back-off');
     assert.equal(set.health()[0]!.nodes.find((n) => n.port === port)!.failures, 1);
 

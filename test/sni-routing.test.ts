@@ -177,12 +177,14 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
     kept.on('data', (d: Buffer) => (keptData += d.toString('latin1')));
     const askKept = async (n: number): Promise<void> => {
       kept.write('GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n');
-      await waitFor(() => keptData.split('HTTP/1.1 203').length - 1 === n && keptData.endsWith('root'), `answer ${n} on the kept connection`);
+      const answered = (): boolean => keptData.split('HTTP/1.1 203').length - 1 === n && keptData.endsWith('root');
+      await waitFor(answered, `answer ${n} on the kept connection`);
     };
     await askKept(1);
 
     // Bytes that are not TLS at all: no HTTP answer in clear text, the server closes.
-    const plain = await closedAfter((cb) => netConnect(port, '127.0.0.1', cb), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage'));
+    const notTls = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage');
+    const plain = await closedAfter((cb) => netConnect(port, '127.0.0.1', cb), notTls);
     assert.doesNotMatch(plain, /HTTP\/1\.1/);
     // Inside TLS: one valid request, then garbage. The valid one is answered, the garbage is
     // not (at most a 400), and the server closes the connection.

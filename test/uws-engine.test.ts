@@ -313,7 +313,9 @@ routes:
 test('rotation under load: 100 rotations, keep-alive and new connections, 0 failed requests, 0 crashes', async () => {
   const script = join(__dirname, 'helpers', 'rotation-load.js');
   // 100 rotations and 500 requests, however long they take (90 s bounds a hang).
-  const inNs = `ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec "${process.execPath}" "${script}" 100 500 90`;
+  const inNs =
+    'ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && ' +
+    `exec "${process.execPath}" "${script}" 100 500 90`;
   const out = await new Promise<string>((resolve, reject) => {
     execFile('unshare', ['-rn', 'sh', '-c', inNs], { timeout: 150_000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`rotation-load in a network namespace failed (needs unshare and user namespaces): ${err.message}\n${stderr}`));

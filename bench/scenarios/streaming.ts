@@ -65,9 +65,10 @@ export const streaming: Scenario = {
     const r = newScenario(
       'streaming',
       `Proxied streaming: memory per streamed MiB (${size / MiB} MiB download)`,
-      'one https download of the body through /proxy from a node:http upstream (backpressure, 64 KiB writes) on the client core; ' +
-        'RSS of the whole server tree (every process, /proc/<pid>/status VmRSS) sampled every 50 ms, growth over the value after a 1 MiB warm-up. ' +
-        'Stalled: the client stops reading after the headers; once the upstream has been blocked for 1 s, how much it got out and how much the server tree grew.',
+      'one https download of the body through /proxy from a node:http upstream (backpressure, 64 KiB writes) ' +
+        'on the client core; RSS of the whole server tree (every process, /proc/<pid>/status VmRSS) sampled ' +
+        'every 50 ms, growth over the value after a 1 MiB warm-up. Stalled: the client stops reading after ' +
+        'the headers; once the upstream has been blocked for 1 s, how much it got out and how much the tree grew.',
       [
         { key: 'kibPerMib', label: 'peak RSS growth / streamed MiB', unit: 'KiB', digits: 1 },
         { key: 'peakMib', label: 'peak RSS growth', unit: 'MiB', digits: 1 },
@@ -77,17 +78,22 @@ export const streaming: Scenario = {
         { key: 'errors', label: 'errors (bytes short)', unit: '' },
       ],
     );
-    r.notes.push('nginx buffers a response the client does not read to temporary files (proxy_buffering on, its default): its stalled figure is not held in memory.');
+    r.notes.push(
+      'nginx buffers a response the client does not read to temporary files (proxy_buffering on, its default): ' +
+        'its stalled figure is not held in memory.',
+    );
     const ca = readFileSync(ctx.fixtures.ca.certFile);
     const up = await startStreamingUpstream();
     try {
       for (const t of ctx.targets) {
         try {
-          await withServer(ctx, t, { alg: 'ecdsa', protocol: 'TLSv1.3', tickets: false, upstreamPort: up.port }, async (s) => {
+          const spec = { alg: 'ecdsa', protocol: 'TLSv1.3', tickets: false, upstreamPort: up.port } as const;
+          await withServer(ctx, t, spec, async (s) => {
             const agent = new https.Agent({ ca, servername: BENCH_SNI, keepAlive: true, maxSockets: 1 });
             const get = (n: number): Promise<http.IncomingMessage> =>
               new Promise((resolve, reject) => {
-                const req = https.get({ host: '127.0.0.1', port: s.port, path: `/proxy/stream?size=${n}`, agent, headers: { host: BENCH_SNI } }, resolve);
+                const path = `/proxy/stream?size=${n}`;
+                const req = https.get({ host: '127.0.0.1', port: s.port, path, agent, headers: { host: BENCH_SNI } }, resolve);
                 req.setTimeout(60_000, () => req.destroy(new Error('no progress for 60 s')));
                 req.on('error', reject);
               });
@@ -140,7 +146,8 @@ export const streaming: Scenario = {
                 },
                 raw: { size, got, base, peak, stallBase, stalledRss, stalledInFlight },
               });
-              ctx.log(`  streaming ${t.name}: ${((peak - base) / KiB / (size / MiB)).toFixed(1)} KiB/MiB, peak +${((peak - base) / MiB).toFixed(1)} MiB`);
+              const perMib = (peak - base) / KiB / (size / MiB);
+              ctx.log(`  streaming ${t.name}: ${perMib.toFixed(1)} KiB/MiB, peak +${((peak - base) / MiB).toFixed(1)} MiB`);
             } finally {
               agent.destroy();
             }

@@ -111,9 +111,8 @@ export class AwsProvider implements SecretProvider {
 
   private async read(ref: AwsRef): Promise<Secret> {
     try {
-      const out = await this.client.send(
-        new this.sdk.GetSecretValueCommand({ SecretId: ref.secretId, ...(this.versionStage ? { VersionStage: this.versionStage } : {}) }),
-      );
+      const stage = this.versionStage ? { VersionStage: this.versionStage } : {};
+      const out = await this.client.send(new this.sdk.GetSecretValueCommand({ SecretId: ref.secretId, ...stage }));
       return { SecretString: out.SecretString, SecretBinary: out.SecretBinary };
     } catch (err) {
       const e = err as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };

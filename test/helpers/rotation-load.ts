@@ -1,8 +1,9 @@
 // Rotation under load, as a program: start a gateway (uws listener), keep keep-alive and
 // new-connection clients busy, rotate the certificate of the name they use N times (and
 // serve at least M requests), print one JSON line with the counts. Counts, not rates: the
-// deadline only bounds a hang, so a slow machine takes longer but checks the same. test/uws-engine.test.ts runs it inside its own
-// network namespace (unshare -n) so it can set net.ipv4.tcp_migrate_req there only.
+// deadline only bounds a hang, so a slow machine takes longer but checks the same.
+// test/uws-engine.test.ts runs it inside its own network namespace (unshare -n) so it can
+// set net.ipv4.tcp_migrate_req there only.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -32,7 +33,11 @@ function rssKb(pid: number): number {
   }
 }
 
-export async function rotationUnderLoad(wantRotations: number, wantRequests: number, seconds: number): Promise<RotationResult> {
+export async function rotationUnderLoad(
+  wantRotations: number,
+  wantRequests: number,
+  seconds: number,
+): Promise<RotationResult> {
   const ca = createCA('Rotation load CA');
   const certs = { v1: server(ca, ['site.test']), v2: server(ca, ['site.test']) };
   const gw = new Gateway('tlsgate-rotload-');
