@@ -16,6 +16,7 @@ import { by, errorText, withServer, type Context, type Scenario } from './contex
 const MiB = 1024 * 1024;
 const KiB = 1024;
 const CHUNK = Buffer.alloc(64 * KiB, 'z');
+const STALL_BODY = 1024 * MiB;
 
 interface Upstream {
   port: number;
@@ -119,7 +120,8 @@ export const streaming: Scenario = {
 
               // Stalled client: bounded in time whatever the target does (the stand-in never stalls).
               const stallBase = treeRss(s.pid).total;
-              const res = await get(size);
+              // Far more than socket buffers hold, whatever the profile: destroyed once stalled.
+              const res = await get(STALL_BODY);
               res.pause();
               let last = -1;
               let still = 0;
