@@ -68,7 +68,9 @@ function satisfy(doc: Record<string, unknown>, dir: string): Fixture {
       });
     });
   const adminPair = (): Issued =>
-    pairFor('admin', () => issue({ cn: 'admin', dns: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], issuer: ca }));
+    pairFor('admin', () =>
+      issue({ cn: 'admin', dns: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], issuer: ca }),
+    );
   const clientPair = (owner: string): Issued =>
     pairFor(owner, () => issue({ cn: owner, eku: ['clientAuth'], issuer: ca }));
 

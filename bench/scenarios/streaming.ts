@@ -94,7 +94,8 @@ export const streaming: Scenario = {
             const get = (n: number): Promise<http.IncomingMessage> =>
               new Promise((resolve, reject) => {
                 const path = `/proxy/stream?size=${n}`;
-                const req = https.get({ host: '127.0.0.1', port: s.port, path, agent, headers: { host: BENCH_SNI } }, resolve);
+                const o = { host: '127.0.0.1', port: s.port, path, agent, headers: { host: BENCH_SNI } };
+                const req = https.get(o, resolve);
                 req.setTimeout(60_000, () => req.destroy(new Error('no progress for 60 s')));
                 req.on('error', reject);
               });
@@ -149,7 +150,8 @@ export const streaming: Scenario = {
                 raw: { size, got, base, peak, stallBase, stalledRss, stalledInFlight },
               });
               const perMib = (peak - base) / KiB / (size / MiB);
-              ctx.log(`  streaming ${t.name}: ${perMib.toFixed(1)} KiB/MiB, peak +${((peak - base) / MiB).toFixed(1)} MiB`);
+              const peakMib = (peak - base) / MiB;
+              ctx.log(`  streaming ${t.name}: ${perMib.toFixed(1)} KiB/MiB, peak +${peakMib.toFixed(1)} MiB`);
             } finally {
               agent.destroy();
             }

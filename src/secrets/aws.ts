@@ -46,7 +46,6 @@ let sdk: Sdk | undefined;
  * gateway with no aws provider should not pay or show.
  */
 function loadSdk(): Sdk {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- deliberate lazy load
   return (sdk ??= require('@aws-sdk/client-secrets-manager') as Sdk);
 }
 
