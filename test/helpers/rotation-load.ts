@@ -95,7 +95,7 @@ routes: [{ id: hello, paths: [/], respond: { status: 200, body: hello } }]
       // two new-connection loops has at most one request that began before the reload), so a
       // rotation always finds site.test installed in some worker's current generation.
       const mark = newOk;
-      while (newOk < mark + 3 && Date.now() < deadline) await new Promise((res) => setImmediate(res));
+      while (newOk < mark + 3 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 2));
     }
     stop = true;
     await Promise.all(load);
