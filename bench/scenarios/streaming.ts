@@ -61,7 +61,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export const streaming: Scenario = {
   name: 'streaming',
   async run(ctx: Context): Promise<ScenarioResult> {
-    const size = by(ctx, { tiny: 8 * MiB, quick: 64 * MiB, full: 256 * MiB });
+    const size = by(ctx, { tiny: 8 * MiB, quick: 32 * MiB, full: 256 * MiB });
     const r = newScenario(
       'streaming',
       `Proxied streaming: memory per streamed MiB (${size / MiB} MiB download)`,
@@ -123,11 +123,11 @@ export const streaming: Scenario = {
               // Far more than loopback socket buffers hold (~10-13 MiB measured over two hops),
               // destroyed once stalled. nginx spools what the client does not read to a
               // temporary file (up to 1 GiB by default): kept small in the CI profile.
-              const res = await get(by(ctx, { tiny: 64 * MiB, quick: 256 * MiB, full: 256 * MiB }));
+              const res = await get(by(ctx, { tiny: 64 * MiB, quick: 128 * MiB, full: 256 * MiB }));
               res.pause();
               let last = -1;
               let still = 0;
-              const deadline = Date.now() + by(ctx, { tiny: 5_000, quick: 15_000, full: 30_000 });
+              const deadline = Date.now() + by(ctx, { tiny: 5_000, quick: 5_000, full: 30_000 });
               while (still < 20 && Date.now() < deadline) {
                 const cur = up.current;
                 still = cur.res?.writableNeedDrain === true && cur.written === last ? still + 1 : 0;
