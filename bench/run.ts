@@ -1,4 +1,5 @@
-// npm run bench [-- --quick] [--workers N] [--only handshake,keepalive,rotation,scale] [--targets nginx,haproxy,node-https,tlsgate]
+// npm run bench [-- --quick] [--workers N]
+//   [--only handshake,keepalive,rotation,scale,streaming] [--targets nginx,haproxy,node-https,tlsgate]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -14,12 +15,13 @@ import { handshake } from './scenarios/handshake';
 import { keepalive } from './scenarios/keepalive';
 import { rotation } from './scenarios/rotation';
 import { scale } from './scenarios/scale';
+import { streaming } from './scenarios/streaming';
 import { gatewayTarget } from './targets/gateway';
 import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale];
+export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming];
 
 export function allTargets(): Target[] {
   return [

@@ -1,13 +1,30 @@
 #!/usr/bin/env node
-// tlsgate start --config FILE | tlsgate validate --config FILE
+// tlsgate start|validate -c FILE, tlsgate --help, tlsgate --version
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { ConfigError, formatIssue, TlsgateError } from './errors';
 import { createLogger } from './log';
 
-const DEFAULT_CONFIG = join(__dirname, '..', 'config', 'gateway.yaml');
-const USAGE = `usage: tlsgate start --config FILE
-       tlsgate validate --config FILE`;
+const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGHUP reloads, SIGTERM drains)
+       tlsgate validate -c, --config FILE   check a config: exit 0 valid, 1 refused (every problem)
+       tlsgate -h, --help                   this text
+       tlsgate -v, --version                the version
+exit 2: a usage error (unknown command or option, missing --config)`;
+
+/** Exit status for usage errors (as getopt tools: distinct from 1, a config that is refused). */
+const EXIT_USAGE = 2;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`tlsgate: ${message}\n${USAGE}\n`);
+  return EXIT_USAGE;
+}
 
 async function main(argv: string[]): Promise<number> {
   if (cluster.isWorker) {
@@ -15,20 +32,60 @@ async function main(argv: string[]): Promise<number> {
     runWorker();
     return -1;
   }
-  const [cmd, ...rest] = argv;
-  const i = rest.indexOf('--config');
-  const configPath = i >= 0 ? rest[i + 1] : undefined;
-  if ((cmd !== 'start' && cmd !== 'validate') || !configPath) {
-    process.stderr.write(USAGE + '\n');
-    return 2;
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (err) {
+    // parseArgs' messages name the flag: "Unknown option '--x'", "Option '-c, --config <value>' argument missing".
+    return usageError((err as Error).message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, ''));
   }
-  const file = resolve(configPath);
-  if (file === DEFAULT_CONFIG) {
-    const { ensureDevMaterial } = await import('./certs/dev');
-    const dev = ensureDevMaterial(join(dirname(file), 'dev'));
-    if (dev.created) process.stderr.write(`tlsgate: created dev CA, localhost certificate and admin API key in ${dev.dir}\n`);
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
   }
+  if (values.version) {
+    process.stdout.write(`tlsgate ${version()}\n`);
+    return 0;
+  }
+  const [cmd, ...extra] = positionals;
+  if (cmd === undefined) return usageError('a command is required');
+  if (cmd !== 'start' && cmd !== 'validate') return usageError(`unknown command '${cmd}'`);
+  if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`);
+  if (values.config === undefined || values.config === '') return usageError(`${cmd} needs --config FILE`);
+  const file = resolve(values.config);
+  await ensureDevFiles(file);
   return cmd === 'validate' ? validate(file) : start(file);
+}
+
+function parseCli(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+}
+
+/** A config that references the dev files (`$file://dev/localhost.crt`, …) gets the missing ones made next to it. */
+async function ensureDevFiles(file: string): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return; // validate/start report the unreadable file
+  }
+  const { devDirRequested, ensureDevMaterial } = await import('./certs/dev');
+  const dir = devDirRequested(file, text);
+  if (dir === null) return;
+  const dev = ensureDevMaterial(dir);
+  if (dev.created) {
+    process.stderr.write(`tlsgate: created dev CA, localhost certificate and admin API key in ${dev.dir}\n`);
+  }
 }
 
 async function validate(file: string): Promise<number> {

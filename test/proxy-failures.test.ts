@@ -71,8 +71,9 @@ describe('proxy: upstream failures', () => {
           ],
         },
       ],
-      { backoffBaseMs: 300 },
+      { backoffBaseMs: 1_000 },
     );
+    const t0 = Date.now();
     const r = await get(agent, `${url}/`);
     assert.equal(r.status, 200);
     assert.equal((JSON.parse(r.text) as Echo).name, 'live');
@@ -81,22 +82,31 @@ describe('proxy: upstream failures', () => {
     const dead = h.nodes.find((n) => n.port === port)!;
     assert.equal(dead.healthy, false);
     assert.equal(dead.failures, 1);
-    assert.ok(dead.retryAt !== null && dead.retryAt > Date.now());
+    // retryAt = the failure's time + the 1 s back-off (the failure came after t0): exact, not a race with the clock.
+    assert.ok(dead.retryAt !== null && dead.retryAt >= t0 + 1_000 && dead.retryAt <= Date.now() + 1_000);
     assert.equal(h.nodes.find((n) => n.port === livePort)!.healthy, true);
     assert.equal(log.lines.filter((l) => l.msg.startsWith('upstream node down')).length, 1);
 
-    // while backing off, every request goes straight to the live node: no new failure
-    for (let i = 0; i < 10; i++) assert.equal((await get(agent, `${url}/`)).status, 200);
+    // while backing off, every request goes straight to the live node: no new failure (requests
+    // that start once the back-off is nearly over are not counted: a slow machine may get there)
+    let during = 0;
+    for (let i = 0; i < 10 && Date.now() < dead.retryAt! - 200; i++, during++) {
+      assert.equal((await get(agent, `${url}/`)).status, 200);
+    }
+    assert.ok(during > 0, 'no request fit in the back-off');
     assert.equal(set.health()[0]!.nodes.find((n) => n.port === port)!.failures, 1);
 
     // after retryAt the dead node is probed again; its back-off doubles
     await until(() => set.health()[0]!.nodes.find((n) => n.port === port)!.healthy, 'back-off to expire', 5_000);
+    let probeStart = 0;
     for (let i = 0; i < 4 && set.health()[0]!.nodes.find((n) => n.port === port)!.failures < 2; i++) {
+      probeStart = Date.now();
       assert.equal((await get(agent, `${url}/`)).status, 200);
     }
     const again = set.health()[0]!.nodes.find((n) => n.port === port)!;
     assert.equal(again.failures, 2);
-    assert.ok(again.retryAt! - Date.now() > 300, 'second back-off is longer than the first');
+    // The probe failed after probeStart: a doubled back-off puts retryAt at least 2 s past it.
+    assert.ok(again.retryAt! - probeStart >= 2_000, 'second back-off is twice the first');
     await set.close();
   });
 

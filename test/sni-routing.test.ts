@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
-import { Gateway, freePort, get, handshake } from './helpers/gateway';
+import { Gateway, freePort, get, handshake, waitFor } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
 
 for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine ${engine}`, () => {
@@ -192,15 +192,54 @@ for (const engine of ['node', 'uws'] as const) describe(`SNI and routing, engine
   });
 
   test('garbage on the socket closes that connection and nothing else', async () => {
-    const closed = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, '127.0.0.1', () => s.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage')));
-      s.on('error', () => undefined);
-      s.on('close', () => resolve(true));
-    });
-    assert.ok(closed);
+    const pids = (await gw.status()).workers.map((w) => w.pid).sort();
+    /** Write `bytes` on a fresh socket; resolve what came back once the server closes it (10 s deadline). */
+    const closedAfter = (open: (onOpen: () => void) => import('node:net').Socket, bytes: Buffer): Promise<string> =>
+      new Promise((resolve, reject) => {
+        let data = '';
+        const s = open(() => s.write(bytes));
+        const timer = setTimeout(() => {
+          s.destroy();
+          reject(new Error(`the server kept the connection open; got ${JSON.stringify(data)}`));
+        }, 10_000);
+        s.on('data', (d: Buffer) => (data += d.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          clearTimeout(timer);
+          resolve(data);
+        });
+      });
+    // A keep-alive connection opened before the garbage keeps serving after it.
+    const kept = tlsConnect({ host: '127.0.0.1', port, servername: 'a.example.com', rejectUnauthorized: false });
+    kept.on('error', () => undefined);
+    let keptData = '';
+    kept.on('data', (d: Buffer) => (keptData += d.toString('latin1')));
+    const askKept = async (n: number): Promise<void> => {
+      kept.write('GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n');
+      const answered = (): boolean => keptData.split('HTTP/1.1 203').length - 1 === n && keptData.endsWith('root');
+      await waitFor(answered, `answer ${n} on the kept connection`);
+    };
+    await askKept(1);
+
+    // Bytes that are not TLS at all: no HTTP answer in clear text, the server closes.
+    const notTls = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage');
+    const plain = await closedAfter((cb) => netConnect(port, '127.0.0.1', cb), notTls);
+    assert.doesNotMatch(plain, /HTTP\/1\.1/);
+    // Inside TLS: one valid request, then garbage. The valid one is answered, the garbage is
+    // not (at most a 400), and the server closes the connection.
+    const inTls = await closedAfter(
+      (cb) => tlsConnect({ host: '127.0.0.1', port, servername: 'a.example.com', rejectUnauthorized: false }, cb),
+      Buffer.from('GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n\x00\xff garbage\r\n\r\n', 'latin1'),
+    );
+    const statuses = [...inTls.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+    assert.equal(statuses[0], '203', `the valid request is answered: ${JSON.stringify(inTls)}`);
+    assert.ok(statuses.slice(1).every((c) => c === '400'), `garbage answered with ${statuses.slice(1).join(', ')}`);
+
+    await askKept(2);
+    assert.ok(!kept.destroyed, 'the keep-alive connection opened before the garbage still serves');
+    kept.destroy();
     assert.equal(await cn('a.example.com'), 'a.example.com');
-    const st = await gw.status();
-    assert.equal(st.workers.length, 2);
+    assert.deepEqual((await gw.status()).workers.map((w) => w.pid).sort(), pids, 'no worker died');
   });
 
 });

@@ -245,8 +245,15 @@ routes:
     assert.ok(gw.logs.filter((l) => l.msg === 'uws generation rotated').length >= 5);
   });
 
-  test('key files: none left after rotations', () => {
-    for (const files of keyDirs().values()) assert.deepEqual(files, []);
+  test('key files: none left after rotations', async () => {
+    // An empty map would pass the loop below: the directories must still be there, one per live worker.
+    const dirs = keyDirs();
+    const pids = (await gw.status()).workers.map((w) => w.pid);
+    assert.equal(dirs.size, 2);
+    for (const [d, files] of dirs) {
+      assert.ok(pids.some((p) => d.startsWith(`tlsgate-keys-${p}-`)), `${d} belongs to a live worker`);
+      assert.deepEqual(files, [], `${d} holds no key file`);
+    }
   });
 
   test('SIGKILL of every gateway process, then restart: the stale key directories are removed', async () => {
@@ -303,11 +310,14 @@ routes:
 // Closing a SO_REUSEPORT listen socket resets the connections still queued on it unless
 // net.ipv4.tcp_migrate_req=1 (measured without it: 10-36 of ~3 500 new connections reset
 // over ~100 rotations). The test sets it in a network namespace of its own, never on the host.
-test('rotation under load: 200 rotations, keep-alive and new connections, 0 failed requests, 0 crashes', async () => {
+test('rotation under load: 100 rotations, keep-alive and new connections, 0 failed requests, 0 crashes', async () => {
   const script = join(__dirname, 'helpers', 'rotation-load.js');
-  const inNs = `ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec "${process.execPath}" "${script}" 200 12`;
+  // 100 rotations and 500 requests, however long they take (90 s bounds a hang).
+  const inNs =
+    'ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && ' +
+    `exec "${process.execPath}" "${script}" 100 500 90`;
   const out = await new Promise<string>((resolve, reject) => {
-    execFile('unshare', ['-rn', 'sh', '-c', inNs], { timeout: 60_000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+    execFile('unshare', ['-rn', 'sh', '-c', inNs], { timeout: 150_000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`rotation-load in a network namespace failed (needs unshare and user namespaces): ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
@@ -316,11 +326,12 @@ test('rotation under load: 200 rotations, keep-alive and new connections, 0 fail
   process.stderr.write(`# uws rotation under load: ${JSON.stringify({ ...r, failures: r.failures.length })}\n`);
   assert.equal(r.migrateReq, '1');
   assert.deepEqual(r.failures, [], `${r.failures.length} failed of ${r.ok + r.failures.length}`);
-  assert.ok(r.rotations >= 100, `only ${r.rotations} rotations`);
-  // A worker makes a generation only if its current one already installed site.test (a
-  // new connection landed on it since the last rotation): at least half of them here.
+  assert.ok(r.rotations >= 100, `only ${r.rotations} rotations before the 90 s deadline`);
+  // A worker makes a generation only if its current one already installed site.test; the
+  // load waits for new connections after each rotation, so (nearly) every rotation finds
+  // it installed in at least one worker.
   assert.ok(r.generations >= r.rotations / 2, `${r.generations} uws generations for ${r.rotations} rotations`);
-  assert.ok(r.ok > 500, `only ${r.ok} requests`);
+  assert.ok(r.ok >= 500, `only ${r.ok} requests before the 90 s deadline`);
   assert.deepEqual(r.workersAfter, r.workersBefore, 'no worker died');
   assert.ok(r.primaryAlive);
   assert.ok(r.lastCertServed, 'every worker serves the last certificate');

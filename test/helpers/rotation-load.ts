@@ -1,7 +1,9 @@
 // Rotation under load, as a program: start a gateway (uws listener), keep keep-alive and
-// new-connection clients busy, rotate the certificate of the name they use up to N times,
-// print one JSON line with the counts. test/uws-engine.test.ts runs it inside its own
-// network namespace (unshare -n) so it can set net.ipv4.tcp_migrate_req there only.
+// new-connection clients busy, rotate the certificate of the name they use N times (and
+// serve at least M requests), print one JSON line with the counts. Counts, not rates: the
+// deadline only bounds a hang, so a slow machine takes longer but checks the same.
+// test/uws-engine.test.ts runs it inside its own network namespace (unshare -n) so it can
+// set net.ipv4.tcp_migrate_req there only.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -31,7 +33,11 @@ function rssKb(pid: number): number {
   }
 }
 
-export async function rotationUnderLoad(maxRotations: number, seconds: number): Promise<RotationResult> {
+export async function rotationUnderLoad(
+  wantRotations: number,
+  wantRequests: number,
+  seconds: number,
+): Promise<RotationResult> {
   const ca = createCA('Rotation load CA');
   const certs = { v1: server(ca, ['site.test']), v2: server(ca, ['site.test']) };
   const gw = new Gateway('tlsgate-rotload-');
@@ -55,12 +61,16 @@ routes: [{ id: hello, paths: [/], respond: { status: 200, body: hello } }]
     const before = await gw.status();
     let stop = false;
     let ok = 0;
+    let newOk = 0;
     const failures: string[] = [];
     const loop = async (agent: Agent | false): Promise<void> => {
       while (!stop) {
         try {
           const r = await get(port, '/', { servername: 'site.test', agent });
-          if (r.status === 200 && r.body === 'hello') ok++;
+          if (r.status === 200 && r.body === 'hello') {
+            ok++;
+            if (!agent) newOk++;
+          }
           else failures.push(`${agent ? 'keep-alive' : 'new'}: ${r.status} ${r.body}`);
         } catch (err) {
           failures.push(`${agent ? 'keep-alive' : 'new'}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
@@ -75,12 +85,17 @@ routes: [{ id: hello, paths: [/], respond: { status: 200, body: hello } }]
     const deadline = Date.now() + seconds * 1000;
     let rotations = 0;
     let site: 'v1' | 'v2' = 'v1';
-    while (Date.now() < deadline && rotations < maxRotations) {
+    while (Date.now() < deadline && (rotations < wantRotations || ok < wantRequests)) {
       site = site === 'v1' ? 'v2' : 'v1';
       gw.write('gateway.yaml', config(site));
       const r = await gw.admin('POST', '/v1/reload');
       if (r.status !== 200) throw new Error(`reload ${r.status}: ${JSON.stringify(r.body)}`);
       rotations++;
+      // New connections handshake on the new generation before the next rotation (each of the
+      // two new-connection loops has at most one request that began before the reload), so a
+      // rotation always finds site.test installed in some worker's current generation.
+      const mark = newOk;
+      while (newOk < mark + 3 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 2));
     }
     stop = true;
     await Promise.all(load);
@@ -108,8 +123,8 @@ routes: [{ id: hello, paths: [/], respond: { status: 200, body: hello } }]
 }
 
 if (require.main === module) {
-  const [max, secs] = process.argv.slice(2).map(Number);
-  rotationUnderLoad(max || 200, secs || 10).then(
+  const [rotations, requests, secs] = process.argv.slice(2).map(Number);
+  rotationUnderLoad(rotations || 100, requests || 500, secs || 90).then(
     (r) => process.stdout.write(JSON.stringify(r) + '\n'),
     (err: Error) => {
       process.stderr.write(`${err.stack ?? err.message}\n`);
