@@ -19,6 +19,8 @@ import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors';
 import type { RequestLimits } from '../snapshot/types';
 
+const ANSWERED = Symbol('tlsgate.answered');
+
 /** Room for the CRLFs and separators of the request line beyond the two limits. */
 const SLACK = 1024;
 
@@ -90,13 +92,35 @@ export function answerClientError(
   socket: Duplex,
   limits: RequestLimits,
 ): void {
-  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  const s = socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null; [ANSWERED]?: true };
+  // Node keeps feeding later records of the same head to the failed parser and reports the
+  // error again: the socket is already answered and lingering; destroying it now would
+  // reset the connection before the client reads the answer (measured with a 64 KiB head).
+  if (s[ANSWERED]) return;
+  const inFlight = s._httpMessage;
   if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }
   const r = classifyClientError(err, limits);
-  socket.end(rawErrorResponse(r.status, r.code, r.message));
+  s[ANSWERED] = true;
+  lingeringEnd(socket, rawErrorResponse(r.status, r.code, r.message));
+}
+
+/** How long a refused client may go on sending before the socket is destroyed (nginx: lingering_timeout 5 s). */
+const LINGER_MS = 2_000;
+
+/**
+ * Writes the answer and half-closes, then reads and drops what the client is still sending
+ * for a short while. Closing a socket with unread bytes makes the kernel send a reset, and a
+ * client that is still uploading (a 64 KiB head, a body) then loses the answer before it
+ * reads it: measured, the 431/414 never reached the client. nginx calls this lingering close.
+ */
+export function lingeringEnd(socket: Duplex, answer: string): void {
+  socket.on('data', () => undefined);
+  socket.resume();
+  socket.end(answer);
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
 /**

@@ -163,10 +163,15 @@ export class NodeEngine implements Engine {
     raw.on('error', () => undefined);
     raw.once('close', () => {
       clearTimeout(conn.timer);
-      if (this.pending.get(key) === conn) this.pending.delete(key);
-      // Node destroys a connection whose client certificate fails the chain check
-      // without a tlsClientError.
-      if (conn.handed && !conn.secured && !conn.failed && conn.ssl?.clientCa) this.fail('mtls_invalid');
+      // Node destroys a connection whose client certificate fails the chain check; its
+      // tlsClientError (a bare ECONNRESET) may come after this close or not at all. Counted
+      // once: after the events of this turn, unless onTlsError counted it.
+      setImmediate(() => {
+        if (this.pending.get(key) === conn) this.pending.delete(key);
+        if (!conn.handed || conn.secured || conn.failed || !conn.ssl?.clientCa) return;
+        conn.failed = true;
+        this.fail('mtls_invalid');
+      });
     });
     // Parsed again only once the bytes it asked for are there: a ClientHello sent byte by
     // byte costs a few parses, not one per byte.
@@ -304,8 +309,9 @@ export class NodeEngine implements Engine {
     // A tls.Server leaves some failing sockets open (the handshake timeout among them):
     // https.Server destroys them in its own tlsClientError listener, so must we.
     socket.destroy();
-    if (conn?.failed) return;
-    if (conn) conn.failed = true;
+    // No pending entry: the TCP close already counted this connection.
+    if (conn === undefined || conn.failed) return;
+    conn.failed = true;
     const c = err.code ?? '';
     // A certificate from a foreign CA passes OpenSSL (Node verifies after the handshake):
     // Node records the verify error, destroys the socket without an error, and the event
