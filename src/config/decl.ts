@@ -98,7 +98,7 @@ export function bool<O extends Common<boolean>>(o: O) {
 }
 
 export function oneOf<const V extends string, O extends Common<V>>(values: readonly V[], o: O) {
-  return field<V, O>(o, values.join(' \\| '), (r, v, p) => {
+  return field<V, O>(o, values.join(' | '), (r, v, p) => {
     if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as V;
     const near = typeof v === 'string' ? nearest(v, values) : undefined;
     const hint = near ? `; did you mean "${near}"?` : '';
@@ -347,13 +347,14 @@ export interface Row {
   path: string;
   type: string;
   default: string;
+  required: boolean;
   doc: string;
 }
 
 /** One row per field, depth first, in declaration order. */
 export function rows(f: Field<unknown>, path = ''): Row[] {
   const out: Row[] = [];
-  if (path) out.push({ path, type: f.type, default: f.defDoc, doc: f.doc });
+  if (path) out.push({ path, type: f.type, default: f.defDoc, required: f.required, doc: f.doc });
   if (f.fields) for (const [k, sub] of Object.entries(f.fields)) out.push(...rows(sub, join(path, k)));
   if (f.item?.fields) out.push(...rows({ ...f.item, type: '', doc: '' }, `${path}[]`).filter((x) => x.path !== `${path}[]`));
   return out;
