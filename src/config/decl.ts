@@ -207,10 +207,34 @@ export function hostPort<O extends Common<HostPort>>(o: O) {
 }
 
 /** A value with its own reading (alternatives such as `auto | integer`); `type` documents it. */
-export function custom<T, O extends Common<T> & { type: string; nullable?: boolean }>(
-  o: O, read: Field<T>['read'],
+export function custom<T, O extends Common<T> & { type: string; nullable?: boolean; shape?: string }>(
+  o: O, read: Field<T>['read'], fields?: Shape,
 ) {
-  return field<T, O>(o, o.type, read, o.nullable ? { nullable: true } : {});
+  return field<T, O>(o, o.type, read, {
+    ...(o.nullable ? { nullable: true } : {}),
+    ...(o.shape ? { shape: o.shape } : {}),
+    ...(fields ? { fields } : {}),
+  });
+}
+
+/**
+ * A provider credential: a literal, `$env://` or `$file://`; never `$secret://` (a provider
+ * would be needed to build a provider). A `sensitive` literal warns, without echoing it.
+ */
+export function credential<O extends Common<string> & { sensitive?: boolean }>(o: O) {
+  return field<string, O>(o, 'credential (literal, $env://, $file://)', (r, v, p) => {
+    if (typeof v !== 'string' || v.length === 0) return void r.error(p, `must be a non-empty string, got ${describe(v)}`);
+    const parsed = parseValue(v);
+    if (!parsed.ok) return void r.error(p, parsed.message, 'TLSGATE_E_SECRET_REF');
+    if (!parsed.ref) {
+      if (o.sensitive) r.warn(p, 'is a literal in the config; prefer a $env:// or $file:// reference');
+      return v;
+    }
+    if (parsed.ref.kind === 'vault' || parsed.ref.kind === 'aws') {
+      return void r.error(p, `"${v}": provider settings accept only $env:// or $file:// references`, 'TLSGATE_E_SECRET_REF');
+    }
+    return v;
+  });
 }
 
 // ---- structures ----------------------------------------------------------------------
@@ -258,7 +282,8 @@ export function readSome<S extends Shape>(
 }
 
 function requiredMessage(f: Field<unknown>): string {
-  return f.item && f.shape ? `is required: a list of ${f.shape}` : 'is required';
+  if (!f.shape) return 'is required';
+  return f.item ? `is required: a list of ${f.shape}` : `is required: ${f.shape}`;
 }
 
 export function obj<S extends Shape, O extends ObjOpts<ObjOf<S>>>(fields: S, o: O) {
@@ -329,6 +354,50 @@ export function list<T, O extends ListOpts<T>>(item: Field<T>, o: O) {
       return out;
     },
   } as Field<T[], OptOf<O>>;
+}
+
+type Tagged<C extends Shape, K extends string, V extends Record<string, Shape>> = {
+  [T in keyof V & string]: Flat<ObjOf<C> & { [k in K]: T } & ObjOf<V[T]>>;
+}[keyof V & string];
+
+type TaggedOpts<C extends Shape, K extends string, V extends Record<string, Shape>> = {
+  doc: string;
+  /** Rules between the fields of one variant; they run even when a field was refused. */
+  rule?: (r: Reader, out: Partial<Tagged<C, K, V>>, raw: Obj, path: string) => void;
+};
+
+/**
+ * A mapping whose `tag` field picks its other fields (`type: vault` → address, auth, …).
+ * Refused as a whole (undefined) when any of its fields is.
+ */
+export function tagged<C extends Shape, K extends string, V extends Record<string, Shape>>(
+  tag: K, common: C, variants: V, o: TaggedOpts<C, K, V>,
+): Field<Tagged<C, K, V>, true> {
+  const names = Object.keys(variants);
+  const tagField = oneOf(names, { required: true, doc: 'which kind; it decides the other fields' });
+  const fields: Shape = { ...common, [tag]: tagField };
+  const owners = new Map<string, string[]>();
+  for (const [name, v] of Object.entries(variants)) {
+    for (const k of Object.keys(v)) owners.set(k, [...(owners.get(k) ?? []), name]);
+  }
+  for (const [k, by] of owners) {
+    const f = variants[by[0]!]![k]!;
+    fields[k] = { ...f, doc: `(${by.join(', ')}) ${f.doc}` };
+  }
+  return {
+    type: 'mapping', doc: o.doc, defDoc: '', required: false, fields,
+    read: (r, v, p) => {
+      const raw = r.obj(v, p, [Object.keys(common)[0] ?? tag, tag, '…']);
+      if (!raw) return undefined;
+      const t = raw[tag] == null ? void r.error(join(p, tag), 'is required') : tagField.read(r, raw[tag], join(p, tag));
+      if (t === undefined) return undefined;
+      const errors = r.issues.filter((i) => i.severity === 'error').length;
+      const { out, whole } = readSome(r, { ...common, [tag]: tagField, ...variants[t] } as Shape, raw, p);
+      o.rule?.(r, out as Partial<Tagged<C, K, V>>, raw, p);
+      const refused = !whole || r.issues.filter((i) => i.severity === 'error').length > errors;
+      return refused ? undefined : (out as Tagged<C, K, V>);
+    },
+  };
 }
 
 /** The same mapping with no defaults: a listener's `limits` override the top-level ones field by field. */

@@ -4,15 +4,14 @@
 import { availableParallelism } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { normalizePattern } from '../routing/names';
-import { validateProviderConfig, type ProviderConfig } from '../secrets/providers';
 import {
-  bool, custom, duration, hostPort, int, list, obj, oneOf, overrides, readFields, secret, size, str,
-  unlimitedSize, type Field,
+  bool, credential, custom, duration, hostPort, int, list, obj, oneOf, overrides, readFields, secret, size, str,
+  tagged, unlimitedSize, type Field, type Infer, type ObjOf,
 } from './decl';
 import {
   connectHost, FRAMING_HEADERS, headerName, headerValue, hostHeader, sniName, wildcardOverPublicSuffix,
 } from './formats';
-import { describe, join, type Obj } from './reader';
+import { describe, join, type Obj, type Reader } from './reader';
 import type { TlsProtocol } from '../snapshot/types';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -292,13 +291,145 @@ const ROUTE = obj({
   },
 });
 
-const PROVIDER = custom<ProviderConfig, { type: string; doc: string }>({
-  type: 'mapping', doc: 'see "Secret providers"',
+// ---- secret_providers ----------------------------------------------------------------
+
+const PATH_SEGMENT = /^[A-Za-z0-9._~@+=:-]+$/;
+
+/** A Vault path (mount, namespace): slashes at either end dropped, no `.` / `..` segments. */
+const vaultPath = <O extends { doc: string; default?: string }>(o: O) => custom<string, O & { type: string }>(
+  { ...o, type: 'path' }, (r, v, p) => {
+    const s = str({ doc: '' }).read(r, v, p);
+    if (s === undefined) return undefined;
+    const trimmed = s.replace(/^\/+|\/+$/g, '');
+    const segments = trimmed.split('/');
+    if (trimmed === '' || segments.some((x) => !PATH_SEGMENT.test(x) || x === '.' || x === '..')) {
+      return void r.error(p, `"${s}" is not a valid path (segments of letters, digits and ._~@+=:-)`);
+    }
+    return trimmed;
+  });
+
+/** An http(s) origin without credentials, query or fragment; a trailing slash is dropped. */
+const httpUrl = <O extends { doc: string; required?: true }>(o: O) => custom<string, O & { type: string }>(
+  { ...o, type: 'http(s) URL' }, (r, v, p) => {
+    const s = str({ doc: '' }).read(r, v, p);
+    if (s === undefined) return undefined;
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      return void r.error(p, 'must be an http(s) URL');
+    }
+    if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash) {
+      return void r.error(p, 'must be an http(s) URL without credentials, query or fragment');
+    }
+    return s.replace(/\/+$/, '');
+  });
+
+const TOKEN_AUTH = { token: credential({ required: true, sensitive: true, doc: 'Vault token (or role_id + secret_id)' }) };
+const APPROLE_AUTH = {
+  role_id: credential({ required: true, doc: 'AppRole role id' }),
+  secret_id: credential({ required: true, sensitive: true, doc: 'AppRole secret id' }),
+  mount: vaultPath({ default: 'approle', doc: 'AppRole auth mount' }),
+};
+type VaultAuth = ObjOf<typeof TOKEN_AUTH> | ObjOf<typeof APPROLE_AUTH>;
+
+const VAULT_AUTH = custom<VaultAuth, { type: string; doc: string; required: true; shape: string }>({
+  type: 'mapping', required: true, shape: '{ token } or { role_id, secret_id }',
+  doc: 'a token, or AppRole role_id + secret_id',
 }, (r, v, p) => {
-  const { provider, issues } = validateProviderConfig(v, p);
-  r.issues.push(...issues);
-  return provider;
+  const a = r.obj(v, p, ['token', 'role_id', 'secret_id', 'mount']);
+  if (!a) return undefined;
+  const hasToken = a.token !== undefined;
+  const hasRole = a.role_id !== undefined || a.secret_id !== undefined;
+  if (hasToken && hasRole) {
+    r.known(a, p, ['token', 'role_id', 'secret_id', 'mount']);
+    return void r.error(p, 'use either token or role_id + secret_id (AppRole), not both');
+  }
+  if (hasToken) {
+    if (a.mount !== undefined) {
+      r.error(join(p, 'mount'), 'applies to AppRole only');
+      const { mount: _m, ...rest } = a;
+      return readFields(r, TOKEN_AUTH, rest, p);
+    }
+    return readFields(r, TOKEN_AUTH, a, p);
+  }
+  if (!hasRole) {
+    r.known(a, p, ['token', 'role_id', 'secret_id', 'mount']);
+    return void r.error(p, 'needs token, or role_id and secret_id (AppRole)');
+  }
+  return readFields(r, APPROLE_AUTH, a, p);
+}, { ...TOKEN_AUTH, ...APPROLE_AUTH });
+
+const PROVIDER = tagged('type', {
+  id: id('provider id, as in $secret://<type>/<id>/…'),
+  refresh_interval: duration({ min: 1_000, default: 60_000, doc: 'cached values re-read this often (±10 %)' }),
+  timeout: obj({
+    connect: duration({ min: 1, default: 5_000, doc: 'connect to the secret store' }),
+    read: duration({ min: 1, default: 10_000, doc: 'its answer' }),
+  }, { doc: 'timeouts to the secret store' }),
+}, {
+  vault: {
+    address: httpUrl({ required: true, doc: 'Vault address' }),
+    kv_version: custom<1 | 2, { type: string; doc: string; default: 1 | 2 }>({
+      type: '1 | 2', default: 2, doc: 'KV secrets engine version',
+    }, (r, v, p) => (v === 1 || v === 2 ? v : void r.error(p, 'must be 1 or 2'))),
+    mount: vaultPath({ default: 'secret', doc: 'KV mount' }),
+    namespace: vaultPath({ doc: 'X-Vault-Namespace' }),
+    auth: VAULT_AUTH,
+    tls: obj({
+      ca: credential({ doc: 'PEM CA(s) of the secret store' }),
+      cert: credential({ doc: 'client certificate (with key)' }),
+      key: credential({ sensitive: true, doc: 'client key (with cert)' }),
+      server_name: str({ pattern: /^[A-Za-z0-9.-]{1,253}$/, hint: 'is not a host name', type: 'host', doc: 'name to verify' }),
+    }, {
+      optional: true, doc: 'TLS to the secret store',
+      rule: (r, t, _raw, p) => {
+        if ((t.cert === undefined) !== (t.key === undefined)) {
+          r.error(join(p, t.cert === undefined ? 'cert' : 'key'), 'tls.cert and tls.key go together');
+        }
+      },
+    }),
+  },
+  aws: {
+    region: str({
+      required: true, pattern: /^[a-z]{2}(-[a-z0-9]+)+$/, hint: 'is not an AWS region such as eu-west-1',
+      type: 'AWS region', doc: 'AWS region',
+    }),
+    endpoint: httpUrl({ doc: 'Secrets Manager endpoint (absent: the region default)' }),
+    access_key_id: credential({ doc: 'with secret_access_key (absent: the SDK default chain)' }),
+    secret_access_key: credential({ sensitive: true, doc: 'with access_key_id' }),
+    session_token: credential({ sensitive: true, doc: 'temporary credentials' }),
+    version_stage: str({ pattern: /^[A-Za-z0-9._-]{1,256}$/, hint: 'is not a staging label', doc: 'staging label' }),
+    max_attempts: int({ min: 1, max: 10, default: 3, doc: 'SDK attempts per read, retries included' }),
+    tls: obj({ ca: credential({ doc: 'PEM CA(s) (a VPC endpoint with a private CA)' }) }, {
+      optional: true, doc: 'TLS to the secret store',
+    }),
+  },
+}, {
+  doc: 'Vault / AWS secret stores',
+  rule: (r, c, raw, p) => {
+    if (c.type === 'vault' && c.address?.startsWith('http://')) {
+      r.warn(join(p, 'address'), 'is plain http: the Vault token and the secrets cross the network unencrypted');
+      if (raw.tls !== undefined) r.warn(join(p, 'tls'), 'is ignored with an http:// address');
+    }
+    if (c.type !== 'aws') return;
+    if ((raw.access_key_id === undefined) !== (raw.secret_access_key === undefined)) {
+      r.error(join(p, raw.access_key_id === undefined ? 'access_key_id' : 'secret_access_key'),
+        'access_key_id and secret_access_key go together (or omit both for the default credential chain)');
+    }
+    if (raw.session_token !== undefined && (raw.access_key_id === undefined || raw.secret_access_key === undefined)) {
+      r.error(join(p, 'session_token'), 'needs access_key_id and secret_access_key');
+    }
+  },
 });
+
+/** A validated `secret_providers[]` entry; credential fields still hold their references. */
+export type ProviderConfig = Infer<typeof PROVIDER>;
+
+/** Check one `secret_providers[]` entry; `path` is its config path, e.g. `secret_providers[0]`. */
+export function readProvider(r: Reader, raw: unknown, path: string): ProviderConfig | undefined {
+  return PROVIDER.read(r, raw, path);
+}
 
 export const CONFIG = obj({
   workers: custom<number, { type: string; doc: string; compute: () => number; defDoc: string }>({
