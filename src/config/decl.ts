@@ -110,7 +110,9 @@ type StrOpts = Common<string> & { pattern?: RegExp; hint?: string; format?: Form
 
 export function str<O extends StrOpts>(o: O) {
   return field<string, O>(o, o.type ?? 'string', (r, v, p) => {
-    if (typeof v !== 'string' || v.length === 0) return void r.error(p, `must be a non-empty string, got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length === 0) {
+      return void r.error(p, `must be a non-empty string, got ${describe(v)}`);
+    }
     if (o.pattern && !o.pattern.test(v)) {
       return void r.error(p, `${JSON.stringify(v)} ${o.hint ?? `does not match ${o.pattern}`}`);
     }
@@ -149,7 +151,8 @@ function showMs(ms: number): string {
 
 /** Milliseconds from "500ms", "5s", "1m30s" (a bare number is seconds). */
 export function duration<O extends Common<number> & { min?: number; max?: number }>(o: O) {
-  const lim = o.max === undefined ? (o.min === undefined ? '' : ` ≥ ${showMs(o.min)}`) : ` ${showMs(o.min ?? 0)}–${showMs(o.max)}`;
+  const atLeast = o.min === undefined ? '' : ` ≥ ${showMs(o.min)}`;
+  const lim = o.max === undefined ? atLeast : ` ${showMs(o.min ?? 0)}–${showMs(o.max)}`;
   const f = field<number, O>({ ...o, defDoc: o.defDoc ?? (o.default === undefined ? '' : showMs(o.default)) },
     `duration${lim}`, (r, v, p) => {
       const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : null;
@@ -166,17 +169,22 @@ export function duration<O extends Common<number> & { min?: number; max?: number
 }
 
 function showSize(n: number): string {
-  for (const [unit, k] of [['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (n >= k && n % k === 0) return `${n / k}${unit}`;
+  for (const [unit, k] of [['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (n >= k && n % k === 0) return `${n / k}${unit}`;
+  }
   return String(n);
 }
 
 /** Bytes from 8192, "8k", "32KiB", "1m", "1MiB"; with `unlimited`, also null / "unlimited" → null. */
 export function size<O extends Common<number> & { min?: number; max?: number }>(o: O) {
-  const lim = o.min === undefined && o.max === undefined ? '' : ` ${showSize(o.min ?? 0)}–${o.max ? showSize(o.max) : ''}`;
+  const bounded = o.min !== undefined || o.max !== undefined;
+  const lim = bounded ? ` ${showSize(o.min ?? 0)}–${o.max ? showSize(o.max) : ''}` : '';
   return field<number, O>({ ...o, defDoc: o.defDoc ?? (o.default === undefined ? '' : showSize(o.default)) },
     `size${lim}`, (r, v, p) => {
       const n = typeof v === 'number' || typeof v === 'string' ? parseSize(v) : null;
-      if (n === null) return void r.error(p, `must be a size in bytes like 8192, "8k", "32KiB" or "1m", got ${describe(v)}`);
+      if (n === null) {
+        return void r.error(p, `must be a size in bytes like 8192, "8k", "32KiB" or "1m", got ${describe(v)}`);
+      }
       if ((o.min !== undefined && n < o.min) || (o.max !== undefined && n > o.max)) {
         return void r.error(p, `must be between ${o.min ?? 0} and ${o.max ?? '∞'} bytes, got ${n}`);
       }
@@ -187,7 +195,8 @@ export function size<O extends Common<number> & { min?: number; max?: number }>(
 export function unlimitedSize<O extends Common<number | null>>(o: O) {
   const bytes = size({ doc: '' });
   return field<number | null, O>({ ...o, defDoc: o.defDoc ?? (o.default === null ? 'unlimited' : '') },
-    'size | unlimited', (r, v, p) => (v === null || v === 'unlimited' ? null : bytes.read(r, v, p)), { nullable: true });
+    'size | unlimited', (r, v, p) => (v === null || v === 'unlimited' ? null : bytes.read(r, v, p)),
+    { nullable: true });
 }
 
 /** `host:port` to listen on: an IP literal or localhost, port 1–65535. */
@@ -198,7 +207,8 @@ export function hostPort<O extends Common<HostPort>>(o: O) {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
     const port = m ? Number(m[3]) : NaN;
     if (!m || port > 65535 || port < 1) {
-      return void r.error(p, `${JSON.stringify(s)} must be host:port (e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535`);
+      const example = '(e.g. 127.0.0.1:8443 or [::1]:8443), port 1-65535';
+      return void r.error(p, `${JSON.stringify(s)} must be host:port ${example}`);
     }
     const host = m[1] ?? m[2]!;
     const bad = bindHost(host);
@@ -223,7 +233,9 @@ export function custom<T, O extends Common<T> & { type: string; nullable?: boole
  */
 export function credential<O extends Common<string> & { sensitive?: boolean }>(o: O) {
   return field<string, O>(o, 'credential (literal, $env://, $file://)', (r, v, p) => {
-    if (typeof v !== 'string' || v.length === 0) return void r.error(p, `must be a non-empty string, got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length === 0) {
+      return void r.error(p, `must be a non-empty string, got ${describe(v)}`);
+    }
     const parsed = parseValue(v);
     if (!parsed.ok) return void r.error(p, parsed.message, 'TLSGATE_E_SECRET_REF');
     if (!parsed.ref) {
@@ -231,7 +243,8 @@ export function credential<O extends Common<string> & { sensitive?: boolean }>(o
       return v;
     }
     if (parsed.ref.kind === 'vault' || parsed.ref.kind === 'aws') {
-      return void r.error(p, `"${v}": provider settings accept only $env:// or $file:// references`, 'TLSGATE_E_SECRET_REF');
+      const msg = `"${v}": provider settings accept only $env:// or $file:// references`;
+      return void r.error(p, msg, 'TLSGATE_E_SECRET_REF');
     }
     return v;
   });
@@ -339,7 +352,9 @@ export function list<T, O extends ListOpts<T>>(item: Field<T>, o: O) {
     shape: o.shape,
     ...(o.default === undefined ? {} : { fallback: () => [...o.default!] }),
     read: (r: Reader, v: unknown, p: string) => {
-      if (!Array.isArray(v)) return void r.error(p, `must be a list${o.shape ? ` of ${o.shape}` : ''}, got ${describe(v)}`);
+      if (!Array.isArray(v)) {
+        return void r.error(p, `must be a list${o.shape ? ` of ${o.shape}` : ''}, got ${describe(v)}`);
+      }
       if (v.length === 0 && o.nonEmpty) r.error(p, o.nonEmpty);
       const out: T[] = [];
       v.forEach((x, i) => {
@@ -425,6 +440,8 @@ export function rows(f: Field<unknown>, path = ''): Row[] {
   const out: Row[] = [];
   if (path) out.push({ path, type: f.type, default: f.defDoc, required: f.required, doc: f.doc });
   if (f.fields) for (const [k, sub] of Object.entries(f.fields)) out.push(...rows(sub, join(path, k)));
-  if (f.item?.fields) out.push(...rows({ ...f.item, type: '', doc: '' }, `${path}[]`).filter((x) => x.path !== `${path}[]`));
+  if (f.item?.fields) {
+    out.push(...rows({ ...f.item, type: '', doc: '' }, `${path}[]`).filter((x) => x.path !== `${path}[]`));
+  }
   return out;
 }

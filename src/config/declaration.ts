@@ -123,7 +123,9 @@ const SSL = obj({
     repeat: { message: '"%s" is listed twice', code: 'TLSGATE_E_SNI_CONFLICT' },
   }),
   ...PAIR,
-  certs: list(secret({ doc: '' }), { default: [], shape: 'PEM certificates or references', doc: 'extra pairs (RSA + ECDSA)' }),
+  certs: list(secret({ doc: '' }), {
+    default: [], shape: 'PEM certificates or references', doc: 'extra pairs (RSA + ECDSA)',
+  }),
   keys: list(secret({ doc: '' }), { default: [], shape: 'PEM keys or references', doc: 'keys of certs, by index' }),
   client: obj({
     ca: secret({ required: true, doc: 'PEM CA(s) client certificates must chain to' }),
@@ -185,7 +187,9 @@ const IDENTITY = custom<Identity | undefined, { type: string; doc: string }>({
   if (!raw) return undefined;
   const got = readFields(r, IDENTITY_FIELDS, raw, p);
   if (!got) return undefined;
-  const out = { subject: got.subject.toLowerCase(), fingerprint: got.fingerprint.toLowerCase(), verify: got.verify.toLowerCase() };
+  const out = {
+    subject: got.subject.toLowerCase(), fingerprint: got.fingerprint.toLowerCase(), verify: got.verify.toLowerCase(),
+  };
   const names = [out.subject, out.fingerprint, out.verify];
   if (new Set(names).size < 3) r.error(p, `the three header names must differ, got ${names.join(', ')}`);
   return out;
@@ -218,7 +222,9 @@ const UPSTREAM = obj({
 }, {
   doc: 'backends',
   rule: (r, u, raw, p) => {
-    if (raw.tls != null && u.scheme === 'http') r.error(join(p, 'tls'), 'is set but scheme is http (use scheme: https)');
+    if (raw.tls != null && u.scheme === 'http') {
+      r.error(join(p, 'tls'), 'is set but scheme is http (use scheme: https)');
+    }
   },
 });
 
@@ -325,7 +331,9 @@ const httpUrl = <O extends { doc: string; required?: true }>(o: O) => custom<str
     return s.replace(/\/+$/, '');
   });
 
-const TOKEN_AUTH = { token: credential({ required: true, sensitive: true, doc: 'Vault token (or role_id + secret_id)' }) };
+const TOKEN_AUTH = {
+  token: credential({ required: true, sensitive: true, doc: 'Vault token (or role_id + secret_id)' }),
+};
 const APPROLE_AUTH = {
   role_id: credential({ required: true, doc: 'AppRole role id' }),
   secret_id: credential({ required: true, sensitive: true, doc: 'AppRole secret id' }),
@@ -380,7 +388,9 @@ const PROVIDER = tagged('type', {
       ca: credential({ doc: 'PEM CA(s) of the secret store' }),
       cert: credential({ doc: 'client certificate (with key)' }),
       key: credential({ sensitive: true, doc: 'client key (with cert)' }),
-      server_name: str({ pattern: /^[A-Za-z0-9.-]{1,253}$/, hint: 'is not a host name', type: 'host', doc: 'name to verify' }),
+      server_name: str({
+        pattern: /^[A-Za-z0-9.-]{1,253}$/, hint: 'is not a host name', type: 'host', doc: 'name to verify',
+      }),
     }, {
       optional: true, doc: 'TLS to the secret store',
       rule: (r, t, _raw, p) => {
@@ -431,10 +441,12 @@ export function readProvider(r: Reader, raw: unknown, path: string): ProviderCon
   return PROVIDER.read(r, raw, path);
 }
 
+const perCore = (): number => Math.max(1, availableParallelism());
+
 export const CONFIG = obj({
   workers: custom<number, { type: string; doc: string; compute: () => number; defDoc: string }>({
-    type: 'auto | integer 1–256', compute: () => Math.max(1, availableParallelism()), defDoc: 'auto (one per core)', doc: 'worker processes',
-  }, (r, v, p) => (v === 'auto' ? Math.max(1, availableParallelism()) : int({ min: 1, max: 256, doc: '' }).read(r, v, p))),
+    type: 'auto | integer 1–256', compute: perCore, defDoc: 'auto (one per core)', doc: 'worker processes',
+  }, (r, v, p) => (v === 'auto' ? perCore() : int({ min: 1, max: 256, doc: '' }).read(r, v, p))),
   log: obj({
     level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], { default: 'info', doc: 'log level' }),
     file: str({ type: 'path', doc: 'log file (absent: stdout)' }),

@@ -47,6 +47,15 @@ export const defaults = {
   maxConnections: defaultOf<number>('max_connections'),
   fileMaxSize: defaultOf<number>('file_max_size'),
   fileRefreshInterval: defaultOf<number>('file_refresh_interval'),
+  /** The proxy's own tuning (no config field sets it); src/proxy/options.ts PROXY_DEFAULTS. */
+  proxy: {
+    backoffBaseMs: 2_000, // 2 s: first passive-health back-off of a node that failed to connect
+    backoffMaxMs: 30_000, // 30 s
+    closeTimeoutMs: 10_000, // 10 s graceful wait for in-flight requests at close()
+    retireTimeoutMs: 300_000, // 5 min: long downloads on a rotated pool may finish
+    connectionsPerNode: null as number | null, // keep-alive connections per node and worker; null = unlimited
+    keepAliveTimeoutMs: 4_000, // 4 s, under Node's server default of 5 s
+  },
   workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
   reloadDebounce: 25, // ms: editors write a file in several steps (rename, write, chmod)
 };

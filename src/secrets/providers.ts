@@ -29,7 +29,9 @@ export interface ProviderContext {
  * The fields, defaults and formats are declared with the rest of the config
  * (src/config/declaration.ts); this wrapper keeps the standalone entry point.
  */
-export function validateProviderConfig(raw: unknown, path: string): { provider?: ProviderConfig; issues: ConfigIssue[] } {
+export function validateProviderConfig(
+  raw: unknown, path: string,
+): { provider?: ProviderConfig; issues: ConfigIssue[] } {
   const r = new Reader();
   const provider = readProvider(r, raw, path);
   return provider ? { provider, issues: r.issues } : { issues: r.issues };
