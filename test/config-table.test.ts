@@ -49,3 +49,47 @@ test('a listener overrides the top-level limits field by field', () => {
   assert.deepEqual([l.limits.max_header_count, l.limits.max_body_size, l.timeouts.handshake, l.max_connections],
     [50, null, 2000, 7]);
 });
+
+const problems = (raw: unknown): string =>
+  validateConfig(raw, '/tmp/x.yaml').issues.map((i) => `${i.path}: ${i.message}`).join('\n');
+const LISTENERS = [{ name: 'a', listen: '127.0.0.1:1' }];
+
+test('rules inside one object still run when one of its fields is refused (every problem at once)', () => {
+  const out = problems({
+    listeners: [{ name: 'bad name!', listen: '127.0.0.1:1', engine: 'uws', session_tickets: false }],
+    routes: [{ id: 'bad id!', upstream: 'u', respond: { status: 204, body: 'x' } }],
+  });
+  assert.match(out, /listeners\[0\]\.name: "bad name!" must be 1-64 characters/);
+  assert.match(out, /listeners\[0\]\.session_tickets: uws cannot turn session tickets off/);
+  assert.match(out, /routes\[0\]\.id: "bad id!" must be 1-64 characters/);
+  assert.match(out, /routes\[0\]: has both upstream and respond/);
+  assert.match(out, /routes\[0\]\.respond\.body: must be empty: a 204 response has no content/);
+});
+
+test('secret_providers use the same checks: did-you-mean, expected shape, no literal credential echoed', () => {
+  const token = 'hvs.do-not-print-me';
+  const out = problems({
+    listeners: LISTENERS,
+    secret_providers: [
+      { id: 'v', type: 'vault', address: 'https://vault:8200', auth: { token }, refresh_intervall: '5s' },
+      { id: 'a', type: 'aws', region: 'eu-west-1', max_attempts: 11, tls: 'yes' },
+      { id: 'b', type: 'vault', address: 'https://vault:8200', auth: { token: 7 } },
+    ],
+  });
+  assert.match(out, /secret_providers\[0\]\.refresh_intervall: unknown field; did you mean "refresh_interval"\?/);
+  assert.match(out, /secret_providers\[0\]\.auth\.token: is a literal in the config/);
+  assert.match(out, /secret_providers\[1\]\.max_attempts: must be between 1 and 10, got 11/);
+  assert.match(out, /secret_providers\[1\]\.tls: must be a mapping \{ca\}, got "yes"/);
+  assert.match(out, /secret_providers\[2\]\.auth\.token: must be a non-empty string, got 7/);
+  assert.ok(!out.includes(token), out);
+});
+
+test('a listener override is checked like the top-level field it overrides', () => {
+  const out = problems({
+    timeouts: { handshake: '50ms' },
+    listeners: [{ name: 'a', listen: '127.0.0.1:1', timeouts: { keepalive: '2h' }, limits: { max_header_count: 0 } }],
+  });
+  assert.match(out, /^timeouts\.handshake: must be between 100ms and 1h, got 50 ms/m);
+  assert.match(out, /listeners\[0\]\.timeouts\.keepalive: must be between 100ms and 1h, got 7200000 ms/);
+  assert.match(out, /listeners\[0\]\.limits\.max_header_count: must be between 1 and 1000, got 0/);
+});

@@ -257,8 +257,11 @@ type ObjOpts<T> = {
   required?: boolean;
   /** Absent mapping: undefined (true) or every field's default (false, the default). */
   optional?: boolean;
-  /** Rules between the fields of this one object (cross-object rules live in schema.ts). */
-  rule?: (r: Reader, out: T, raw: Obj, path: string) => void;
+  /**
+   * Rules between the fields of this one object (cross-object rules live in schema.ts). They
+   * run even when a field was refused (every problem at once): `out` holds what was read.
+   */
+  rule?: (r: Reader, out: Partial<T>, raw: Obj, path: string) => void;
 };
 
 /** Reads every field of a mapping (all problems reported); undefined when a required field failed. */
@@ -310,9 +313,9 @@ export function obj<S extends Shape, O extends ObjOpts<ObjOf<S>>>(fields: S, o: 
     read: (r: Reader, v: unknown, p: string) => {
       const raw = r.obj(v, p || '(root)', keys);
       if (!raw) return undefined;
-      const out = readFields(r, fields, raw, p);
-      if (out && o.rule) o.rule(r, out, raw, p);
-      return out;
+      const { out, whole } = readSome(r, fields, raw, p);
+      o.rule?.(r, out, raw, p);
+      return whole ? out : undefined;
     },
   } as Field<ObjOf<S>, O extends { optional: true } ? true : false>;
   if (o.optional) return f;

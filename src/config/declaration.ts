@@ -263,7 +263,7 @@ const RESPOND = obj({
   rule: (r, o, _raw, p) => {
     // uWS writes the body after a 204 anyway (measured): a keep-alive client then reads it
     // as the start of the next response.
-    if (NO_CONTENT.has(o.status) && o.body !== '') {
+    if (o.status !== undefined && NO_CONTENT.has(o.status) && o.body !== '') {
       r.error(join(p, 'body'), `must be empty: a ${o.status} response has no content`);
     }
   },
@@ -293,7 +293,9 @@ const ROUTE = obj({
   rule: (r, rt, raw, p) => {
     if (rt.hosts?.includes('*')) delete rt.hosts;
     if (raw.upstream != null && raw.respond != null) r.error(p, 'has both upstream and respond; a route does one');
-    if (raw.upstream == null && raw.respond == null) r.error(p, 'needs an upstream or a respond block');
+    if (raw.upstream == null && raw.respond == null && rt.id !== undefined) {
+      r.error(p, 'needs an upstream or a respond block');
+    }
   },
 });
 
