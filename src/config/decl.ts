@@ -63,7 +63,8 @@ function field<T, O extends Common<T>>(o: O, type: string, read: Field<T>['read'
     doc: o.doc,
     defDoc: o.defDoc ?? (d === undefined ? '' : showDefault(d)),
     required: o.required === true,
-    ...(d === undefined ? {} : { fallback: () => structuredClone(d) as T }),
+    // Primitives as they are; a list or mapping copied, so no config shares (and mutates) a default.
+    ...(d === undefined ? {} : { fallback: typeof d === 'object' && d !== null ? () => structuredClone(d) : () => d }),
     ...(o.compute ? { fallback: o.compute } : {}),
     read,
     ...extra,
@@ -199,10 +200,12 @@ export function unlimitedSize<O extends Common<number | null>>(o: O) {
     { nullable: true });
 }
 
+const ANY_STRING = str({ doc: '' });
+
 /** `host:port` to listen on: an IP literal or localhost, port 1–65535. */
 export function hostPort<O extends Common<HostPort>>(o: O) {
   return field<HostPort, O>(o, 'host:port', (r, v, p) => {
-    const s = str({ doc: '' }).read(r, v, p);
+    const s = ANY_STRING.read(r, v, p);
     if (s === undefined) return undefined;
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
     const port = m ? Number(m[3]) : NaN;
@@ -264,6 +267,14 @@ type ObjOpts<T> = {
   rule?: (r: Reader, out: Partial<T>, raw: Obj, path: string) => void;
 };
 
+// 30k objects are validated in one reload: the key lists are made once per mapping, not per object.
+const LISTED = new WeakMap<Shape, { keys: string[]; entries: Array<[string, Field<unknown>]> }>();
+function listed(fields: Shape): { keys: string[]; entries: Array<[string, Field<unknown>]> } {
+  let l = LISTED.get(fields);
+  if (!l) LISTED.set(fields, (l = { keys: Object.keys(fields), entries: Object.entries(fields) }));
+  return l;
+}
+
 /** Reads every field of a mapping (all problems reported); undefined when a required field failed. */
 export function readFields<S extends Shape>(r: Reader, fields: S, o: Obj, path: string): ObjOf<S> | undefined {
   const { out, whole } = readSome(r, fields, o, path);
@@ -274,22 +285,21 @@ export function readFields<S extends Shape>(r: Reader, fields: S, o: Obj, path: 
 export function readSome<S extends Shape>(
   r: Reader, fields: S, o: Obj, path: string,
 ): { out: ObjOf<S>; whole: boolean } {
-  const keys = Object.keys(fields);
+  const { keys, entries } = listed(fields);
   r.known(o, path, keys);
   const out: Obj = {};
   let whole = true;
-  for (const [k, f] of Object.entries(fields)) {
+  for (const [k, f] of entries) {
     const v = o[k];
-    const p = join(path, k);
     const absent = v === undefined || (v === null && !f.nullable);
     if (absent) {
       if (f.required) {
-        r.error(p, requiredMessage(f));
+        r.error(join(path, k), requiredMessage(f));
         whole = false;
       } else if (f.fallback) out[k] = f.fallback();
       continue;
     }
-    const got = f.read(r, v, p);
+    const got = f.read(r, v, join(path, k));
     if (got !== undefined) out[k] = got;
     else if (f.required) whole = false;
     else if (f.fallback) out[k] = f.fallback();
@@ -402,6 +412,8 @@ export function tagged<C extends Shape, K extends string, V extends Record<strin
     const f = variants[by[0]!]![k]!;
     fields[k] = { ...f, doc: `(${by.join(', ')}) ${f.doc}` };
   }
+  const shapes: Record<string, Shape> = {};
+  for (const name of names) shapes[name] = { ...common, [tag]: tagField, ...variants[name] };
   return {
     type: 'mapping', doc: o.doc, defDoc: '', required: false, fields,
     read: (r, v, p) => {
@@ -410,7 +422,7 @@ export function tagged<C extends Shape, K extends string, V extends Record<strin
       const t = raw[tag] == null ? void r.error(join(p, tag), 'is required') : tagField.read(r, raw[tag], join(p, tag));
       if (t === undefined) return undefined;
       const errors = r.issues.filter((i) => i.severity === 'error').length;
-      const { out, whole } = readSome(r, { ...common, [tag]: tagField, ...variants[t] } as Shape, raw, p);
+      const { out, whole } = readSome(r, shapes[t]!, raw, p);
       o.rule?.(r, out as Partial<Tagged<C, K, V>>, raw, p);
       const refused = !whole || r.issues.filter((i) => i.severity === 'error').length > errors;
       return refused ? undefined : (out as Tagged<C, K, V>);

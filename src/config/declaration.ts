@@ -301,12 +301,13 @@ const ROUTE = obj({
 
 // ---- secret_providers ----------------------------------------------------------------
 
+const ANY_STRING = str({ doc: '' });
 const PATH_SEGMENT = /^[A-Za-z0-9._~@+=:-]+$/;
 
 /** A Vault path (mount, namespace): slashes at either end dropped, no `.` / `..` segments. */
 const vaultPath = <O extends { doc: string; default?: string }>(o: O) => custom<string, O & { type: string }>(
   { ...o, type: 'path' }, (r, v, p) => {
-    const s = str({ doc: '' }).read(r, v, p);
+    const s = ANY_STRING.read(r, v, p);
     if (s === undefined) return undefined;
     const trimmed = s.replace(/^\/+|\/+$/g, '');
     const segments = trimmed.split('/');
@@ -319,7 +320,7 @@ const vaultPath = <O extends { doc: string; default?: string }>(o: O) => custom<
 /** An http(s) origin without credentials, query or fragment; a trailing slash is dropped. */
 const httpUrl = <O extends { doc: string; required?: true }>(o: O) => custom<string, O & { type: string }>(
   { ...o, type: 'http(s) URL' }, (r, v, p) => {
-    const s = str({ doc: '' }).read(r, v, p);
+    const s = ANY_STRING.read(r, v, p);
     if (s === undefined) return undefined;
     let u: URL;
     try {
