@@ -93,3 +93,13 @@ test('a listener override is checked like the top-level field it overrides', () 
   assert.match(out, /listeners\[0\]\.timeouts\.keepalive: must be between 100ms and 1h, got 7200000 ms/);
   assert.match(out, /listeners\[0\]\.limits\.max_header_count: must be between 1 and 1000, got 0/);
 });
+
+test('a mapping left empty (null) is reported; an empty scalar is absent', () => {
+  const out = problems({ admin: null, log: null, listeners: [{ name: 'a', listen: '127.0.0.1:1', limits: null }] });
+  assert.match(out, /^admin: must be a mapping \{listen, api_keys, tls\}, got null/m);
+  assert.match(out, /^log: must be a mapping \{level, file\}, got null/m);
+  assert.match(out, /listeners\[0\]\.limits: must be a mapping \{max_header_count, /);
+  const ok = validateConfig({ warn_days: null, listeners: [{ name: 'a', listen: '127.0.0.1:1', engine: null }] }, '/x');
+  assert.ok(ok.config, JSON.stringify(ok.issues));
+  assert.equal(ok.config.warn_days, defaultOf('warn_days'));
+});

@@ -291,7 +291,9 @@ export function readSome<S extends Shape>(
   let whole = true;
   for (const [k, f] of entries) {
     const v = o[k];
-    const absent = v === undefined || (v === null && !f.nullable);
+    // `key:` with nothing under it is null: absent for a scalar or list, but a mapping left
+    // empty by mistake (`admin:` with its lines commented out) is reported, not skipped.
+    const absent = v === undefined || (v === null && !f.nullable && !f.fields);
     if (absent) {
       if (f.required) {
         r.error(join(path, k), requiredMessage(f));
