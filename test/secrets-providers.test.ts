@@ -142,7 +142,11 @@ describe('validateProviderConfig', () => {
     for (const p of ['region', 'endpoint', 'secret_access_key', 'session_token', 'max_attempts', 'kv_version']) assert.ok(paths.includes(p), `no issue for ${p}: ${paths.join(', ')}`);
 
     const unknown = validateProviderConfig({ id: 'g', type: 'gcp' }, 'secret_providers[2]');
-    assert.deepEqual(unknown.issues.map((i) => [i.path, i.message]), [['secret_providers[2].type', 'must be "vault" or "aws"']]);
-    assert.deepEqual(validateProviderConfig('vault', 'secret_providers[3]').issues.map((i) => i.message), ['must be an object']);
+    assert.deepEqual(unknown.issues.map((i) => [i.path, i.message]), [['secret_providers[2].type', 'must be one of vault | aws, got "gcp"']]);
+    assert.deepEqual(validateProviderConfig('vault', 'secret_providers[3]').issues.map((i) => i.message), [
+      'must be a mapping {id, type, …}, got "vault"',
+    ]);
+    const typo = validateProviderConfig({ id: 'v', type: 'vaul' }, 'secret_providers[4]');
+    assert.match(typo.issues[0]!.message, /did you mean "vault"\?/);
   });
 });

@@ -1,48 +1,61 @@
-// Every default in one place.
-import { availableParallelism } from 'node:os';
+// Defaults: the config's come from its declaration (declaration.ts); the rest are
+// internal timings that no config field sets.
+import { CLIENT_IDENTITY_HEADERS, CONFIG, DEFAULT_CIPHERS } from './declaration';
+import type { Field } from './decl';
+
+/** The default of the field at `path` (`limits.max_header_count`, `ssls[].client.depth`). */
+export function defaultOf<T>(path: string): T {
+  let f: Field<unknown> | undefined = CONFIG as Field<unknown>;
+  for (const part of path.split('.')) {
+    const [name, list] = part.endsWith('[]') ? [part.slice(0, -2), true] : [part, false];
+    f = f?.fields?.[name];
+    if (list) f = f?.item;
+  }
+  if (!f?.fallback) throw new Error(`config field ${path} has no default`);
+  return f.fallback() as T;
+}
 
 export const defaults = {
-  workers: () => Math.max(1, availableParallelism()),
-  logLevel: 'info' as const,
-  warnDays: 30, // days before not-after that a certificate is reported as expiring
-  drainTimeout: 10_000, // 10 s: SIGTERM waits this long for in-flight requests
-  engine: 'node' as const,
-  sslType: 'server' as const,
-  sslProtocols: ['TLSv1.2', 'TLSv1.3'] as const,
-  sslStatus: 'enabled' as const,
-  // Mozilla "intermediate" for TLS 1.2, minus DHE: ECDHE key exchange and AEAD only (no
-  // CBC, no 3DES, no static RSA); TLS 1.3 suites are added by the engines.
-  sslCiphers: [
-    'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-    'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-  ].join(':'),
-  clientDepth: 1, // intermediates allowed between a client certificate and its CA
-  upstreamScheme: 'http' as const,
-  nodeWeight: 1,
-  connectTimeout: 5_000, // 5 s
-  readTimeout: 30_000, // 30 s
-  upstreamVerify: true,
-  clientIdentityHeaders: {
-    subject: 'x-client-cert-subject',
-    fingerprint: 'x-client-cert-fingerprint',
-    verify: 'x-client-verify',
-  },
-  respondStatus: 200,
-  // Edge limits (nginx / HAProxy as reference; README "Limits and timeouts").
+  workers: () => defaultOf<number>('workers'),
+  logLevel: defaultOf<string>('log.level'),
+  warnDays: defaultOf<number>('warn_days'),
+  drainTimeout: defaultOf<number>('drain_timeout'),
+  engine: defaultOf<string>('listeners[].engine'),
+  sslType: defaultOf<string>('ssls[].type'),
+  sslProtocols: defaultOf<string[]>('ssls[].ssl_protocols'),
+  sslStatus: defaultOf<string>('ssls[].status'),
+  sslCiphers: DEFAULT_CIPHERS,
+  clientDepth: defaultOf<number>('ssls[].client.depth'),
+  upstreamScheme: defaultOf<string>('upstreams[].scheme'),
+  nodeWeight: defaultOf<number>('upstreams[].nodes[].weight'),
+  connectTimeout: defaultOf<number>('upstreams[].timeout.connect'),
+  readTimeout: defaultOf<number>('upstreams[].timeout.read'),
+  upstreamVerify: defaultOf<boolean>('upstreams[].tls.verify'),
+  clientIdentityHeaders: CLIENT_IDENTITY_HEADERS,
+  respondStatus: defaultOf<number>('routes[].respond.status'),
   limits: {
-    maxHeaderCount: 100, // request headers → 431
-    maxHeaderBytes: 32 * 1024, // 32 KiB of request header lines → 431
-    maxRequestLine: 8 * 1024, // 8 KiB request line → 414
-    maxBodySize: null as number | null, // bytes → 413; null = unlimited (streamed with backpressure)
+    maxHeaderCount: defaultOf<number>('limits.max_header_count'),
+    maxHeaderBytes: defaultOf<number>('limits.max_header_bytes'),
+    maxRequestLine: defaultOf<number>('limits.max_request_line'),
+    maxBodySize: defaultOf<number | null>('limits.max_body_size'),
   },
   timeouts: {
-    handshake: 10_000, // 10 s for the TLS handshake to finish
-    requestHeader: 30_000, // 30 s for a request's headers to arrive → 408
-    keepAlive: 60_000, // 60 s idle between keep-alive requests
+    handshake: defaultOf<number>('timeouts.handshake'),
+    requestHeader: defaultOf<number>('timeouts.request_header'),
+    keepAlive: defaultOf<number>('timeouts.keepalive'),
   },
-  maxConnections: 10_000, // per worker and listener; new connections beyond it are refused
+  maxConnections: defaultOf<number>('max_connections'),
+  fileMaxSize: defaultOf<number>('file_max_size'),
+  fileRefreshInterval: defaultOf<number>('file_refresh_interval'),
+  /** The proxy's own tuning (no config field sets it); src/proxy/options.ts PROXY_DEFAULTS. */
+  proxy: {
+    backoffBaseMs: 2_000, // 2 s: first passive-health back-off of a node that failed to connect
+    backoffMaxMs: 30_000, // 30 s
+    closeTimeoutMs: 10_000, // 10 s graceful wait for in-flight requests at close()
+    retireTimeoutMs: 300_000, // 5 min: long downloads on a rotated pool may finish
+    connectionsPerNode: null as number | null, // keep-alive connections per node and worker; null = unlimited
+    keepAliveTimeoutMs: 4_000, // 4 s, under Node's server default of 5 s
+  },
   workerAckTimeout: 10_000, // 10 s for a worker to build and ack a snapshot
-  fileMaxSize: 1024 * 1024, // 1 MiB: largest `$file://` value (a FIFO or /dev/zero is refused, not read)
-  fileRefreshInterval: 60_000, // 60 s: `$file://` re-read in the background, in case a watch event was missed
   reloadDebounce: 25, // ms: editors write a file in several steps (rename, write, chmod)
 };

@@ -1,4 +1,5 @@
-// What the proxy needs from its caller, and its defaults in one place.
+// What the proxy needs from its caller; its defaults are in src/config/defaults.ts.
+import { defaults } from '../config/defaults';
 import type { SslSnapshot } from '../snapshot/types';
 
 /** pino-compatible subset: `(fields, message)`. */
@@ -53,14 +54,7 @@ export interface ProxyOptions {
 
 export type FilledProxyOptions = Required<ProxyOptions>;
 
-export const PROXY_DEFAULTS: Readonly<Omit<FilledProxyOptions, 'logger'>> = Object.freeze({
-  backoffBaseMs: 2_000, // 2 seconds
-  backoffMaxMs: 30_000, // 30 seconds
-  closeTimeoutMs: 10_000, // 10 seconds
-  retireTimeoutMs: 300_000, // 5 minutes: long downloads on a rotated pool may finish
-  connectionsPerNode: null,
-  keepAliveTimeoutMs: 4_000, // 4 seconds, under Node's server default of 5 s
-});
+export const PROXY_DEFAULTS: Readonly<Omit<FilledProxyOptions, 'logger'>> = Object.freeze({ ...defaults.proxy });
 
 function checkMs(name: string, v: unknown): void {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
