@@ -21,8 +21,13 @@ export interface NginxConfOptions {
   extra?: Array<[string, string, string]>;
 }
 
+// Started as root (CI), nginx runs its workers as nobody, who cannot write the temp files
+// under our 0700 work dir: a proxied response the client reads slowly is spooled to disk and
+// was cut ("aborted", seen under load). Workers keep the master's user instead.
+const userLine = (): string => (process.getuid?.() === 0 ? 'user root;\n' : '');
+
 const commonHead = (prefix: string, workers: number): string => `
-worker_processes ${workers};
+${userLine()}worker_processes ${workers};
 daemon off;
 master_process on;
 pid ${prefix}/nginx.pid;
