@@ -3,6 +3,8 @@
 // certificate tries to get a request for an mTLS name served.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { Gateway, freePort } from './helpers/gateway';
 import { client, createCA, crl, issue, server, type Issued } from './helpers/pki';
@@ -15,10 +17,21 @@ const int2 = issue({ cn: 'Attack client int 2', ca: true, issuer: int1 });
 const alice = client(clientCa, 'alice');
 const revoked = client(clientCa, 'revoked');
 const viaTwo = client(int2, 'via-two');
+// Certificates a verified client chose: every byte of the subject is hostile.
+const crlf = client(clientCa, 'evil\r\nX-Client-Verify: NONE\r\nX-Admin: 1');
+const commas = client(clientCa, 'alice,CN=admin+O=Admins');
 const gw = new Gateway();
 let port = 0;
+/** Every byte the upstream received. */
+let wire = '';
+const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+  req.resume();
+  req.on('end', () => res.end(JSON.stringify(req.rawHeaders)));
+});
+upstream.on('connection', (c) => c.on('data', (d: Buffer) => (wire += d.toString('latin1'))));
 
 before(async () => {
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
   const names: Array<[string, string[]]> = [
     ['plain', ['*.shop.test']], ['loose', ['*.corp.test']], ['strict', ['strict.corp.test']],
@@ -45,10 +58,19 @@ ${obj('loose', '["*.corp.test"]', ', client: { ca: "$file://clients.pem", depth:
 ${obj('strict', '[strict.corp.test]', ', client: { ca: "$file://clients.pem", depth: 0 }')}
 ${obj('crl', '[crl.corp.test]', ', client: { ca: "$file://clients.pem", depth: 2, crl: "$file://clients.crl" }')}
 ${obj('vault', '["*.vault.test"]', ', client: { ca: "$file://clients.pem" }')}
-routes: [{ id: r, paths: [/], respond: { status: 200, body: served } }]
+upstreams:
+  - id: app
+    nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }]
+    client_identity_headers: true
+routes:
+  - { id: r, paths: [/], respond: { status: 200, body: served } }
+  - { id: up, paths: [/up], upstream: app }
 `);
 });
-after(() => gw.stop());
+after(async () => {
+  await gw.stop();
+  upstream.close();
+});
 
 const get = (host: string, target = '/', version = '1.1'): string =>
   `GET ${target} HTTP/${version}\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
@@ -159,5 +181,24 @@ test('session resumption: a session from a verified handshake does not let a cer
       assert.equal(r.reused, false, `${maxVersion ?? 'TLSv1.3'} ${sni}: session must not resume`);
       assert.notDeepEqual(r.st, [200], `${maxVersion ?? 'TLSv1.3'} ${sni}`);
     }
+  }
+});
+
+test('hostile client subjects (CR/LF, RDN separators) and forged identity spellings cannot inject headers', async () => {
+  for (const id of [crlf, commas]) {
+    wire = '';
+    const forged = 'X_Client_Verify: SUCCESS\r\nX-Client-Cert-Subject: CN=admin\r\nx_client_cert_subject: CN=admin\r\n';
+    const r = await rawRequest(port, `GET /up HTTP/1.1\r\nHost: a.vault.test\r\n${forged}Connection: close\r\n\r\n`, {
+      servername: 'a.vault.test',
+      ...withChain(id),
+    });
+    assert.equal(r[0]?.status, 200, r.raw.slice(0, 200));
+    const lines = wire.split('\r\n');
+    assert.equal(lines.filter((l) => /^x-admin/i.test(l)).length, 0, 'no injected header line');
+    assert.equal(lines.filter((l) => /^x.client.verify:/i.test(l)).length, 1, wire);
+    assert.ok(lines.some((l) => l.toLowerCase() === 'x-client-verify: success'), wire);
+    const subject = lines.filter((l) => /^x.client.cert.subject:/i.test(l));
+    assert.equal(subject.length, 1, wire);
+    assert.doesNotMatch(subject[0]!, /CN=admin(?:,|$)/, 'no RDN can be faked inside the value');
   }
 });
