@@ -5,8 +5,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Gateway, freePort } from './helpers/gateway';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { Gateway, freePort, waitFor } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
 import { rawRequest } from './helpers/raw-http';
 
@@ -17,6 +18,22 @@ const ports: Record<'node' | 'uws', number> = { node: 0, uws: 0 };
 /** Every byte the upstream received, in order, over all its connections. */
 let wire = '';
 const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+  if (req.url === '/big') {
+    // 8 MiB, far more than the socket buffers between here and a client that never reads.
+    res.writeHead(200, { 'content-length': String(8 << 20) });
+    const chunk = Buffer.alloc(64 * 1024, 'b');
+    let left = 128;
+    const pump = (): void => {
+      while (left > 0) {
+        left--;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+    res.on('close', () => (left = 0));
+    return;
+  }
   let body = '';
   req.setEncoding('latin1');
   req.on('data', (c: string) => (body += c));
@@ -176,6 +193,18 @@ for (const engine of ['node', 'uws'] as const) {
       assert.doesNotMatch(wire, /client.verify|client.cert|6\.6\.6\.6|evil\.test|x.forwarded.proto: http\r/i);
     });
 
+    test('h2c upgrade smuggling: Upgrade and HTTP2-Settings never reach the upstream', async () => {
+      wire = '';
+      const r = await send(
+        `GET /h2c HTTP/1.1\r\nHost: ${SNI}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n` +
+          'Connection: Upgrade, HTTP2-Settings\r\n\r\n',
+        { responses: 1 },
+      );
+      assert.equal(r[0]?.status, 200, r.raw.slice(0, 200));
+      assert.doesNotMatch(r.raw, /^HTTP\/1\.1 101/);
+      assert.doesNotMatch(wire, /upgrade|http2-settings/i);
+    });
+
     const admin: Array<[string, number | number[]]> = [
       ['POST /admin', 405],
       ['POST //admin', 405],
@@ -209,3 +238,58 @@ for (const engine of ['node', 'uws'] as const) {
     }
   });
 }
+
+// Resource attacks that must not kill a worker: the worker's pid stays the same and the
+// listener keeps serving (both engines share one worker).
+describe('a worker survives hostile clients', () => {
+  const pids = async (): Promise<string> => (await gw.status()).workers.map((w) => w.pid).sort().join(',');
+  const served = async (engine: 'node' | 'uws'): Promise<number | undefined> => {
+    const r = await rawRequest(ports[engine], `GET /ok HTTP/1.1\r\nHost: ${SNI}\r\nConnection: close\r\n\r\n`, {
+      servername: SNI,
+    });
+    return r[0]?.status;
+  };
+  const tlsOpen = (engine: 'node' | 'uws') =>
+    new Promise<ReturnType<typeof tlsConnect>>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: ports[engine], servername: SNI, rejectUnauthorized: false });
+      s.once('secureConnect', () => resolve(s));
+      s.once('error', reject);
+    });
+
+  for (const engine of ['node', 'uws'] as const) {
+    test(`${engine}: uploads aborted mid-body, downloads never read or aborted, plain HTTP on the TLS port`, async () => {
+      const before = await pids();
+      for (let i = 0; i < 5; i++) {
+        // Upload: 10 MiB announced, 64 KiB sent, then a reset.
+        const up = await tlsOpen(engine);
+        up.write(`POST /up HTTP/1.1\r\nHost: ${SNI}\r\nContent-Length: ${10 << 20}\r\n\r\n`);
+        up.write(Buffer.alloc(64 * 1024, 'u'));
+        await new Promise((r) => setImmediate(r));
+        up.destroy();
+        // Download: 8 MiB asked for, a few bytes read, then the client stops reading and leaves.
+        const down = await tlsOpen(engine);
+        down.write(`GET /big HTTP/1.1\r\nHost: ${SNI}\r\n\r\n`);
+        await new Promise<void>((r) => down.once('data', () => r()));
+        down.pause();
+        await new Promise((r) => setTimeout(r, 50));
+        down.destroy();
+        // Chunked upload cut inside a chunk.
+        const ch = await tlsOpen(engine);
+        ch.write(`POST /up HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding: chunked\r\n\r\nfffff\r\nabc`);
+        await new Promise((r) => setImmediate(r));
+        ch.destroy();
+        // Plain HTTP on the TLS port.
+        await new Promise<void>((r) => {
+          const p = netConnect(ports[engine], '127.0.0.1', () => p.write(`GET / HTTP/1.1\r\nHost: ${SNI}\r\n\r\n`));
+          p.on('error', () => r());
+          p.on('close', () => r());
+          p.resume();
+          setTimeout(() => p.destroy(), 2_000).unref();
+        });
+      }
+      assert.equal(await waitFor(() => served(engine), `${engine} serves again`), 200);
+      assert.equal(await pids(), before, 'no worker died');
+      assert.equal(gw.exitCode, undefined, 'the primary runs');
+    });
+  }
+});
