@@ -100,6 +100,9 @@ for (const engine of ['node', 'uws'] as const) {
         `10000000000000001\r\nA\r\n0\r\n\r\n`],
       ['NUL in a header value', `GET / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\0b\r\n\r\n`],
       ['CR alone in a header value', `GET / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\rX-B: b\r\n\r\n`],
+      ['LF-only line ends', `POST / HTTP/1.1\nHost: ${SNI}\nContent-Length: 0\nTransfer-Encoding: chunked\n\n0\n\n`],
+      ['obs-fold hiding Transfer-Encoding', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n` +
+        `Content-Length: 5\r\n\r\n0\r\n\r\n`],
     ];
     // uWS 20.30 dispatches the requests pipelined behind a response ended with
     // closeConnection in the same read (measured: `end(body, true)` closes only after its
