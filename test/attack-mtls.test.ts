@@ -202,3 +202,11 @@ test('hostile client subjects (CR/LF, RDN separators) and forged identity spelli
     assert.doesNotMatch(subject[0]!, /CN=admin(?:,|$)/, 'no RDN can be faked inside the value');
   }
 });
+
+test('SNI spellings (case, trailing dot, over-long, an IP) without a certificate never reach the mTLS name', async () => {
+  for (const sni of ['A.VAULT.TEST', 'a.vault.test.', `${'x'.repeat(63)}.`.repeat(5) + 'vault.test', '127.0.0.1']) {
+    const st = await statuses(sni, get('a.vault.test')).catch((): number[] => []);
+    // Refused at the handshake (an mTLS object was picked) or 421 (a plain one was).
+    assert.ok(st.length === 0 || (st.length === 1 && st[0] === 421), `${sni.slice(0, 40)}: ${JSON.stringify(st)}`);
+  }
+});
