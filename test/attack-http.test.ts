@@ -91,7 +91,8 @@ for (const engine of ['node', 'uws'] as const) {
       ['two CL', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n`],
       ['CL list', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nContent-Length: 0, 0\r\n\r\n`],
       ['CL sign', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nContent-Length: +0\r\n\r\n`],
-      ['TE twice', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
+      ['TE twice', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding: chunked\r\n` +
+        `Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
       ['TE list', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`],
       ['TE xchunked', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n`],
       ['TE space before colon', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n`],
@@ -101,7 +102,8 @@ for (const engine of ['node', 'uws'] as const) {
       ['NUL in a header value', `GET / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\0b\r\n\r\n`],
       ['CR alone in a header value', `GET / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\rX-B: b\r\n\r\n`],
       ['LF-only line ends', `POST / HTTP/1.1\nHost: ${SNI}\nContent-Length: 0\nTransfer-Encoding: chunked\n\n0\n\n`],
-      ['obs-fold hiding Transfer-Encoding', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n` +
+      ['obs-fold hiding Transfer-Encoding', `POST / HTTP/1.1\r\nHost: ${SNI}\r\nX-A: a\r\n` +
+        ' Transfer-Encoding: chunked\r\n' +
         `Content-Length: 5\r\n\r\n0\r\n\r\n`],
     ];
     // uWS 20.30 dispatches the requests pipelined behind a response ended with
@@ -112,7 +114,8 @@ for (const engine of ['node', 'uws'] as const) {
     const uwsAnswers400 = new Set(['two CL', 'TE twice', 'TE list', 'TE xchunked']);
     for (const [name, request] of refusedFraming) {
       const todo = engine === 'uws' && uwsAnswers400.has(name) ? { todo: uwsPipelined } : {};
-      test(`${name}: refused, the connection closed, a pipelined request never reaches the upstream`, todo, async () => {
+      const title = `${name}: refused, the connection closed, a pipelined request never reaches the upstream`;
+      test(title, todo, async () => {
         const r = await attack(request + smuggled);
         assert.equal(r.reached, false, `the upstream got: ${JSON.stringify(wire.slice(0, 300))}`);
         assert.ok(r.statuses.length <= 1, `at most one response: ${JSON.stringify(r.statuses)}`);
@@ -260,7 +263,7 @@ describe('a worker survives hostile clients', () => {
     });
 
   for (const engine of ['node', 'uws'] as const) {
-    test(`${engine}: uploads aborted mid-body, downloads never read or aborted, plain HTTP on the TLS port`, async () => {
+    test(`${engine}: aborted uploads, downloads never read or aborted, plain HTTP on the TLS port`, async () => {
       const before = await pids();
       for (let i = 0; i < 5; i++) {
         // Upload: 10 MiB announced, 64 KiB sent, then a reset.
