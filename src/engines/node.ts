@@ -18,7 +18,7 @@ import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ListenError } from '../errors';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
-import { NodeExchange, rfc4514, serve, type ClientIdentity, type ConnFacts } from '../proxy';
+import { CLOSING, NodeExchange, rfc4514, serve, type ClientIdentity, type ConnFacts } from '../proxy';
 import { contextOptions } from './context-cache';
 import { parseClientHello, UNRECOGNIZED_NAME_ALERT } from './client-hello';
 import { connectionBudget } from './fd-budget';
@@ -27,7 +27,7 @@ import { wireNodeParser } from './node-client-error';
 
 const SSL = Symbol('tlsgate.ssl');
 const CONN = Symbol('tlsgate.conn');
-type GateSocket = TLSSocket & { [SSL]?: SslSnapshot; [CONN]?: NodeConn };
+type GateSocket = TLSSocket & { [SSL]?: SslSnapshot; [CONN]?: NodeConn; [CLOSING]?: boolean };
 
 /** A connection's facts for the request stage: one per connection, read lazily. */
 class NodeConn implements ConnFacts {
@@ -333,6 +333,12 @@ export class NodeEngine implements Engine {
 
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     const socket = req.socket as GateSocket;
+    // Pipelined behind a response that closes the connection: never served. Node closes the
+    // socket once that response is written (shouldKeepAlive false); this one stays unanswered.
+    if (socket[CLOSING] === true) {
+      res.shouldKeepAlive = false;
+      return;
+    }
     if (this.draining) res.shouldKeepAlive = false;
     const conn = (socket[CONN] ??= new NodeConn(socket));
     serve(this.state, this.listener, new NodeExchange(req, res, conn, expectContinue));

@@ -25,7 +25,12 @@ export function checkAuthority(sni: SniMap, conn: ConnFacts, host: string | null
   const serving = sni.lookup(host, undefined).ssl;
   if (serving === undefined || serving.clientCa === undefined) return null;
   if (!conn.authorized || own === undefined || own.clientCa === undefined) return 'misdirected_mtls';
-  // Same object (by id: a rotation gives it a new snapshot), or one with the same CA
-  // (the certificate was verified by the CA this name asks for).
-  return own.id === serving.id || own.clientCa === serving.clientCa ? null : 'misdirected_mtls';
+  // Same object (by id: a rotation gives it a new snapshot), or one whose whole client rule
+  // is the same: CA, CRL and depth. The CA alone is not enough: a certificate revoked only
+  // in the serving object's CRL, or a chain longer than its depth, passes a `*.corp` object
+  // without them and would then reach `admin.corp` beneath it.
+  if (own.id === serving.id) return null;
+  const same =
+    own.clientCa === serving.clientCa && own.clientCrl === serving.clientCrl && own.clientDepth === serving.clientDepth;
+  return same ? null : 'misdirected_mtls';
 }

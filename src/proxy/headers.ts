@@ -7,6 +7,18 @@ import type { ClientIdentity, ProxyContext } from './options';
 /** RFC 9110 §7.6.1 connection-specific fields, plus `Proxy-Connection` (RFC 9112 §9.6). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade']);
 
+/**
+ * Names the gateway sets or frames by. An upstream behind CGI, WSGI, PHP or Rack sees
+ * `X_Client_Verify` and `X-Client-Verify` as the same variable (HTTP_X_CLIENT_VERIFY), and
+ * some servers read `Transfer_Encoding` as `Transfer-Encoding`: a client's `_` spelling of
+ * one of these is dropped like the name itself (nginx drops every `_` name by default).
+ */
+const GATEWAY_OWNED = new Set([
+  ...HOP_BY_HOP, 'host', 'content-length', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+]);
+/** Connection cannot name these away: the upstream needs them to route and frame the request. */
+const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
+
 /** The identity header names stripped from every request, whatever the upstream config says. */
 export const DEFAULT_IDENTITY_HEADERS = Object.freeze({
   subject: 'X-Client-Cert-Subject',
@@ -33,9 +45,11 @@ export function requestHeaderPlan(
     DEFAULT_IDENTITY_HEADERS.verify.toLowerCase(),
   ]);
   if (identity) {
-    strip.add(identity.subject.toLowerCase());
-    strip.add(identity.fingerprint.toLowerCase());
-    strip.add(identity.verify.toLowerCase());
+    // Both spellings of a configured name: a CGI-style upstream cannot tell `_` from `-`.
+    for (const n of [identity.subject, identity.fingerprint, identity.verify]) {
+      strip.add(n.toLowerCase());
+      strip.add(n.toLowerCase().replace(/_/g, '-'));
+    }
   }
   return { host, strip, identity };
 }
@@ -52,7 +66,7 @@ export interface ForwardRequestHeaders {
 function connectionTokens(value: string, into: Set<string> | null): Set<string> | null {
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
-    if (tok === '' || tok === 'close' || tok === 'keep-alive') continue;
+    if (tok === '' || tok === 'close' || tok === 'keep-alive' || NOT_HOP_BY_HOP.has(tok)) continue;
     (into ??= new Set()).add(tok);
   }
   return into;
@@ -82,6 +96,10 @@ export function forwardRequestHeaders(
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const lower = name.toLowerCase();
+    if (lower.indexOf('_') >= 0) {
+      const dashed = lower.replace(/_/g, '-');
+      if (GATEWAY_OWNED.has(dashed) || plan.strip.has(dashed)) continue;
+    }
     switch (lower) {
       case 'host':
         // Absolute-form target: its authority is the Host (RFC 9112 §3.2.2).

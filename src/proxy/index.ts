@@ -7,6 +7,6 @@ export { sendError } from './error-response';
 export { DEFAULT_IDENTITY_HEADERS } from './headers';
 export { serve, type StageListener, type StageState } from './stage';
 export type { ConnFacts, Exchange, ResponseWriter } from './exchange';
-export { NodeExchange } from './node-exchange';
+export { CLOSING, NodeExchange } from './node-exchange';
 export { checkAuthority, type AuthorityRefusal } from './authority';
 export { rfc4514 } from './client-dn';

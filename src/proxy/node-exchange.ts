@@ -5,6 +5,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ConnFacts, Exchange, ResponseWriter } from './exchange';
 
+/**
+ * Set on a socket whose response asked for close (a refused request: its framing cannot be
+ * trusted). Node's parser has already emitted the requests pipelined behind it by then; the
+ * engine serves none of them (they would reach an upstream before the socket closes).
+ */
+export const CLOSING = Symbol('tlsgate.closing');
+
 export class NodeExchange implements Exchange, ResponseWriter {
   readonly req: IncomingMessage;
   readonly raw: ServerResponse;
@@ -83,5 +90,6 @@ export class NodeExchange implements Exchange, ResponseWriter {
   }
   closeAfter(): void {
     this.raw.shouldKeepAlive = false;
+    (this.req.socket as { [CLOSING]?: boolean })[CLOSING] = true;
   }
 }
