@@ -258,8 +258,13 @@ routes:
 
   test('SIGKILL of every gateway process, then restart: the stale key directories are removed', async () => {
     const st = await gw.status();
-    const victims = [gw.proc!.pid!, ...st.workers.map((w) => w.pid)];
-    for (const pid of victims) process.kill(pid, 'SIGKILL');
+    const primary = gw.proc!.pid!;
+    const victims = [primary, ...st.workers.map((w) => w.pid)];
+    // The primary is frozen first: killed first, its workers would see the IPC channel close
+    // and exit cleanly (removing their directories) before their own SIGKILL lands; killed
+    // last, it would respawn them. Frozen, it does neither.
+    process.kill(primary, 'SIGSTOP');
+    for (const pid of [...victims.slice(1), primary]) process.kill(pid, 'SIGKILL');
     await gw.waitExit();
     await waitFor(() => victims.every((p) => {
       try {
