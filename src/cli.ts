@@ -95,17 +95,26 @@ async function validate(file: string): Promise<number> {
   const { CertValidator } = await import('./certs/pool');
   const { SecretStore } = await import('./secrets/store');
   const validator = new CertValidator(1);
-  const store = new SecretStore({ logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) }, baseDir: dirname(file) });
+  const store = new SecretStore({
+    logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) },
+    baseDir: dirname(file),
+  });
   try {
     const loaded = await loadConfigFile(file);
     const { engineLoadIssues } = await import('./engines/uws-load');
     const engineIssues = engineLoadIssues(loaded.config.listeners);
-    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
+    if (engineIssues.length)
+      throw new ConfigError(
+        engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
+      );
     const resolved = await resolveConfig(loaded.config, store);
     const compiled = await compileSnapshot(resolved, validator);
     for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);
     const s = compiled.snapshot;
-    process.stdout.write(`${file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} sni(s), ${s.routes.length} route(s), ${s.upstreams.length} upstream(s)\n`);
+    process.stdout.write(
+      `${file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} ` +
+        `sni(s), ${s.routes.length} route(s), ${s.upstreams.length} upstream(s)\n`,
+    );
     return 0;
   } catch (err) {
     printError(err);
@@ -119,7 +128,10 @@ async function start(file: string): Promise<number> {
   const { Primary } = await import('./primary/primary');
   const { loadConfigFile } = await import('./config/load');
   // The log settings come from the file; a broken file is reported by start() below.
-  const level = await loadConfigFile(file).then((l) => l.config.log, () => ({ level: 'info' as const, file: undefined }));
+  const level = await loadConfigFile(file).then(
+    (l) => l.config.log,
+    () => ({ level: 'info' as const, file: undefined }),
+  );
   const log = createLogger({ level: level.level, ...(level.file ? { file: level.file } : {}), name: 'primary' });
   const primary = new Primary(file, log);
   let stopping = false;

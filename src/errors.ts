@@ -31,14 +31,18 @@ export const ErrorCodes = {
   TLSGATE_E_SECRET_PROVIDER_DOWN: 'the secret provider cannot be reached, timed out or answered 5xx/429',
   TLSGATE_E_SECRET_DENIED: 'the secret provider refused access to a secret (HTTP 401/403)',
   TLSGATE_E_SECRET_AUTH: 'tlsgate cannot authenticate to the secret provider (login, renewal or credentials)',
-  TLSGATE_E_SECRET_FORMAT: 'the secret exists but the value is not usable (field missing, not a string, not JSON, not UTF-8)',
+  TLSGATE_E_SECRET_FORMAT:
+    'the secret exists but the value is not usable (field missing, not a string, not JSON, not UTF-8)',
   TLSGATE_E_ENGINE_UNSUPPORTED: 'the listener engine cannot enforce what the config asks',
   TLSGATE_E_ENGINE_LOAD: 'the listener engine cannot be loaded on this Node.js',
   TLSGATE_E_LISTEN: 'a listener cannot bind its address',
   TLSGATE_E_WORKER_ACK_TIMEOUT: 'a worker did not acknowledge a snapshot in time',
-  TLSGATE_E_SNAPSHOT_APPLY: 'a worker could not apply a snapshot; it keeps serving the previous one and the reload is refused',
-  TLSGATE_E_WORKER_EXIT: 'a worker exited while applying a snapshot, or crashed soon after; the previous snapshot is restored',
-  TLSGATE_E_NEEDS_RESTART: 'the reload changes a setting that takes effect only at a restart; nothing of it was applied',
+  TLSGATE_E_SNAPSHOT_APPLY:
+    'a worker could not apply a snapshot; it keeps serving the previous one and the reload is refused',
+  TLSGATE_E_WORKER_EXIT:
+    'a worker exited while applying a snapshot, or crashed soon after; the previous snapshot is restored',
+  TLSGATE_E_NEEDS_RESTART:
+    'the reload changes a setting that takes effect only at a restart; nothing of it was applied',
   TLSGATE_E_METHOD_NOT_ALLOWED: 'the admin endpoint exists but not for this method (405, with Allow)',
   TLSGATE_E_ADMIN_UNAUTHORIZED: 'admin API request without a valid X-API-KEY',
   TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
@@ -108,7 +112,11 @@ export class SecretError extends TlsgateError {
 
 export class ListenError extends TlsgateError {
   constructor(listener: string, address: string, cause: unknown) {
-    super('TLSGATE_E_LISTEN', `listeners.${listener}: cannot listen on ${address}: ${(cause as Error).message ?? cause}`, { cause });
+    super(
+      'TLSGATE_E_LISTEN',
+      `listeners.${listener}: cannot listen on ${address}: ${(cause as Error).message ?? cause}`,
+      { cause },
+    );
     this.name = 'ListenError';
   }
 }

@@ -6,13 +6,37 @@ import pino, { type Logger } from 'pino';
 export type { Logger };
 
 const REDACT = [
-  'key', 'keys', 'cert', 'certs', 'pairs', 'token', 'secret', 'secret_id', 'secret_access_key', 'api_keys', 'value', 'bytes',
-  '*.key', '*.keys', '*.pairs', '*.token', '*.secret', '*.secret_id', '*.secret_access_key', '*.api_keys', '*.value',
-  'headers["x-api-key"]', 'req.headers["x-api-key"]', 'headers["x-vault-token"]', 'headers.authorization',
+  'key',
+  'keys',
+  'cert',
+  'certs',
+  'pairs',
+  'token',
+  'secret',
+  'secret_id',
+  'secret_access_key',
+  'api_keys',
+  'value',
+  'bytes',
+  '*.key',
+  '*.keys',
+  '*.pairs',
+  '*.token',
+  '*.secret',
+  '*.secret_id',
+  '*.secret_access_key',
+  '*.api_keys',
+  '*.value',
+  'headers["x-api-key"]',
+  'req.headers["x-api-key"]',
+  'headers["x-vault-token"]',
+  'headers.authorization',
 ];
 
 export function createLogger(opts: { level?: string; file?: string; name?: string; fd?: number } = {}): Logger {
-  const dest = opts.file ? pino.destination({ dest: opts.file, mkdir: true, sync: false }) : pino.destination({ dest: opts.fd ?? 1, sync: true });
+  const dest = opts.file
+    ? pino.destination({ dest: opts.file, mkdir: true, sync: false })
+    : pino.destination({ dest: opts.fd ?? 1, sync: true });
   return pino(
     {
       level: opts.level ?? 'info',

@@ -7,7 +7,11 @@ import { AggregatorRegistry, Counter, Gauge, Histogram } from 'prom-client';
 new AggregatorRegistry();
 
 export const dataPlane = {
-  handshakes: new Counter({ name: 'tlsgate_handshakes_total', help: 'TLS handshakes completed', labelNames: ['listener'] as const }),
+  handshakes: new Counter({
+    name: 'tlsgate_handshakes_total',
+    help: 'TLS handshakes completed',
+    labelNames: ['listener'] as const,
+  }),
   handshakeFailures: new Counter({
     name: 'tlsgate_handshake_failures_total',
     help:
@@ -20,8 +24,16 @@ export const dataPlane = {
     help: 'Requests refused before routing, by reason (misdirected_mtls, misdirected_host)',
     labelNames: ['listener', 'reason'] as const,
   }),
-  requests: new Counter({ name: 'tlsgate_requests_total', help: 'HTTP requests answered, by route and status', labelNames: ['route', 'status'] as const }),
-  connections: new Gauge({ name: 'tlsgate_open_connections', help: 'TLS connections open', labelNames: ['listener'] as const }),
+  requests: new Counter({
+    name: 'tlsgate_requests_total',
+    help: 'HTTP requests answered, by route and status',
+    labelNames: ['route', 'status'] as const,
+  }),
+  connections: new Gauge({
+    name: 'tlsgate_open_connections',
+    help: 'TLS connections open',
+    labelNames: ['listener'] as const,
+  }),
   upstreamLatency: new Histogram({
     name: 'tlsgate_upstream_duration_seconds',
     help: 'Time from sending a request upstream to its response headers',

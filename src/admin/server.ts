@@ -66,7 +66,10 @@ export class AdminServer {
     const open = this.o.open[key];
     const route = open ?? this.o.routes[key] ?? this.matchParam(key);
     try {
-      if (!open && !this.authorized(req)) return send(res, 401, { error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' } });
+      if (!open && !this.authorized(req))
+        return send(res, 401, {
+          error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' },
+        });
       if (!route) {
         const allow = this.allowed(key.slice(key.indexOf(' ') + 1));
         if (allow.length === 0) {
@@ -80,7 +83,9 @@ export class AdminServer {
       send(res, r.status, r.body, r.type);
     } catch (err) {
       this.o.log.error({ err, endpoint: key }, 'admin endpoint failed');
-      send(res, 500, { error: { code: (err as { code?: string }).code ?? 'TLSGATE_E_INTERNAL', message: (err as Error).message } });
+      send(res, 500, {
+        error: { code: (err as { code?: string }).code ?? 'TLSGATE_E_INTERNAL', message: (err as Error).message },
+      });
     }
   }
 
@@ -121,6 +126,10 @@ function digest(s: string): Buffer {
 
 function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': type ?? 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': type ?? 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }

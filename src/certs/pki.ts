@@ -56,7 +56,16 @@ const bits = (b: Buffer): Buffer => tlv(0x03, Buffer.from([0]), b);
 const bool = (v: boolean): Buffer => tlv(0x01, Buffer.from([v ? 0xff : 0]));
 const explicit = (n: number, c: Buffer): Buffer => tlv(0xa0 + n, c);
 function int(v: number | Buffer): Buffer {
-  let b = typeof v === 'number' ? Buffer.from(v.toString(16).padStart(2, '0').replace(/^(.(..)*)$/, '0$1'), 'hex') : v;
+  let b =
+    typeof v === 'number'
+      ? Buffer.from(
+          v
+            .toString(16)
+            .padStart(2, '0')
+            .replace(/^(.(..)*)$/, '0$1'),
+          'hex',
+        )
+      : v;
   while (b.length > 1 && b[0] === 0 && b[1]! < 0x80) b = b.subarray(1);
   if (b[0]! >= 0x80) b = Buffer.concat([Buffer.from([0]), b]);
   return tlv(0x02, b);
@@ -139,7 +148,13 @@ export function issue(o: IssueOptions): Issued {
   const notAfter = o.notAfter ?? new Date(Date.now() + 365 * 86_400_000);
 
   const exts: Buffer[] = [];
-  exts.push(ext(OID.basicConstraints, true, seq(...(o.ca ? [bool(true), ...(o.pathLen !== undefined ? [int(o.pathLen)] : [])] : []))));
+  exts.push(
+    ext(
+      OID.basicConstraints,
+      true,
+      seq(...(o.ca ? [bool(true), ...(o.pathLen !== undefined ? [int(o.pathLen)] : [])] : [])),
+    ),
+  );
   // keyUsage bits: digitalSignature(0) keyEncipherment(2) keyCertSign(5) cRLSign(6)
   exts.push(ext(OID.keyUsage, true, o.ca ? tlv(0x03, Buffer.from([1, 0x06])) : tlv(0x03, Buffer.from([5, 0xa0]))));
   if (o.eku) exts.push(ext(OID.extKeyUsage, false, seq(...o.eku.map((e) => oid(OID[e])))));

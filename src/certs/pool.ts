@@ -11,7 +11,12 @@ export class CertValidator {
   private cache = new Map<string, ValidateOutput>();
 
   constructor(threads = 1) {
-    this.pool = new Piscina({ filename: join(__dirname, 'validate-task.js'), minThreads: 1, maxThreads: Math.max(1, threads), idleTimeout: 30_000 });
+    this.pool = new Piscina({
+      filename: join(__dirname, 'validate-task.js'),
+      minThreads: 1,
+      maxThreads: Math.max(1, threads),
+      idleTimeout: 30_000,
+    });
   }
 
   async validate(inputs: ValidateInput[]): Promise<ValidateOutput[]> {
@@ -46,5 +51,14 @@ export class CertValidator {
 function cacheKey(i: ValidateInput): string {
   // Expiry warnings depend on the day: include it so a cached result ages.
   const day = Math.floor(i.now / 86_400_000);
-  return materialHash([i.path, i.id, i.type, i.snis.join(','), String(i.warnDays), String(day), i.clientCa?.pem, ...i.pairs.flatMap((p) => [p.cert, p.key])]);
+  return materialHash([
+    i.path,
+    i.id,
+    i.type,
+    i.snis.join(','),
+    String(i.warnDays),
+    String(day),
+    i.clientCa?.pem,
+    ...i.pairs.flatMap((p) => [p.cert, p.key]),
+  ]);
 }

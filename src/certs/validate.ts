@@ -62,7 +62,8 @@ export function splitPem(pem: string): string[] {
 
 export function validateSsl(input: ValidateInput): ValidateOutput {
   const issues: ConfigIssue[] = [];
-  const err = (path: string, code: ErrorCode, message: string): void => void issues.push({ path, code, message, severity: 'error' });
+  const err = (path: string, code: ErrorCode, message: string): void =>
+    void issues.push({ path, code, message, severity: 'error' });
   const certs: CertInfo[] = [];
   let notAfter = Infinity;
   const keyTypes = new Set<string>();
@@ -83,16 +84,29 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       key = createPrivateKey(pair.key);
     } catch (e) {
       // The message of node:crypto names the decoder, never the key bytes.
-      err(pair.keyPath, 'TLSGATE_E_KEY_PARSE', `not a valid PEM private key (${(e as { code?: string }).code ?? 'parse error'})`);
+      err(
+        pair.keyPath,
+        'TLSGATE_E_KEY_PARSE',
+        `not a valid PEM private key (${(e as { code?: string }).code ?? 'parse error'})`,
+      );
     }
     if (key && !leaf.checkPrivateKey(key)) {
-      err(pair.keyPath, 'TLSGATE_E_CERT_KEY_MISMATCH', `does not match the certificate in ${pair.certPath} (subject ${leaf.subject.replace(/\n/g, ', ')})`);
+      err(
+        pair.keyPath,
+        'TLSGATE_E_CERT_KEY_MISMATCH',
+        `does not match the certificate in ${pair.certPath} (subject ${leaf.subject.replace(/\n/g, ', ')})`,
+      );
     }
     for (let i = 0; i + 1 < chain.length; i++) {
       const c = chain[i]!;
       const up = chain[i + 1]!;
       if (!c.checkIssued(up) || !c.verify(up.publicKey)) {
-        err(pair.certPath, 'TLSGATE_E_CERT_CHAIN_ORDER', `certificate ${i + 1} of the chain (${oneLine(c.subject)}) is not issued by certificate ${i + 2} (${oneLine(up.subject)}); the leaf goes first, then each issuer`);
+        err(
+          pair.certPath,
+          'TLSGATE_E_CERT_CHAIN_ORDER',
+          `certificate ${i + 1} of the chain (${oneLine(c.subject)}) is not issued by certificate ` +
+            `${i + 2} (${oneLine(up.subject)}); the leaf goes first, then each issuer`,
+        );
       }
     }
     for (let i = 1; i < chain.length; i++) {
@@ -117,10 +131,22 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     const from = Date.parse(leaf.validFrom);
     const to = Date.parse(leaf.validTo);
     const daysLeft = Math.floor((to - input.now) / 86_400_000);
-    if (to <= input.now) err(pair.certPath, 'TLSGATE_E_CERT_EXPIRED', `expired on ${new Date(to).toISOString()} (subject ${oneLine(leaf.subject)})`);
-    else if (from > input.now) err(pair.certPath, 'TLSGATE_E_CERT_NOT_YET_VALID', `not valid before ${new Date(from).toISOString()}`);
+    if (to <= input.now)
+      err(
+        pair.certPath,
+        'TLSGATE_E_CERT_EXPIRED',
+        `expired on ${new Date(to).toISOString()} (subject ${oneLine(leaf.subject)})`,
+      );
+    else if (from > input.now)
+      err(pair.certPath, 'TLSGATE_E_CERT_NOT_YET_VALID', `not valid before ${new Date(from).toISOString()}`);
     else if (daysLeft < input.warnDays) {
-      issues.push({ path: pair.certPath, code: 'TLSGATE_E_CERT_EXPIRING', severity: 'warning', message: `expires in ${daysLeft} day(s), on ${new Date(to).toISOString()} (ssl "${input.id}", snis ${input.snis.join(', ') || '-'})` });
+      issues.push({
+        path: pair.certPath,
+        code: 'TLSGATE_E_CERT_EXPIRING',
+        severity: 'warning',
+        message: `expires in ${daysLeft} day(s), on ${new Date(to).toISOString()} (ssl "${input.id}", ` +
+          `snis ${input.snis.join(', ') || '-'})`,
+      });
     }
     // keyUsage is Node's name for the Extended Key Usage list; undefined when absent.
     const eku = leaf.keyUsage;
@@ -146,7 +172,8 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
         const p = `${input.path}.snis[${j}]`;
         if (wide) {
           const suffix = wildcardOverPublicSuffix(wide);
-          const msg = `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
+          const msg =
+            `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
             `in ${pair.certPath}`;
           err(p, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', msg);
         } else {
@@ -158,7 +185,12 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     const pub = leaf.publicKey;
     const details = pub.asymmetricKeyDetails ?? {};
     const keyType = pub.asymmetricKeyType ?? 'unknown';
-    if (keyTypes.has(keyType)) err(pair.certPath, 'TLSGATE_E_CONFIG_INVALID', `a second ${keyType} pair on one SSL object: cert/certs pairs must differ in key type (RSA + ECDSA)`);
+    if (keyTypes.has(keyType))
+      err(
+        pair.certPath,
+        'TLSGATE_E_CONFIG_INVALID',
+        `a second ${keyType} pair on one SSL object: cert/certs pairs must differ in key type (RSA + ECDSA)`,
+      );
     keyTypes.add(keyType);
     notAfter = Math.min(notAfter, to);
     certs.push({
@@ -185,7 +217,12 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       const cas = blocks.map((b) => new X509Certificate(b));
       clientCa = { subject: oneLine(cas[0]!.subject), fingerprint_sha256: cas[0]!.fingerprint256, count: cas.length };
       const expired = cas.find((c) => Date.parse(c.validTo) <= input.now);
-      if (expired) err(input.clientCa.path, 'TLSGATE_E_CERT_EXPIRED', `client CA ${oneLine(expired.subject)} expired on ${new Date(Date.parse(expired.validTo)).toISOString()}`);
+      if (expired)
+        err(
+          input.clientCa.path,
+          'TLSGATE_E_CERT_EXPIRED',
+          `client CA ${oneLine(expired.subject)} expired on ${new Date(Date.parse(expired.validTo)).toISOString()}`,
+        );
     } catch (e) {
       err(input.clientCa.path, 'TLSGATE_E_CA_PARSE', `not a valid PEM CA bundle: ${(e as Error).message}`);
     }

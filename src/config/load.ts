@@ -25,7 +25,14 @@ export async function loadConfigFile(path: string, previous?: Loaded): Promise<L
     text = await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError([{ path: file, code: 'TLSGATE_E_CONFIG_READ', message: `cannot read the config file (${code})`, severity: 'error' }]);
+    throw new ConfigError([
+      {
+        path: file,
+        code: 'TLSGATE_E_CONFIG_READ',
+        message: `cannot read the config file (${code})`,
+        severity: 'error',
+      },
+    ]);
   }
   if (previous && previous.text === text && previous.config.file === file) return previous;
   return { ...parseConfigText(text, file), text };

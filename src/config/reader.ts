@@ -33,7 +33,15 @@ export class Reader {
   }
 }
 
-const SIZE_UNIT: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+const SIZE_UNIT: Record<string, number> = {
+  '': 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** Bytes, or null when the text is not a non-negative whole size. */
 export function parseSize(v: string | number): number | null {

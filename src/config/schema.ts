@@ -57,11 +57,41 @@ const defaultsOf = {
 };
 
 function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
-  unique(r, c.listeners.map((l) => l.name), 'listeners', 'name', root);
-  unique(r, c.ssls.map((s) => s.id), 'ssls', 'id', root);
-  unique(r, c.upstreams.map((u) => u.id), 'upstreams', 'id', root);
-  unique(r, c.routes.map((x) => x.id), 'routes', 'id', root);
-  unique(r, c.secret_providers.map((p) => p.id), 'secret_providers', 'id', root);
+  unique(
+    r,
+    c.listeners.map((l) => l.name),
+    'listeners',
+    'name',
+    root,
+  );
+  unique(
+    r,
+    c.ssls.map((s) => s.id),
+    'ssls',
+    'id',
+    root,
+  );
+  unique(
+    r,
+    c.upstreams.map((u) => u.id),
+    'upstreams',
+    'id',
+    root,
+  );
+  unique(
+    r,
+    c.routes.map((x) => x.id),
+    'routes',
+    'id',
+    root,
+  );
+  unique(
+    r,
+    c.secret_providers.map((p) => p.id),
+    'secret_providers',
+    'id',
+    root,
+  );
   const addrs = new Map<string, string>();
   c.listeners.forEach((l, i) => {
     const a = `${l.listen.host}:${l.listen.port}`;
@@ -80,7 +110,12 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     const name = JSON.stringify(l.default_ssl);
     const msg = `${name} is not the id of an SSL object${didYouMean(l.default_ssl, [...ssls.keys()])}`;
     if (!s) r.error(`listeners[${i}].default_ssl`, msg, 'TLSGATE_E_REF_UNKNOWN');
-    else if (s.type !== 'server') r.error(`listeners[${i}].default_ssl`, `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`, 'TLSGATE_E_REF_UNKNOWN');
+    else if (s.type !== 'server')
+      r.error(
+        `listeners[${i}].default_ssl`,
+        `"${l.default_ssl}" is an SSL object of type ${s.type}, not server`,
+        'TLSGATE_E_REF_UNKNOWN',
+      );
   });
   // Two SSL objects claiming one SNI: an error naming both ids.
   const owner = new Map<string, string>();
@@ -88,7 +123,12 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     if (s.type !== 'server' || s.status !== 'enabled') return;
     s.snis.forEach((n, j) => {
       const prev = owner.get(n);
-      if (prev !== undefined) r.error(`ssls[${i}].snis[${j}]`, `"${n}" is claimed by SSL objects "${prev}" and "${s.id}"`, 'TLSGATE_E_SNI_CONFLICT');
+      if (prev !== undefined)
+        r.error(
+          `ssls[${i}].snis[${j}]`,
+          `"${n}" is claimed by SSL objects "${prev}" and "${s.id}"`,
+          'TLSGATE_E_SNI_CONFLICT',
+        );
       else owner.set(n, s.id);
     });
   });
@@ -108,7 +148,12 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     const p = `upstreams[${i}].tls.client_ssl`;
     const hint = didYouMean(cs, [...ssls.keys()]);
     if (!s) r.error(p, `${name} is not the id of an SSL object${hint}`, 'TLSGATE_E_REF_UNKNOWN');
-    else if (s.type !== 'client') r.error(`upstreams[${i}].tls.client_ssl`, `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`, 'TLSGATE_E_REF_UNKNOWN');
+    else if (s.type !== 'client')
+      r.error(
+        `upstreams[${i}].tls.client_ssl`,
+        `"${cs}" is an SSL object of type ${s.type}; upstream client certificates need type: client`,
+        'TLSGATE_E_REF_UNKNOWN',
+      );
   });
   const sslAt = new Map(c.ssls.map((s, i) => [s.id, i]));
   for (const loss of mtlsLoss(undefined, c)) {
@@ -125,7 +170,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
     for (const s of mtls) {
       r.error(
         `listeners[${i}].engine`,
-        `uws cannot enforce mTLS (it lets a client with no certificate through and does not apply a per-SNI CA), but SSL object "${s.id}" has client.ca: use engine: node for this listener`,
+        `uws cannot enforce mTLS (it lets a client with no certificate through and does not apply a ` +
+          `per-SNI CA), but SSL object "${s.id}" has client.ca: use engine: node for this listener`,
         'TLSGATE_E_ENGINE_UNSUPPORTED',
       );
     }
@@ -134,7 +180,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
       if (s.type !== 'server' || s.status !== 'enabled' || s.ssl_protocols.length === 2) continue;
       r.error(
         `listeners[${i}].engine`,
-        `uws cannot restrict ssl_protocols per SSL object (it serves TLSv1.2 and TLSv1.3 on every context), but SSL object "${s.id}" allows only ${s.ssl_protocols.join(', ')}: use engine: node for this listener`,
+        `uws cannot restrict ssl_protocols per SSL object (it serves TLSv1.2 and TLSv1.3 on every ` +
+          `context), but SSL object "${s.id}" allows only ${s.ssl_protocols.join(', ')}: use engine: node for this listener`,
         'TLSGATE_E_ENGINE_UNSUPPORTED',
       );
     }
@@ -152,8 +199,19 @@ function providerRefs(r: Reader, c: GatewayConfig): void {
     if (!parsed.ok || !parsed.ref || (parsed.ref.kind !== 'vault' && parsed.ref.kind !== 'aws')) continue;
     const { provider, kind, text } = parsed.ref;
     const type = providers.get(provider);
-    if (type === undefined) r.error(path, `${text}: secret provider "${provider}" is not configured (secret_providers has ${[...providers.keys()].map((k) => `"${k}"`).join(', ') || 'none'})`, 'TLSGATE_E_SECRET_PROVIDER');
-    else if (type !== kind) r.error(path, `${text}: secret provider "${provider}" is of type ${type}, not ${kind}`, 'TLSGATE_E_SECRET_PROVIDER');
+    if (type === undefined)
+      r.error(
+        path,
+        `${text}: secret provider "${provider}" is not configured (secret_providers has ` +
+          `${[...providers.keys()].map((k) => `"${k}"`).join(', ') || 'none'})`,
+        'TLSGATE_E_SECRET_PROVIDER',
+      );
+    else if (type !== kind)
+      r.error(
+        path,
+        `${text}: secret provider "${provider}" is of type ${type}, not ${kind}`,
+        'TLSGATE_E_SECRET_PROVIDER',
+      );
   }
 }
 
@@ -180,10 +238,8 @@ function unique(r: Reader, ids: string[], kind: string, field: string, root: Obj
     const id = typeof v === 'object' && v !== null ? (v as Obj)[field] : undefined;
     if (typeof id !== 'string' || !valid.has(id)) return;
     const first = seen.get(id);
-    if (first !== undefined) r.error(`${kind}[${i}].${field}`, `"${id}" is also the ${field} of ${kind}[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
+    if (first !== undefined)
+      r.error(`${kind}[${i}].${field}`, `"${id}" is also the ${field} of ${kind}[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
     else seen.set(id, i);
   });
 }
-
-
-

@@ -24,7 +24,8 @@ export function parseClientHello(buf: Buffer): HelloResult {
   let have = 0;
   let off = 0;
   for (;;) {
-    if (buf.length < off + 5) return off + 5 > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial', need: off + 5 };
+    if (buf.length < off + 5)
+      return off + 5 > MAX_HELLO_BYTES ? { kind: 'invalid' } : { kind: 'partial', need: off + 5 };
     // Content type 22 (handshake), record version 3.x.
     if (buf[off] !== 22 || buf[off + 1] !== 3) return { kind: 'invalid' };
     const len = buf.readUInt16BE(off + 3);

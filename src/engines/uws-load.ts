@@ -43,15 +43,24 @@ export function loadUws(listener: string): UwsModule {
   try {
     path = uwsBinaryPath();
   } catch (err) {
-    throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listeners.${listener}: engine uws: the uWebSockets.js package is not installed (${(err as Error).message.split('\n')[0]}); run npm ci, or use engine: node`, { cause: err });
+    throw new TlsgateError(
+      'TLSGATE_E_ENGINE_LOAD',
+      `listeners.${listener}: engine uws: the uWebSockets.js package is not installed ` +
+        `(${(err as Error).message.split('\n')[0]}); run npm ci, or use engine: node`,
+      { cause: err },
+    );
   }
   if (!existsSync(path)) {
-    throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listeners.${listener}: engine uws: no uWebSockets.js binary for ${where} at ${path}; use engine: node`);
+    throw new TlsgateError(
+      'TLSGATE_E_ENGINE_LOAD',
+      `listeners.${listener}: engine uws: no uWebSockets.js binary for ${where} at ${path}; use engine: node`,
+    );
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const m = require(path) as Partial<UwsModule>;
-    if (typeof m.SSLApp !== 'function' || typeof m.us_listen_socket_close !== 'function') throw new Error('the module has no SSLApp / us_listen_socket_close');
+    if (typeof m.SSLApp !== 'function' || typeof m.us_listen_socket_close !== 'function')
+      throw new Error('the module has no SSLApp / us_listen_socket_close');
     const mod = m as UwsModule;
     // By default every uWS response carries `uWebSockets: 20`: an implementation banner an
     // edge should not send (issue 11 §5). 'silent' turns it off for the process (20.30:
@@ -62,12 +71,18 @@ export function loadUws(listener: string): UwsModule {
     loaded = mod;
     return loaded;
   } catch (err) {
-    throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listeners.${listener}: engine uws cannot be loaded on ${where}: ${(err as Error).message.split('\n')[0]}; use engine: node`, { cause: err });
+    throw new TlsgateError(
+      'TLSGATE_E_ENGINE_LOAD',
+      `listeners.${listener}: engine uws cannot be loaded on ${where}: ${(err as Error).message.split('\n')[0]}; use engine: node`,
+      { cause: err },
+    );
   }
 }
 
 /** For `validate` and the primary: one issue per uws listener whose engine cannot load. */
-export function engineLoadIssues(listeners: ReadonlyArray<{ name: string; engine: string }>): Array<{ path: string; message: string }> {
+export function engineLoadIssues(
+  listeners: ReadonlyArray<{ name: string; engine: string }>,
+): Array<{ path: string; message: string }> {
   const out: Array<{ path: string; message: string }> = [];
   listeners.forEach((l, i) => {
     if (l.engine !== 'uws') return;
@@ -93,6 +108,7 @@ export function reusePortMigrationWarning(): string | undefined {
     return undefined;
   }
   return v === '0'
-    ? 'net.ipv4.tcp_migrate_req is 0: a certificate rotation on a uws listener closes a SO_REUSEPORT listen socket, and the kernel resets the connections still queued on it; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1)'
+    ? 'net.ipv4.tcp_migrate_req is 0: a certificate rotation on a uws listener closes a SO_REUSEPORT ' +
+      'listen socket, and the kernel resets the connections still queued on it; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1)'
     : undefined;
 }

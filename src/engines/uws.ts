@@ -22,14 +22,20 @@ import { sendError, serve } from '../proxy';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
 import type { DataPlaneState, Engine, EngineDeps } from './engine';
 import { KeyDir } from './key-dir';
-import { loadUws, type HttpRequest, type HttpResponse, type UwsApp, type UwsModule, type us_listen_socket } from './uws-load';
+import {
+  loadUws,
+  type HttpRequest,
+  type HttpResponse,
+  type UwsApp,
+  type UwsModule,
+  type us_listen_socket,
+} from './uws-load';
 import { UwsExchange } from './uws-exchange';
 
 /** Spellings of a known name other than its normal form (upper case, trailing dot) installed per generation. */
 const MAX_ALIASES = 256;
 /** Retired generations whose listen socket is closed; kept referenced (uWS frees apps only at exit). */
 const RETIRED_MAX_WARN = 1_000;
-
 
 interface Generation {
   readonly id: number;
@@ -59,7 +65,11 @@ export class UwsEngine implements Engine {
   private aliasWarned = false;
   private drainWaiter: (() => void) | undefined;
 
-  constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
+  constructor(
+    listener: ListenerSnapshot,
+    state: DataPlaneState,
+    private readonly deps: EngineDeps,
+  ) {
     this.listener = listener;
     this.state = state;
     this.uws = loadUws(listener.name);
@@ -137,7 +147,15 @@ export class UwsEngine implements Engine {
     const app = d
       ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp({ ...files, ssl_ciphers: uwsCiphers(d) }))
       : this.uws.SSLApp({});
-    const g: Generation = { id: this.nextId++, app, listenSocket: undefined, installed: new Map(), aliases: 0, defaultHash: d?.hash, inflight: 0 };
+    const g: Generation = {
+      id: this.nextId++,
+      app,
+      listenSocket: undefined,
+      installed: new Map(),
+      aliases: 0,
+      defaultHash: d?.hash,
+      inflight: 0,
+    };
     app.any('/*', (res, req) => this.onRequest(g, res, req));
     app.missingServerName((name) => this.onMissingName(g, name));
     return g;
@@ -149,7 +167,12 @@ export class UwsEngine implements Engine {
     g.app.listen(host, port, (s) => {
       socket = s;
     });
-    if (!socket) throw new TlsgateError('TLSGATE_E_LISTEN', `listeners.${name}: cannot listen on ${host}:${port} (engine uws: the port is taken by a socket without SO_REUSEPORT, or the address is not local)`);
+    if (!socket)
+      throw new TlsgateError(
+        'TLSGATE_E_LISTEN',
+        `listeners.${name}: cannot listen on ${host}:${port} (engine uws: the port is taken by a socket ` +
+          `without SO_REUSEPORT, or the address is not local)`,
+      );
     g.listenSocket = socket;
   }
 
@@ -162,7 +185,10 @@ export class UwsEngine implements Engine {
     this.unbind(g);
     this.retired.push(g);
     if (this.retired.length === RETIRED_MAX_WARN) {
-      this.deps.log.warn({ listener: this.listener.name, generations: this.retired.length }, 'uws: many retired generations in this worker (uWS frees an app only at exit); memory grows with each rotation');
+      this.deps.log.warn(
+        { listener: this.listener.name, generations: this.retired.length },
+        'uws: many retired generations in this worker (uWS frees an app only at exit); memory grows with each rotation',
+      );
     }
   }
 
@@ -197,7 +223,11 @@ export class UwsEngine implements Engine {
       const name = normalizeHost(raw)!;
       if (name !== raw) {
         if (g.aliases >= MAX_ALIASES) {
-          if (!this.aliasWarned) this.deps.log.warn({ listener: this.listener.name, max: MAX_ALIASES }, 'uws: too many SNI spellings (upper case, trailing dot) in one generation; further ones get the default certificate');
+          if (!this.aliasWarned)
+            this.deps.log.warn(
+              { listener: this.listener.name, max: MAX_ALIASES },
+              'uws: too many SNI spellings (upper case, trailing dot) in one generation; further ones get the default certificate',
+            );
           this.aliasWarned = true;
           return;
         }
@@ -256,5 +286,8 @@ export class UwsEngine implements Engine {
  * names are dropped). Renegotiation needs no option: BoringSSL servers never renegotiate.
  */
 function uwsCiphers(ssl: SslSnapshot): string {
-  return ssl.ciphers.split(':').filter((c) => c && !c.startsWith('TLS_')).join(':');
+  return ssl.ciphers
+    .split(':')
+    .filter((c) => c && !c.startsWith('TLS_'))
+    .join(':');
 }

@@ -12,7 +12,8 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
   let sniCache: { version: number; map: SniMap } | undefined;
   const sniMap = (): SniMap => {
     const cur = p.current!;
-    if (sniCache?.version !== cur.snapshot.version) sniCache = { version: cur.snapshot.version, map: new SniMap(cur.snapshot.ssls, cur.snapshot.sni) };
+    if (sniCache?.version !== cur.snapshot.version)
+      sniCache = { version: cur.snapshot.version, map: new SniMap(cur.snapshot.ssls, cur.snapshot.sni) };
     return sniCache.map;
   };
   const view = (d: SslDetails): SslView => sslView(p, d);
@@ -30,15 +31,24 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
         const r = await p.reload('admin', `admin-api:${createHash('sha256').update(key).digest('hex').slice(0, 8)}`);
         return { status: r.ok ? 200 : 422, body: r };
       },
-      'GET /v1/ssls': async () => ({ status: 200, body: { version: p.current!.snapshot.version, ssls: p.current!.details.map(view) } }),
+      'GET /v1/ssls': async () => ({
+        status: 200,
+        body: { version: p.current!.snapshot.version, ssls: p.current!.details.map(view) },
+      }),
       'GET /v1/ssls/:id': async (_req, url) => {
         const id = decodeURIComponent(url.pathname.split('/').pop() ?? '');
         const d = p.current!.details.find((x) => x.id === id);
-        return d ? { status: 200, body: view(d) } : { status: 404, body: { error: { code: 'TLSGATE_E_REF_UNKNOWN', message: `no SSL object "${id}"` } } };
+        return d
+          ? { status: 200, body: view(d) }
+          : { status: 404, body: { error: { code: 'TLSGATE_E_REF_UNKNOWN', message: `no SSL object "${id}"` } } };
       },
       'GET /v1/sni': async (_req, url) => {
         const name = url.searchParams.get('name');
-        if (!name) return { status: 400, body: { error: { code: 'TLSGATE_E_CONFIG_INVALID', message: 'query parameter name is required' } } };
+        if (!name)
+          return {
+            status: 400,
+            body: { error: { code: 'TLSGATE_E_CONFIG_INVALID', message: 'query parameter name is required' } },
+          };
         const map = sniMap();
         const listeners = p.current!.snapshot.listeners.map((l) => {
           const r = map.lookup(name, l.defaultSsl);
@@ -54,14 +64,21 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
           scheme: u.scheme,
           nodes: u.nodes.map((n) => {
             // A node is healthy when no worker has it in back-off.
-            const seen = stats.flatMap((s) => s.upstreams.filter((h) => h.id === u.id).flatMap((h) => h.nodes.filter((x) => x.host === n.host && x.port === n.port)));
+            const seen = stats.flatMap((s) =>
+              s.upstreams
+                .filter((h) => h.id === u.id)
+                .flatMap((h) => h.nodes.filter((x) => x.host === n.host && x.port === n.port)),
+            );
             return {
               host: n.host,
               port: n.port,
               weight: n.weight,
               healthy: seen.every((x) => x.healthy),
               failures: seen.reduce((a, x) => a + x.failures, 0),
-              retry_at: seen.reduce<number | null>((a, x) => (x.retryAt !== null && (a === null || x.retryAt > a) ? x.retryAt : a), null),
+              retry_at: seen.reduce<number | null>(
+                (a, x) => (x.retryAt !== null && (a === null || x.retryAt > a) ? x.retryAt : a),
+                null,
+              ),
             };
           }),
         }));
@@ -74,7 +91,9 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
           // Credentials show as their reference text, or "<redacted>" when literal.
           ...publicProviderConfig(cfg),
           // The reference list: which fields use this provider (deleting it is refused while any does).
-          referenced_by: [...cur.resolved.refs].filter(([, r]) => (r.kind === 'vault' || r.kind === 'aws') && r.provider === cfg.id).map(([path, r]) => ({ path, reference: r.text })),
+          referenced_by: [...cur.resolved.refs]
+            .filter(([, r]) => (r.kind === 'vault' || r.kind === 'aws') && r.provider === cfg.id)
+            .map(([path, r]) => ({ path, reference: r.text })),
           stale: stale.filter((e) => e.provider === cfg.id),
         }));
         return { status: 200, body: { version: cur.snapshot.version, providers } };

@@ -44,9 +44,12 @@ export class AuditLog {
   record(prev: AuditState | undefined, next: AuditState, source: string, actor: string, version: number): AuditEntry[] {
     const time = new Date().toISOString();
     const entries: AuditEntry[] = [];
-    const push = (e: Omit<AuditEntry, 'time' | 'actor' | 'source' | 'version'>): void => void entries.push({ time, actor, source, version, ...e });
+    const push = (e: Omit<AuditEntry, 'time' | 'actor' | 'source' | 'version'>): void =>
+      void entries.push({ time, actor, source, version, ...e });
 
-    const sslMap = (s: AuditState | undefined): Map<string, { cfg: string; hash: string; fp: string | null; fields: Record<string, string> }> =>
+    const sslMap = (
+      s: AuditState | undefined,
+    ): Map<string, { cfg: string; hash: string; fp: string | null; fields: Record<string, string> }> =>
       new Map(
         (s?.resolved.config.ssls ?? []).map((c, i) => {
           const { cert, key, certs, keys, client, ...rest } = c;
@@ -58,7 +61,15 @@ export class AuditLog {
             client: JSON.stringify(client ?? null),
             ...Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, JSON.stringify(v)])),
           };
-          return [c.id, { cfg: JSON.stringify(fields), hash: s!.ssls[i]?.hash ?? '', fp: s!.details[i]?.certs[0]?.fingerprint_sha256 ?? null, fields }];
+          return [
+            c.id,
+            {
+              cfg: JSON.stringify(fields),
+              hash: s!.ssls[i]?.hash ?? '',
+              fp: s!.details[i]?.certs[0]?.fingerprint_sha256 ?? null,
+              fields,
+            },
+          ];
         }),
       );
     const before = sslMap(prev);
@@ -69,12 +80,19 @@ export class AuditLog {
       else if (b.cfg !== a.cfg || b.hash !== a.hash) {
         const fields = Object.keys(a.fields).filter((k) => a.fields[k] !== b.fields[k]);
         // Same references, new material: the value changed at its source (rotation).
-        push({ object: 'ssl', id, action: 'changed', fields: fields.length ? fields : ['material'], fingerprint_sha256: a.fp });
+        push({
+          object: 'ssl',
+          id,
+          action: 'changed',
+          fields: fields.length ? fields : ['material'],
+          fingerprint_sha256: a.fp,
+        });
       }
     }
     for (const id of before.keys()) if (!after.has(id)) push({ object: 'ssl', id, action: 'removed' });
 
-    const provMap = (s: AuditState | undefined): Map<string, string> => new Map((s?.resolved.config.secret_providers ?? []).map((p) => [p.id, JSON.stringify(p)]));
+    const provMap = (s: AuditState | undefined): Map<string, string> =>
+      new Map((s?.resolved.config.secret_providers ?? []).map((p) => [p.id, JSON.stringify(p)]));
     const pb = provMap(prev);
     const pa = provMap(next);
     for (const [id, cfg] of pa) {
@@ -83,7 +101,12 @@ export class AuditLog {
       else if (b !== cfg) {
         const ob = JSON.parse(b) as Record<string, unknown>;
         const oa = JSON.parse(cfg) as Record<string, unknown>;
-        push({ object: 'secret_provider', id, action: 'changed', fields: Object.keys({ ...ob, ...oa }).filter((k) => JSON.stringify(ob[k]) !== JSON.stringify(oa[k])) });
+        push({
+          object: 'secret_provider',
+          id,
+          action: 'changed',
+          fields: Object.keys({ ...ob, ...oa }).filter((k) => JSON.stringify(ob[k]) !== JSON.stringify(oa[k])),
+        });
       }
     }
     for (const id of pb.keys()) if (!pa.has(id)) push({ object: 'secret_provider', id, action: 'removed' });

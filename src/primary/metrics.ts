@@ -5,16 +5,35 @@ import type { SslDetails } from '../snapshot/compile';
 export class PrimaryMetrics {
   readonly registry = new Registry();
   private readonly aggregator = new AggregatorRegistry();
-  readonly version = new Gauge({ name: 'tlsgate_snapshot_version', help: 'Version of the snapshot the primary serves', registers: [this.registry] });
+  readonly version = new Gauge({
+    name: 'tlsgate_snapshot_version',
+    help: 'Version of the snapshot the primary serves',
+    registers: [this.registry],
+  });
   readonly rotation = new Histogram({
     name: 'tlsgate_rotation_duration_seconds',
     help: 'From a detected config or secret change to every worker acking the new snapshot',
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  readonly reloads = new Counter({ name: 'tlsgate_reloads_total', help: 'Reloads by result', labelNames: ['result'] as const, registers: [this.registry] });
-  readonly notAfter = new Gauge({ name: 'tlsgate_certificate_not_after_seconds', help: 'not-after of the earliest-expiring certificate of an SSL object (unix seconds)', labelNames: ['ssl'] as const, registers: [this.registry] });
-  readonly daysLeft = new Gauge({ name: 'tlsgate_certificate_days_left', help: 'Days until the earliest not-after of an SSL object', labelNames: ['ssl'] as const, registers: [this.registry] });
+  readonly reloads = new Counter({
+    name: 'tlsgate_reloads_total',
+    help: 'Reloads by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly notAfter = new Gauge({
+    name: 'tlsgate_certificate_not_after_seconds',
+    help: 'not-after of the earliest-expiring certificate of an SSL object (unix seconds)',
+    labelNames: ['ssl'] as const,
+    registers: [this.registry],
+  });
+  readonly daysLeft = new Gauge({
+    name: 'tlsgate_certificate_days_left',
+    help: 'Days until the earliest not-after of an SSL object',
+    labelNames: ['ssl'] as const,
+    registers: [this.registry],
+  });
 
   setCertificates(details: SslDetails[], now = Date.now()): void {
     this.notAfter.reset();

@@ -153,8 +153,14 @@ export class Primary {
     }
     const { compiled, warnings } = built;
     this.logWarnings(warnings);
-    const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws') ? reusePortMigrationWarning() : undefined;
-    if (migrate) this.log.warn({ listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) }, migrate);
+    const migrate = compiled.snapshot.listeners.some((l) => l.engine === 'uws')
+      ? reusePortMigrationWarning()
+      : undefined;
+    if (migrate)
+      this.log.warn(
+        { listeners: compiled.snapshot.listeners.filter((l) => l.engine === 'uws').map((l) => l.name) },
+        migrate,
+      );
     this.stamp(compiled);
     this.commit(compiled, 'start', `process:${process.pid}`);
     checkFdLimit(this.log, compiled.snapshot.listeners);
@@ -181,9 +187,25 @@ export class Primary {
     this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
     this.expiryTimer.unref();
     const at = new Date().toISOString();
-    const ok = { ok: true, version: this.version, at, source: 'start', errors: [], warnings: warnings.map(formatIssue) };
+    const ok = {
+      ok: true,
+      version: this.version,
+      at,
+      source: 'start',
+      errors: [],
+      warnings: warnings.map(formatIssue),
+    };
     this.lastReload ??= ok;
-    this.log.info({ version: this.version, compile_ms: compiled.compileMs, ssls: compiled.snapshot.ssls.length, workers: n, listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`) }, 'tlsgate started');
+    this.log.info(
+      {
+        version: this.version,
+        compile_ms: compiled.compileMs,
+        ssls: compiled.snapshot.ssls.length,
+        workers: n,
+        listeners: this.current!.snapshot.listeners.map((l) => `${l.name}@${l.host}:${l.port}`),
+      },
+      'tlsgate started',
+    );
   }
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
@@ -191,7 +213,10 @@ export class Primary {
     const loaded = await loadConfigFile(this.configPath, this.loaded);
     this.loaded = loaded;
     const engineIssues = engineLoadIssues(loaded.config.listeners.map((l) => ({ name: l.name, engine: l.engine })));
-    if (engineIssues.length) throw new ConfigError(engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })));
+    if (engineIssues.length)
+      throw new ConfigError(
+        engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
+      );
     const resolved = await resolveConfig(loaded.config, this.store);
     const c = await compileSnapshot(resolved, this.validator);
     const body = { ...c.snapshot, ticketKeys: this.ticketKeys };
@@ -218,7 +243,10 @@ export class Primary {
       .digest('hex');
     const snapshot: Snapshot = { ...body, version: 0, createdAt: Date.now() };
     const compileMs = Math.round(performance.now() - t0);
-    return { compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details, compileMs }, warnings: [...loaded.issues, ...c.warnings] };
+    return {
+      compiled: { snapshot, bytes: new Uint8Array(), contentHash, resolved, details: c.details, compileMs },
+      warnings: [...loaded.issues, ...c.warnings],
+    };
   }
 
   /** A new version number and its bytes; workers get it, `current` stays until they all ack. */
@@ -259,7 +287,10 @@ export class Primary {
 
   /** Resolves at the worker's first ack; rejects if it cannot apply its first snapshot or exits before. */
   private fork(): Promise<void> {
-    const worker = cluster.fork({ TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info', TLSGATE_LOG_FD: String(WORKER_LOG_FD) });
+    const worker = cluster.fork({
+      TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info',
+      TLSGATE_LOG_FD: String(WORKER_LOG_FD),
+    });
     const pid = worker.process.pid ?? 0;
     const slot: WorkerSlot = { worker, pid, version: 0, listening: false, ready: false, bornAt: Date.now() };
     this.slots.set(worker.id, slot);
@@ -393,7 +424,9 @@ export class Primary {
       if (restart.length) throw new ConfigError(restart);
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
-      const errors = issues.length ? issues.map(formatIssue) : [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
+      const errors = issues.length
+        ? issues.map(formatIssue)
+        : [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
       return this.refused(source, at, errors);
     }
     const changeAt = this.changeAt ?? Date.now();
@@ -523,8 +556,16 @@ export class Primary {
     for (const d of c.details) {
       for (const cert of d.certs) {
         const days = Math.floor((Date.parse(cert.not_after) - now) / 86_400_000);
-        if (days < 0) this.log.error({ ssl: d.id, snis: d.snis, not_after: cert.not_after, code: 'TLSGATE_E_CERT_EXPIRED' }, 'certificate expired');
-        else if (days < c.resolved.config.warn_days) this.log.warn({ ssl: d.id, snis: d.snis, days_left: days, code: 'TLSGATE_E_CERT_EXPIRING' }, 'certificate expiring');
+        if (days < 0)
+          this.log.error(
+            { ssl: d.id, snis: d.snis, not_after: cert.not_after, code: 'TLSGATE_E_CERT_EXPIRED' },
+            'certificate expired',
+          );
+        else if (days < c.resolved.config.warn_days)
+          this.log.warn(
+            { ssl: d.id, snis: d.snis, days_left: days, code: 'TLSGATE_E_CERT_EXPIRING' },
+            'certificate expiring',
+          );
       }
     }
   }
@@ -548,11 +589,24 @@ export class Primary {
     if (!c.admin) return;
     const { keys, tls } = adminSecrets(this.current!);
     if (!tls && !isLoopback(c.admin.listen.host)) {
-      this.log.warn({ listen: `${c.admin.listen.host}:${c.admin.listen.port}` }, 'admin API bound beyond loopback without TLS: API keys cross the network in clear');
+      this.log.warn(
+        { listen: `${c.admin.listen.host}:${c.admin.listen.port}` },
+        'admin API bound beyond loopback without TLS: API keys cross the network in clear',
+      );
     }
-    this.admin = new AdminServer({ host: c.admin.listen.host, port: c.admin.listen.port, apiKeys: keys, ...(tls ? { tls } : {}), log: this.log, ...adminRoutes(this) });
+    this.admin = new AdminServer({
+      host: c.admin.listen.host,
+      port: c.admin.listen.port,
+      apiKeys: keys,
+      ...(tls ? { tls } : {}),
+      log: this.log,
+      ...adminRoutes(this),
+    });
     this.adminAddress = await this.admin.listen();
-    this.log.info({ admin: `${tls ? 'https' : 'http'}://${this.adminAddress.host}:${this.adminAddress.port}` }, 'admin API listening');
+    this.log.info(
+      { admin: `${tls ? 'https' : 'http'}://${this.adminAddress.host}:${this.adminAddress.port}` },
+      'admin API listening',
+    );
   }
 
   /**

@@ -23,7 +23,11 @@ export function upstreamSni(up: UpstreamSnapshot, node: UpstreamNodeSnapshot): s
   return isIP(node.host) ? undefined : node.host;
 }
 
-export function nodeTarget(up: UpstreamSnapshot, node: UpstreamNodeSnapshot, clientPair: CertKeyPair | undefined): NodeTarget {
+export function nodeTarget(
+  up: UpstreamSnapshot,
+  node: UpstreamNodeSnapshot,
+  clientPair: CertKeyPair | undefined,
+): NodeTarget {
   const hostPart = isIP(node.host) === 6 ? `[${node.host}]` : node.host;
   const origin = `${up.scheme}://${hostPart}:${node.port}`;
   const sni = up.scheme === 'https' ? upstreamSni(up, node) : undefined;

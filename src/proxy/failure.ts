@@ -18,12 +18,22 @@ export const RESETS: ReadonlySet<string> = new Set([
   'UND_ERR_DESTROYED',
   'ECONNABORTED',
 ]);
-const PROTOCOL = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE', 'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_INFO', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_STATUS_CODE']);
+const PROTOCOL = new Set([
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  'UND_ERR_HEADERS_OVERFLOW',
+  'UND_ERR_INFO',
+  'ERR_INVALID_CHAR',
+  'ERR_HTTP_INVALID_HEADER_VALUE',
+  'ERR_INVALID_HTTP_TOKEN',
+  'ERR_HTTP_INVALID_STATUS_CODE',
+]);
 /** Errors about the request as the client sent it, raised by undici before any I/O. */
 const REQUEST = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH']);
 
 /** OpenSSL verification results surface as bare codes (X509_V_ERR_* without the prefix). */
-const CERT_CODES = /^(UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_|HOSTNAME_MISMATCH|ERR_TLS_|ERR_SSL_|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH)/;
+const CERT_CODES =
+  /^(UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_|HOSTNAME_MISMATCH|ERR_TLS_|ERR_SSL_|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH)/;
 
 export function errorCodeOf(err: unknown): string {
   const c = (err as { code?: unknown } | null)?.code;
@@ -48,7 +58,8 @@ export function classify(err: unknown, phase: FailurePhase): Classified {
   if (CERT_CODES.test(code)) return { code: 'TLSGATE_E_UPSTREAM_TLS', status: 502, reason };
   if (phase === 'connect') return { code: 'TLSGATE_E_UPSTREAM_CONNECT', status: 502, reason };
   if (RESETS.has(code)) return { code: 'TLSGATE_E_UPSTREAM_RESET', status: 502, reason };
-  if (PROTOCOL.has(code) || code.startsWith('HPE_') || name === 'HTTPParserError') return { code: 'TLSGATE_E_UPSTREAM_PROTOCOL', status: 502, reason };
+  if (PROTOCOL.has(code) || code.startsWith('HPE_') || name === 'HTTPParserError')
+    return { code: 'TLSGATE_E_UPSTREAM_PROTOCOL', status: 502, reason };
   return { code: 'TLSGATE_E_UPSTREAM_RESET', status: 502, reason };
 }
 
@@ -62,9 +73,15 @@ const CLIENT_MESSAGES: Partial<Record<ErrorCode, string>> = {
   TLSGATE_E_BAD_REQUEST: 'the request cannot be forwarded as sent',
 };
 
-export function toUpstreamError(err: unknown, phase: FailurePhase, upstreamId: string): UpstreamError & { reason: string } {
+export function toUpstreamError(
+  err: unknown,
+  phase: FailurePhase,
+  upstreamId: string,
+): UpstreamError & { reason: string } {
   const c = classify(err, phase);
-  const e = new UpstreamError(c.code, c.status, `upstream ${upstreamId}: ${CLIENT_MESSAGES[c.code] ?? c.code}`, { cause: err }) as UpstreamError & {
+  const e = new UpstreamError(c.code, c.status, `upstream ${upstreamId}: ${CLIENT_MESSAGES[c.code] ?? c.code}`, {
+    cause: err,
+  }) as UpstreamError & {
     reason: string;
   };
   e.reason = c.reason;

@@ -14,7 +14,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  * one of these is dropped like the name itself (nginx drops every `_` name by default).
  */
 const GATEWAY_OWNED = new Set([
-  ...HOP_BY_HOP, 'host', 'content-length', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  ...HOP_BY_HOP,
+  'host',
+  'content-length',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
 ]);
 /** Connection cannot name these away: the upstream needs them to route and frame the request. */
 const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
@@ -143,8 +149,19 @@ export function forwardRequestHeaders(
   return { headers, hasBody, expectContinue };
 }
 
-function pushIdentity(out: string[], names: { subject: string; fingerprint: string; verify: string }, id: ClientIdentity): void {
-  out.push(names.subject, headerSafe(id.subject), names.fingerprint, headerSafe(id.fingerprint), names.verify, 'SUCCESS');
+function pushIdentity(
+  out: string[],
+  names: { subject: string; fingerprint: string; verify: string },
+  id: ClientIdentity,
+): void {
+  out.push(
+    names.subject,
+    headerSafe(id.subject),
+    names.fingerprint,
+    headerSafe(id.fingerprint),
+    names.verify,
+    'SUCCESS',
+  );
 }
 
 /**

@@ -20,7 +20,12 @@ export class UpstreamNode implements WrrItem {
   readonly health = new NodeHealth();
   current = 0;
 
-  constructor(up: UpstreamSnapshot, node: UpstreamNodeSnapshot, clientPair: CertKeyPair | undefined, o: FilledProxyOptions) {
+  constructor(
+    up: UpstreamSnapshot,
+    node: UpstreamNodeSnapshot,
+    clientPair: CertKeyPair | undefined,
+    o: FilledProxyOptions,
+  ) {
     this.host = node.host;
     this.port = node.port;
     this.weight = node.weight;

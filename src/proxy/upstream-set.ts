@@ -11,7 +11,13 @@ import { NodeExchange } from './node-exchange';
 import { dataPlane } from '../metrics';
 import { forwardRequestHeaders } from './headers';
 import type { NodeHealthView } from './node-health';
-import { fillProxyOptions, type FilledProxyOptions, type ProxyContext, type ProxyOptions, type SslLookup } from './options';
+import {
+  fillProxyOptions,
+  type FilledProxyOptions,
+  type ProxyContext,
+  type ProxyOptions,
+  type SslLookup,
+} from './options';
 import { poolIdentity, UpstreamPool, type UpstreamNode } from './upstream-pool';
 
 export interface UpstreamHealthView {
@@ -71,7 +77,10 @@ export class UpstreamSet implements ForwardHost {
     }
     const node = up.pick();
     if (node === undefined) {
-      this.#o.logger.error({ upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' }, 'upstream has no node with weight > 0');
+      this.#o.logger.error(
+        { upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' },
+        'upstream has no node with weight > 0',
+      );
       dataPlane.requests.inc({ route, status: 502 });
       sendError(ex, 502, 'TLSGATE_E_UPSTREAM_CONNECT', `upstream ${upstreamId}: no node`);
       return;
@@ -117,7 +126,8 @@ export class UpstreamSet implements ForwardHost {
     });
     this.#closing = Promise.race([graceful, timeout]).then(async (clean) => {
       clearTimeout(timer);
-      if (!clean) this.#o.logger.warn({ timeoutMs: this.#o.closeTimeoutMs }, 'upstream pools did not drain in time: destroying');
+      if (!clean)
+        this.#o.logger.warn({ timeoutMs: this.#o.closeTimeoutMs }, 'upstream pools did not drain in time: destroying');
       await Promise.all([...pools, ...retiring].map((p) => p.destroy()));
     });
     return this.#closing;
@@ -131,7 +141,12 @@ export class UpstreamSet implements ForwardHost {
   nodeFailed(up: UpstreamPool, node: UpstreamNode, err: unknown): void {
     if (up.markFailed(node, this.#o)) {
       this.#o.logger.warn(
-        { upstream: up.id, node: node.key, reason: errorCodeOf(err) || (err as Error).message, retryAt: node.health.retryAt },
+        {
+          upstream: up.id,
+          node: node.key,
+          reason: errorCodeOf(err) || (err as Error).message,
+          retryAt: node.health.retryAt,
+        },
         'upstream node down: skipped until retryAt',
       );
     }
@@ -146,7 +161,11 @@ export class UpstreamSet implements ForwardHost {
   }
 
   // --- internals --------------------------------------------------------------
-  #build(upstreams: readonly UpstreamSnapshot[], ssls: SslLookup, prev: ReadonlyMap<string, UpstreamPool>): Map<string, UpstreamPool> {
+  #build(
+    upstreams: readonly UpstreamSnapshot[],
+    ssls: SslLookup,
+    prev: ReadonlyMap<string, UpstreamPool>,
+  ): Map<string, UpstreamPool> {
     const byId = sslMap(ssls);
     const problems: string[] = [];
     for (const up of upstreams) {
@@ -154,8 +173,10 @@ export class UpstreamSet implements ForwardHost {
       if (ref === undefined) continue;
       const ssl = byId.get(ref);
       if (ssl === undefined) problems.push(`upstreams.${up.id}.tls.client_ssl: no SSL object "${ref}"`);
-      else if (ssl.type !== 'client') problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" is of type ${ssl.type}, not client`);
-      else if (ssl.pairs.length === 0) problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" has no certificate`);
+      else if (ssl.type !== 'client')
+        problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" is of type ${ssl.type}, not client`);
+      else if (ssl.pairs.length === 0)
+        problems.push(`upstreams.${up.id}.tls.client_ssl: SSL object "${ref}" has no certificate`);
     }
     if (problems.length > 0) throw new TlsgateError('TLSGATE_E_REF_UNKNOWN', problems.join('; '));
 
@@ -181,7 +202,10 @@ export class UpstreamSet implements ForwardHost {
     let timer: NodeJS.Timeout | undefined;
     const done = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
-        this.#o.logger.warn({ upstream: pool.id, timeoutMs: this.#o.retireTimeoutMs }, 'replaced upstream pool still busy: destroying');
+        this.#o.logger.warn(
+          { upstream: pool.id, timeoutMs: this.#o.retireTimeoutMs },
+          'replaced upstream pool still busy: destroying',
+        );
         void pool.destroy().then(resolve);
       }, this.#o.retireTimeoutMs);
       timer.unref();

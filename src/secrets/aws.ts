@@ -62,7 +62,13 @@ const AUTH_ERRORS = new Set([
   'ExpiredTokenException',
   'SignatureDoesNotMatch',
 ]);
-const DOWN_ERRORS = new Set(['InternalServiceError', 'ThrottlingException', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
+const DOWN_ERRORS = new Set([
+  'InternalServiceError',
+  'ThrottlingException',
+  'ServiceUnavailable',
+  'TimeoutError',
+  'RequestTimeout',
+]);
 
 export class AwsProvider implements SecretProvider {
   readonly id: string;
@@ -93,7 +99,11 @@ export class AwsProvider implements SecretProvider {
 
   async fetch(ref: Extract<SecretRef, { kind: 'vault' | 'aws' }>): Promise<string> {
     if (ref.kind !== 'aws') {
-      throw new SecretError('TLSGATE_E_SECRET_PROVIDER', ref.text, `${ref.text}: provider "${this.id}" is an aws provider`);
+      throw new SecretError(
+        'TLSGATE_E_SECRET_PROVIDER',
+        ref.text,
+        `${ref.text}: provider "${this.id}" is an aws provider`,
+      );
     }
     let pending = this.inflight.get(ref.secretId);
     if (!pending) {
@@ -119,7 +129,11 @@ export class AwsProvider implements SecretProvider {
       const name = e.name && e.name !== 'Error' ? e.name : (e.code ?? 'network error');
       const answer = status ? `answered HTTP ${status} ${name}` : `failed (${name})`;
       // No `cause`: an SDK exception carries the service's message, which is body text.
-      throw new SecretError(codeFor(name, status), ref.text, `${ref.text}: aws provider "${this.id}" ${answer} for GetSecretValue`);
+      throw new SecretError(
+        codeFor(name, status),
+        ref.text,
+        `${ref.text}: aws provider "${this.id}" ${answer} for GetSecretValue`,
+      );
     }
   }
 
@@ -133,7 +147,8 @@ export class AwsProvider implements SecretProvider {
 function codeFor(name: string, status: number | undefined): ErrorCode {
   if (AUTH_ERRORS.has(name)) return 'TLSGATE_E_SECRET_AUTH';
   if (name === 'AccessDeniedException' || status === 401 || status === 403) return 'TLSGATE_E_SECRET_DENIED';
-  if (DOWN_ERRORS.has(name) || status === undefined || status === 429 || status >= 500) return 'TLSGATE_E_SECRET_PROVIDER_DOWN';
+  if (DOWN_ERRORS.has(name) || status === undefined || status === 429 || status >= 500)
+    return 'TLSGATE_E_SECRET_PROVIDER_DOWN';
   return 'TLSGATE_E_SECRET_UNRESOLVED';
 }
 
@@ -145,24 +160,39 @@ function extract(ref: AwsRef, secret: Secret): string {
     try {
       text = utf8.decode(secret.SecretBinary);
     } catch {
-      throw new SecretError('TLSGATE_E_SECRET_FORMAT', ref.text, `${ref.text}: SecretBinary is not UTF-8 text (store PEM, not DER)`);
+      throw new SecretError(
+        'TLSGATE_E_SECRET_FORMAT',
+        ref.text,
+        `${ref.text}: SecretBinary is not UTF-8 text (store PEM, not DER)`,
+      );
     }
   }
   if (text === undefined) {
-    throw new SecretError('TLSGATE_E_SECRET_FORMAT', ref.text, `${ref.text}: the secret has neither SecretString nor SecretBinary`);
+    throw new SecretError(
+      'TLSGATE_E_SECRET_FORMAT',
+      ref.text,
+      `${ref.text}: the secret has neither SecretString nor SecretBinary`,
+    );
   }
   if (ref.field === undefined) return text;
   let obj: unknown;
   try {
     obj = JSON.parse(text);
   } catch {
-    throw new SecretError('TLSGATE_E_SECRET_FORMAT', ref.text, `${ref.text}: the secret is not JSON, so it has no field "${ref.field}"`);
+    throw new SecretError(
+      'TLSGATE_E_SECRET_FORMAT',
+      ref.text,
+      `${ref.text}: the secret is not JSON, so it has no field "${ref.field}"`,
+    );
   }
-  const value = obj && typeof obj === 'object' && !Array.isArray(obj) ? (obj as Record<string, unknown>)[ref.field] : undefined;
+  const value =
+    obj && typeof obj === 'object' && !Array.isArray(obj) ? (obj as Record<string, unknown>)[ref.field] : undefined;
   if (typeof value === 'string') return value;
   throw new SecretError(
     'TLSGATE_E_SECRET_FORMAT',
     ref.text,
-    value === undefined || value === null ? `${ref.text}: the secret's JSON has no field "${ref.field}"` : `${ref.text}: field "${ref.field}" is not a string`,
+    value === undefined || value === null
+      ? `${ref.text}: the secret's JSON has no field "${ref.field}"`
+      : `${ref.text}: field "${ref.field}" is not a string`,
   );
 }

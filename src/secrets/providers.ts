@@ -30,7 +30,8 @@ export interface ProviderContext {
  * (src/config/declaration.ts); this wrapper keeps the standalone entry point.
  */
 export function validateProviderConfig(
-  raw: unknown, path: string,
+  raw: unknown,
+  path: string,
 ): { provider?: ProviderConfig; issues: ConfigIssue[] } {
   const r = new Reader();
   const provider = readProvider(r, raw, path);
@@ -70,7 +71,12 @@ export async function createProvider(cfg: ProviderConfig, ctx: ProviderContext):
     const ca = await optional(cfg.tls?.ca, `${at}.tls.ca`, ctx);
     const cert = await optional(cfg.tls?.cert, `${at}.tls.cert`, ctx);
     const key = await optional(cfg.tls?.key, `${at}.tls.key`, ctx);
-    const tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(cfg.tls?.server_name ? { serverName: cfg.tls.server_name } : {}) };
+    const tls = {
+      ...(ca ? { ca } : {}),
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+      ...(cfg.tls?.server_name ? { serverName: cfg.tls.server_name } : {}),
+    };
     return new VaultProvider({
       id: cfg.id,
       address: cfg.address,
@@ -92,7 +98,13 @@ export async function createProvider(cfg: ProviderConfig, ctx: ProviderContext):
     region: cfg.region,
     ...(cfg.endpoint ? { endpoint: cfg.endpoint } : {}),
     ...(accessKeyId && secretAccessKey
-      ? { credentials: { accessKeyId: accessKeyId.trim(), secretAccessKey: secretAccessKey.trim(), ...(sessionToken ? { sessionToken: sessionToken.trim() } : {}) } }
+      ? {
+          credentials: {
+            accessKeyId: accessKeyId.trim(),
+            secretAccessKey: secretAccessKey.trim(),
+            ...(sessionToken ? { sessionToken: sessionToken.trim() } : {}),
+          },
+        }
       : {}),
     ...(ca ? { ca } : {}),
     ...(cfg.version_stage ? { versionStage: cfg.version_stage } : {}),
@@ -107,8 +119,13 @@ export async function createProvider(cfg: ProviderConfig, ctx: ProviderContext):
 export function publicProviderConfig(cfg: ProviderConfig): ProviderConfig {
   const hide = (v: string | undefined): string | undefined => (v === undefined || isReference(v) ? v : '<redacted>');
   if (cfg.type === 'vault') {
-    const auth: VaultAuthConfig = 'token' in cfg.auth ? { token: hide(cfg.auth.token)! } : { ...cfg.auth, secret_id: hide(cfg.auth.secret_id)! };
-    return { ...cfg, auth, ...(cfg.tls ? { tls: { ...cfg.tls, ...(cfg.tls.key ? { key: hide(cfg.tls.key)! } : {}) } } : {}) };
+    const auth: VaultAuthConfig =
+      'token' in cfg.auth ? { token: hide(cfg.auth.token)! } : { ...cfg.auth, secret_id: hide(cfg.auth.secret_id)! };
+    return {
+      ...cfg,
+      auth,
+      ...(cfg.tls ? { tls: { ...cfg.tls, ...(cfg.tls.key ? { key: hide(cfg.tls.key)! } : {}) } } : {}),
+    };
   }
   return {
     ...cfg,

@@ -38,13 +38,22 @@ export function parseValue(value: string): ParsedValue {
     }
     if (manager === 'vault') {
       if (!provider || rest.length < 2) {
-        return { ok: false, message: `"${value}" is not a valid vault reference (expected $secret://vault/<provider-id>/<path…>/<field>)` };
+        return {
+          ok: false,
+          message: `"${value}" is not a valid vault reference (expected $secret://vault/<provider-id>/<path…>/<field>)`,
+        };
       }
-      return { ok: true, ref: { kind: 'vault', provider, path: rest.slice(0, -1).join('/'), field: rest[rest.length - 1]!, text: value } };
+      return {
+        ok: true,
+        ref: { kind: 'vault', provider, path: rest.slice(0, -1).join('/'), field: rest[rest.length - 1]!, text: value },
+      };
     }
     if (manager === 'aws') {
       if (!provider || rest.length < 1 || rest.length > 2) {
-        return { ok: false, message: `"${value}" is not a valid aws reference (expected $secret://aws/<provider-id>/<secret-id>[/<json-field>])` };
+        return {
+          ok: false,
+          message: `"${value}" is not a valid aws reference (expected $secret://aws/<provider-id>/<secret-id>[/<json-field>])`,
+        };
       }
       // AWS secret names often hold "/": write it as %2F (`prod%2Ftls%2Fapi`).
       let secretId: string;
@@ -53,7 +62,10 @@ export function parseValue(value: string): ParsedValue {
       } catch {
         return { ok: false, message: `"${value}" has an invalid %-escape in its secret id` };
       }
-      return { ok: true, ref: { kind: 'aws', provider, secretId, ...(rest[1] ? { field: rest[1] } : {}), text: value } };
+      return {
+        ok: true,
+        ref: { kind: 'aws', provider, secretId, ...(rest[1] ? { field: rest[1] } : {}), text: value },
+      };
     }
     return { ok: false, message: `"${value}" names an unknown secret manager "${manager}" (expected vault or aws)` };
   }

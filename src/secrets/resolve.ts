@@ -30,7 +30,11 @@ export async function resolveRef(ref: SecretRef, ctx: ResolveContext): Promise<s
     case 'env': {
       const v = ctx.env[ref.name];
       if (v === undefined || v === '') {
-        throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', ref.text, `${ref.text}: environment variable ${ref.name} is not set`);
+        throw new SecretError(
+          'TLSGATE_E_SECRET_UNRESOLVED',
+          ref.text,
+          `${ref.text}: environment variable ${ref.name} is not set`,
+        );
       }
       return v;
     }
@@ -42,10 +46,18 @@ export async function resolveRef(ref: SecretRef, ctx: ResolveContext): Promise<s
     case 'aws': {
       const provider = ctx.providers.get(ref.provider);
       if (!provider) {
-        throw new SecretError('TLSGATE_E_SECRET_PROVIDER', ref.text, `${ref.text}: secret provider "${ref.provider}" is not configured`);
+        throw new SecretError(
+          'TLSGATE_E_SECRET_PROVIDER',
+          ref.text,
+          `${ref.text}: secret provider "${ref.provider}" is not configured`,
+        );
       }
       if (provider.type !== ref.kind) {
-        throw new SecretError('TLSGATE_E_SECRET_PROVIDER', ref.text, `${ref.text}: secret provider "${ref.provider}" is of type ${provider.type}, not ${ref.kind}`);
+        throw new SecretError(
+          'TLSGATE_E_SECRET_PROVIDER',
+          ref.text,
+          `${ref.text}: secret provider "${ref.provider}" is of type ${provider.type}, not ${ref.kind}`,
+        );
       }
       return provider.fetch(ref);
     }

@@ -144,7 +144,13 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const out: StaleEntry[] = [];
     for (const [reference, e] of this.entries) {
       if (e.failing) {
-        out.push({ reference, provider: e.group ?? '$env', since: new Date(e.failing.since).toISOString(), code: e.failing.code, error: e.failing.error });
+        out.push({
+          reference,
+          provider: e.group ?? '$env',
+          since: new Date(e.failing.since).toISOString(),
+          code: e.failing.code,
+          error: e.failing.error,
+        });
       }
     }
     return out;
@@ -180,7 +186,13 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const created: Held[] = [];
     for (const cfg of plan.providers) {
       if (next.has(cfg.id)) {
-        errors.push(new SecretError('TLSGATE_E_DUPLICATE_ID', `secret_providers[${cfg.id}]`, `secret_providers: two providers have id "${cfg.id}"`));
+        errors.push(
+          new SecretError(
+            'TLSGATE_E_DUPLICATE_ID',
+            `secret_providers[${cfg.id}]`,
+            `secret_providers: two providers have id "${cfg.id}"`,
+          ),
+        );
         continue;
       }
       const key = JSON.stringify(cfg);
@@ -203,14 +215,19 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     for (const text of new Set(plan.references)) {
       const parsed = parseValue(text);
       if (!parsed.ok || !parsed.ref) {
-        errors.push(new SecretError('TLSGATE_E_SECRET_REF', text, parsed.ok ? `"${text}" is not a reference` : parsed.message));
+        errors.push(
+          new SecretError('TLSGATE_E_SECRET_REF', text, parsed.ok ? `"${text}" is not a reference` : parsed.message),
+        );
         continue;
       }
       const ref = parsed.ref;
       const old = this.entries.get(text);
       // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
       // A secret manager is asked again only when its provider is new or was changed.
-      const reused = (ref.kind === 'vault' || ref.kind === 'aws') && this.providers.get(ref.provider) !== undefined && this.providers.get(ref.provider) === next.get(ref.provider);
+      const reused =
+        (ref.kind === 'vault' || ref.kind === 'aws') &&
+        this.providers.get(ref.provider) !== undefined &&
+        this.providers.get(ref.provider) === next.get(ref.provider);
       if (old && reused) nextEntries.set(text, old);
       else toFetch.push(ref);
     }
@@ -292,19 +309,23 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const targets = new Map([...this.entries.values()].filter((e) => e.group === id).map((e) => [e.ref, e]));
     const providers = new Map([...this.providers].map(([pid, h]) => [pid, h.instance]));
     const results = new Map<Entry, { value: string } | { error: SecretError }>();
-    await eachLimited(groupBySource([...targets.keys()]), this.opts.concurrency ?? STORE_DEFAULTS.concurrency, async (refs) => {
-      await Promise.all(
-        refs.map(async (ref) => {
-          const entry = targets.get(ref)!;
-          try {
-            const ctx = { ...this.ctx, providers, ...(this.fileMaxSize ? { fileMaxSize: this.fileMaxSize } : {}) };
-            results.set(entry, { value: await resolveRef(ref, ctx) });
-          } catch (err) {
-            results.set(entry, { error: asSecretError(err, ref.text) });
-          }
-        }),
-      );
-    });
+    await eachLimited(
+      groupBySource([...targets.keys()]),
+      this.opts.concurrency ?? STORE_DEFAULTS.concurrency,
+      async (refs) => {
+        await Promise.all(
+          refs.map(async (ref) => {
+            const entry = targets.get(ref)!;
+            try {
+              const ctx = { ...this.ctx, providers, ...(this.fileMaxSize ? { fileMaxSize: this.fileMaxSize } : {}) };
+              results.set(entry, { value: await resolveRef(ref, ctx) });
+            } catch (err) {
+              results.set(entry, { error: asSecretError(err, ref.text) });
+            }
+          }),
+        );
+      },
+    );
     // An apply() during the round replaced this group or these entries: drop the results.
     if (this.closed || this.groups.get(id) !== g) return;
 
@@ -327,20 +348,35 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
         entry.failing = { ...entry.failing, code: r.error.code, error: r.error.message };
       } else {
         entry.failing = { since: now, code: r.error.code, error: r.error.message };
-        started.push({ reference: entry.ref.text, provider: id, since: new Date(now).toISOString(), code: r.error.code, error: r.error.message });
+        started.push({
+          reference: entry.ref.text,
+          provider: id,
+          since: new Date(now).toISOString(),
+          code: r.error.code,
+          error: r.error.message,
+        });
       }
     }
     const failed = [...results.values()].filter((r) => 'error' in r).length;
 
     if (started.length > 0) {
       this.opts.logger.warn(
-        { provider: id, stale: started.length, references: started.slice(0, 10).map((s) => s.reference), code: started[0]!.code, error: started[0]!.error },
+        {
+          provider: id,
+          stale: started.length,
+          references: started.slice(0, 10).map((s) => s.reference),
+          code: started[0]!.code,
+          error: started[0]!.error,
+        },
         'secret refresh failed; serving the last good value until the provider answers again',
       );
       this.emit('stale', started);
     }
     if (recovered.length > 0) {
-      this.opts.logger.info?.({ provider: id, recovered: recovered.length, references: recovered.slice(0, 10) }, 'secret refresh recovered');
+      this.opts.logger.info?.(
+        { provider: id, recovered: recovered.length, references: recovered.slice(0, 10) },
+        'secret refresh recovered',
+      );
       this.emit('recovered', recovered);
     }
     if (changed.length > 0) {
@@ -363,7 +399,13 @@ function groupBySource(refs: SecretRef[]): SecretRef[][] {
   const by = new Map<string, SecretRef[]>();
   for (const ref of refs) {
     const key =
-      ref.kind === 'vault' ? `vault/${ref.provider}/${ref.path}` : ref.kind === 'aws' ? `aws/${ref.provider}/${ref.secretId}` : ref.kind === 'file' ? `file/${ref.path}` : `env/${ref.name}`;
+      ref.kind === 'vault'
+        ? `vault/${ref.provider}/${ref.path}`
+        : ref.kind === 'aws'
+          ? `aws/${ref.provider}/${ref.secretId}`
+          : ref.kind === 'file'
+            ? `file/${ref.path}`
+            : `env/${ref.name}`;
     const list = by.get(key);
     if (list) list.push(ref);
     else by.set(key, [ref]);

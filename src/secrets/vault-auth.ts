@@ -8,8 +8,7 @@ import { SecretError } from '../errors';
 import type { VaultHttp } from './vault-http';
 
 export type VaultAuthOptions =
-  | { token: string }
-  | { roleId: string; secretId: string; /** AppRole mount, default "approle". */ mount?: string };
+  { token: string } | { roleId: string; secretId: string; /** AppRole mount, default "approle". */ mount?: string };
 
 export interface TokenInfo {
   source: 'login' | 'renew';
@@ -78,13 +77,17 @@ export class VaultAuth extends EventEmitter<VaultAuthEvents> {
 
   private async doLogin(reference: string, o: { roleId: string; secretId: string; mount?: string }): Promise<string> {
     const mount = o.mount ?? 'approle';
-    const answer = await this.http.call('POST', `/v1/auth/${mount}/login`, undefined, { role_id: o.roleId, secret_id: o.secretId });
+    const answer = await this.http.call('POST', `/v1/auth/${mount}/login`, undefined, {
+      role_id: o.roleId,
+      secret_id: o.secretId,
+    });
     const auth = answer.ok ? (answer.body as AuthBody | null)?.auth : undefined;
     if (!answer.ok || typeof auth?.client_token !== 'string') {
       throw new SecretError(
         answer.status === 0 ? 'TLSGATE_E_SECRET_PROVIDER_DOWN' : 'TLSGATE_E_SECRET_AUTH',
         reference,
-        `${reference}: vault provider "${this.providerId}" AppRole login at ${this.http.address} failed (${answer.ok ? 'no auth.client_token in the answer' : answer.reason})`,
+        `${reference}: vault provider "${this.providerId}" AppRole login at ${this.http.address} failed ` +
+          `(${answer.ok ? 'no auth.client_token in the answer' : answer.reason})`,
       );
     }
     const leaseMs = leaseOf(auth);
@@ -137,7 +140,8 @@ export class VaultAuth extends EventEmitter<VaultAuthEvents> {
         new SecretError(
           answer.status === 0 ? 'TLSGATE_E_SECRET_PROVIDER_DOWN' : 'TLSGATE_E_SECRET_AUTH',
           reference,
-          `${reference}: vault provider "${this.providerId}" token renewal failed (${answer.ok ? 'no auth in the answer' : answer.reason}); logging in again`,
+          `${reference}: vault provider "${this.providerId}" token renewal failed ` +
+            `(${answer.ok ? 'no auth in the answer' : answer.reason}); logging in again`,
         ),
       );
       return false;

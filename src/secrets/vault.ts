@@ -68,7 +68,11 @@ export class VaultProvider extends EventEmitter<VaultAuthEvents> implements Secr
 
   async fetch(ref: Extract<SecretRef, { kind: 'vault' | 'aws' }>): Promise<string> {
     if (ref.kind !== 'vault') {
-      throw new SecretError('TLSGATE_E_SECRET_PROVIDER', ref.text, `${ref.text}: provider "${this.id}" is a vault provider`);
+      throw new SecretError(
+        'TLSGATE_E_SECRET_PROVIDER',
+        ref.text,
+        `${ref.text}: provider "${this.id}" is a vault provider`,
+      );
     }
     const apiPath = this.apiPath(ref.path);
     let pending = this.inflight.get(apiPath);
@@ -108,13 +112,22 @@ export class VaultProvider extends EventEmitter<VaultAuthEvents> implements Secr
       answer = await this.http.call('GET', apiPath, token);
     }
     if (!answer.ok) {
-      throw new SecretError(codeFor(answer.status), ref.text, `${ref.text}: vault provider "${this.id}" ${describe(answer.status, answer.reason)} for GET ${apiPath}`);
+      throw new SecretError(
+        codeFor(answer.status),
+        ref.text,
+        `${ref.text}: vault provider "${this.id}" ${describe(answer.status, answer.reason)} for GET ${apiPath}`,
+      );
     }
     const body = answer.body as { data?: { data?: unknown } | null } | null;
     const data = this.kvVersion === 2 ? body?.data?.data : body?.data;
     if (!data || typeof data !== 'object' || Array.isArray(data)) {
       // KV v2 answers a deleted or destroyed version with data: null.
-      throw new SecretError('TLSGATE_E_SECRET_UNRESOLVED', ref.text, `${ref.text}: vault provider "${this.id}" returned no secret data for GET ${apiPath} (deleted version, or kv_version ${this.kvVersion} does not match the mount?)`);
+      throw new SecretError(
+        'TLSGATE_E_SECRET_UNRESOLVED',
+        ref.text,
+        `${ref.text}: vault provider "${this.id}" returned no secret data for GET ${apiPath} (deleted ` +
+          `version, or kv_version ${this.kvVersion} does not match the mount?)`,
+      );
     }
     return data as Data;
   }

@@ -39,7 +39,11 @@ function crlProblem(pem: string): string | undefined {
   }
 }
 
-export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidator, now = Date.now()): Promise<Compiled> {
+export async function compileSnapshot(
+  rc: ResolvedConfig,
+  validator: CertValidator,
+  now = Date.now(),
+): Promise<Compiled> {
   const { config: c, values } = rc;
   const val = (p: string): string => values.get(p)!;
   // An SSL object with an unresolved value is skipped here (its path is in rc.unresolved);
@@ -57,8 +61,18 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     type: s.type,
     snis: s.snis,
     pairs: [
-      { certPath: `ssls[${i}].cert`, cert: val(`ssls[${i}].cert`), keyPath: `ssls[${i}].key`, key: val(`ssls[${i}].key`) },
-      ...s.certs.map((_, j) => ({ certPath: `ssls[${i}].certs[${j}]`, cert: val(`ssls[${i}].certs[${j}]`), keyPath: `ssls[${i}].keys[${j}]`, key: val(`ssls[${i}].keys[${j}]`) })),
+      {
+        certPath: `ssls[${i}].cert`,
+        cert: val(`ssls[${i}].cert`),
+        keyPath: `ssls[${i}].key`,
+        key: val(`ssls[${i}].key`),
+      },
+      ...s.certs.map((_, j) => ({
+        certPath: `ssls[${i}].certs[${j}]`,
+        cert: val(`ssls[${i}].certs[${j}]`),
+        keyPath: `ssls[${i}].keys[${j}]`,
+        key: val(`ssls[${i}].keys[${j}]`),
+      })),
     ],
     ...(s.client ? { clientCa: { path: `ssls[${i}].client.ca`, pem: val(`ssls[${i}].client.ca`) } } : {}),
     warnDays: c.warn_days,
@@ -82,8 +96,7 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
   const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
     // Preferred pair first: ECDSA (cheaper handshakes, every current client has it).
     const kinds = results[i]!.certs.map((ci) => ci.key_type);
-    const pairs = inputs[i]!.pairs
-      .map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
+    const pairs = inputs[i]!.pairs.map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
       .sort((a, b) => Number(b.ec) - Number(a.ec))
       .map(({ cert, key }) => ({ cert, key }));
     if (pairs.length > 1 && s.type === 'server' && c.listeners.some((l) => l.engine === 'uws')) {
@@ -147,12 +160,18 @@ export async function compileSnapshot(rc: ResolvedConfig, validator: CertValidat
     }
   });
   const sni: Array<[string, string]> = [];
-  for (const s of c.ssls) if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);
+  for (const s of c.ssls)
+    if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);
 
   const upstreams: UpstreamSnapshot[] = c.upstreams.map((u, i) => {
     const ca = u.tls?.ca ? val(`upstreams[${i}].tls.ca`) : undefined;
     const tls = u.tls
-      ? { verify: u.tls.verify, ...(ca ? { ca } : {}), ...(u.tls.client_ssl ? { clientSsl: u.tls.client_ssl } : {}), ...(u.tls.sni ? { sni: u.tls.sni } : {}) }
+      ? {
+          verify: u.tls.verify,
+          ...(ca ? { ca } : {}),
+          ...(u.tls.client_ssl ? { clientSsl: u.tls.client_ssl } : {}),
+          ...(u.tls.sni ? { sni: u.tls.sni } : {}),
+        }
       : u.scheme === 'https'
         ? { verify: true }
         : undefined;

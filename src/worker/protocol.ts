@@ -10,7 +10,14 @@ export type PrimaryMessage =
 /** Passive health of one upstream as one worker sees it. */
 export interface UpstreamHealth {
   id: string;
-  nodes: Array<{ host: string; port: number; weight: number; healthy: boolean; failures: number; retryAt: number | null }>;
+  nodes: Array<{
+    host: string;
+    port: number;
+    weight: number;
+    healthy: boolean;
+    failures: number;
+    retryAt: number | null;
+  }>;
 }
 
 export interface WorkerStats {

@@ -151,7 +151,10 @@ export class Worker {
       return new UwsEngine(l, state, { log: this.log });
     }
     if (l.engine !== 'node') {
-      throw new TlsgateError('TLSGATE_E_ENGINE_LOAD', `listener ${l.name}: engine ${String(l.engine)} is not available in this build`);
+      throw new TlsgateError(
+        'TLSGATE_E_ENGINE_LOAD',
+        `listener ${l.name}: engine ${String(l.engine)} is not available in this build`,
+      );
     }
     return new NodeEngine(l, state, { log: this.log });
   }
@@ -172,7 +175,11 @@ export function runWorker(): void {
   // worker's own fd 1 is the primary's stderr, so native prints (uWS domain() debug
   // lines) never mix into the JSON log stream.
   const fd = Number(process.env.TLSGATE_LOG_FD);
-  const log = createLogger({ level: process.env.TLSGATE_LOG_LEVEL ?? 'info', name: 'worker', ...(Number.isInteger(fd) && fd > 0 ? { fd } : {}) });
+  const log = createLogger({
+    level: process.env.TLSGATE_LOG_LEVEL ?? 'info',
+    name: 'worker',
+    ...(Number.isInteger(fd) && fd > 0 ? { fd } : {}),
+  });
   // With a callback, a send to a primary that is gone fails quietly instead of an 'error' event.
   const send = (m: WorkerMessage): void => {
     if (process.connected) process.send!(m, undefined, undefined, () => undefined);
