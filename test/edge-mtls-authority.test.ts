@@ -5,6 +5,7 @@
 // before routing; each refusal is counted in tlsgate_requests_refused_total.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gateway, freePort, handshake, waitFor } from './helpers/gateway';
@@ -188,4 +189,29 @@ test('checkAuthority: the object serving the authority decides, whatever the con
   assert.equal(checkAuthority(sni, conn(plain, false), 'www.shop.test'), null);
   assert.equal(checkAuthority(sni, conn(plain, false), null), null);
   assert.equal(checkAuthority(sni, conn(plain, false), 'ops.shop.test'), 'misdirected_mtls');
+  // A default_ssl with mTLS serves every unclaimed name: an unverified connection cannot
+  // reach such a name (or an IP literal) by Host, a verified one for that object can.
+  assert.equal(checkAuthority(sni, conn(plain, false), 'unknown.test', 'secure'), 'misdirected_mtls');
+  assert.equal(checkAuthority(sni, conn(plain, false), '127.0.0.1', 'secure'), 'misdirected_mtls');
+  assert.equal(checkAuthority(sni, conn(undefined, false), 'unknown.test', 'secure'), 'misdirected_mtls');
+  assert.equal(checkAuthority(sni, conn(plain, false), 'unknown.test', 'shop'), null);
+  assert.equal(checkAuthority(sni, conn(plain, false), 'www.shop.test', 'secure'), null);
+});
+
+test('default_ssl with mTLS: an unclaimed Host over an unverified connection gets 421 (the handshake would ask)', async () => {
+  const cfg = readFileSync(gw.configPath, 'utf8');
+  gw.write('gateway.yaml', cfg.replace('default_ssl: shop', 'default_ssl: secure'));
+  assert.equal((await gw.admin('POST', '/v1/reload')).status, 200);
+  try {
+    assert.equal(await status('www.shop.test', req('unknown.test')), 421);
+    assert.equal(await status('www.shop.test', req('127.0.0.1')), 421);
+    assert.equal(await status('www.shop.test', req('www.shop.test')), 200);
+    // Verified for the default object: its own names pass; other hosts stay 421 (an mTLS
+    // connection serves only its object's SNIs).
+    assert.equal(await status(undefined, req('secure.shop.test'), alice), 200);
+    assert.equal(await status(undefined, req('unknown.test'), alice), 421);
+  } finally {
+    gw.write('gateway.yaml', cfg);
+    assert.equal((await gw.admin('POST', '/v1/reload')).status, 200);
+  }
 });

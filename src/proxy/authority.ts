@@ -13,16 +13,25 @@ export type AuthorityRefusal =
   /** A verified mTLS connection used for a host its SSL object does not serve. */
   | 'misdirected_host';
 
-/** host: the request's normalized authority (no port), null when absent or invalid. */
-export function checkAuthority(sni: SniMap, conn: ConnFacts, host: string | null): AuthorityRefusal | null {
+/**
+ * host: the request's normalized authority (no port), null when absent or invalid.
+ * defaultSsl: the listener's default_ssl, which serves a name no object claims.
+ */
+export function checkAuthority(
+  sni: SniMap,
+  conn: ConnFacts,
+  host: string | null,
+  defaultSsl?: string,
+): AuthorityRefusal | null {
   const own = conn.ssl;
   if (own !== undefined && own.clientCa !== undefined) {
     if (host === null || !own.snis.some((p) => patternCovers(p, host))) return 'misdirected_host';
   }
   if (host === null) return null;
-  // The object that would serve this name in a handshake; default_ssl is not consulted:
-  // an unknown name is nobody's, so no mTLS object claims it.
-  const serving = sni.lookup(host, undefined).ssl;
+  // The object that would serve this name in a handshake, default_ssl included: when the
+  // default object has mTLS, a name no other object claims needs its client certificate
+  // too (a handshake with that name as SNI would have asked for one).
+  const serving = sni.lookup(host, defaultSsl).ssl;
   if (serving === undefined || serving.clientCa === undefined) return null;
   if (!conn.authorized || own === undefined || own.clientCa === undefined) return 'misdirected_mtls';
   // Same object (by id: a rotation gives it a new snapshot), or one whose whole client rule

@@ -22,6 +22,8 @@ export interface StageState {
 export interface StageListener {
   readonly name: string;
   readonly limits: RequestLimits;
+  /** Serves names no SSL object claims: its mTLS (if any) covers them in the authority rule. */
+  readonly defaultSsl?: string;
 }
 
 /** Methods a route without `methods` allows, for the Allow header of a refused TRACE. */
@@ -36,7 +38,7 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     return;
   }
   const req = checked.req;
-  const refusal = checkAuthority(state.sni, ex.conn, req.host);
+  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl);
   if (refusal !== null) {
     m.refused.inc({ listener: listener.name, reason: refusal });
     m.requests.inc({ route: '-', status: 421 });
