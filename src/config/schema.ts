@@ -57,41 +57,14 @@ const defaultsOf = {
 };
 
 function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
-  unique(
-    r,
-    c.listeners.map((l) => l.name),
-    'listeners',
-    'name',
-    root,
-  );
-  unique(
-    r,
-    c.ssls.map((s) => s.id),
-    'ssls',
-    'id',
-    root,
-  );
-  unique(
-    r,
-    c.upstreams.map((u) => u.id),
-    'upstreams',
-    'id',
-    root,
-  );
-  unique(
-    r,
-    c.routes.map((x) => x.id),
-    'routes',
-    'id',
-    root,
-  );
-  unique(
-    r,
-    c.secret_providers.map((p) => p.id),
-    'secret_providers',
-    'id',
-    root,
-  );
+  const ids: Array<[string, string, string[]]> = [
+    ['listeners', 'name', c.listeners.map((l) => l.name)],
+    ['ssls', 'id', c.ssls.map((x) => x.id)],
+    ['upstreams', 'id', c.upstreams.map((u) => u.id)],
+    ['routes', 'id', c.routes.map((x) => x.id)],
+    ['secret_providers', 'id', c.secret_providers.map((x) => x.id)],
+  ];
+  for (const [kind, field, list] of ids) unique(r, list, kind, field, root);
   const addrs = new Map<string, string>();
   c.listeners.forEach((l, i) => {
     const a = `${l.listen.host}:${l.listen.port}`;

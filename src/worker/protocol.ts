@@ -1,5 +1,6 @@
 // Every message between the primary and a worker. IPC uses the 'advanced'
 // serialization, so Uint8Array crosses as bytes.
+import type { UpstreamHealthView } from '../proxy';
 
 /** primary → worker */
 export type PrimaryMessage =
@@ -7,18 +8,8 @@ export type PrimaryMessage =
   | { type: 'drain'; timeoutMs: number }
   | { type: 'stats?'; id: number };
 
-/** Passive health of one upstream as one worker sees it. */
-export interface UpstreamHealth {
-  id: string;
-  nodes: Array<{
-    host: string;
-    port: number;
-    weight: number;
-    healthy: boolean;
-    failures: number;
-    retryAt: number | null;
-  }>;
-}
+/** Passive health of one upstream as one worker sees it (the proxy's own view, sent as is). */
+export type UpstreamHealth = UpstreamHealthView;
 
 export interface WorkerStats {
   upstreams: UpstreamHealth[];
