@@ -153,20 +153,22 @@ const ADMIN = obj({
   tls: obj(PAIR, { optional: true, doc: 'serve the admin API over TLS' }),
 }, {
   optional: true, doc: 'admin API (absent: no admin listener)',
-  rule: (r, a, _raw, p) => {
+  rule: (r, _a, raw, p) => {
+    // On the raw list: indexes stay those of the file even when an entry was refused.
     const ids = new Map<string, number>();
     const literals = new Map<string, number>();
-    (a.api_keys ?? []).forEach((k, i) => {
+    (Array.isArray(raw.api_keys) ? (raw.api_keys as unknown[]) : []).forEach((k, i) => {
       const at = `${join(p, 'api_keys')}[${i}]`;
-      if (typeof k !== 'string' && k.id !== undefined) {
-        const first = ids.get(k.id);
-        if (first === undefined) ids.set(k.id, i);
-        else r.error(`${at}.id`, `"${k.id}" is also the id of api_keys[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
+      const o = typeof k === 'object' && k !== null ? (k as Obj) : undefined;
+      if (typeof o?.id === 'string') {
+        const first = ids.get(o.id);
+        if (first === undefined) ids.set(o.id, i);
+        else r.error(`${at}.id`, `"${o.id}" is also the id of api_keys[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
       }
       // One value under two roles would be ambiguous (a reference is checked once resolved:
       // the least privileged role wins). Never echoed: the index says which.
-      const value = typeof k === 'string' ? k : k.key;
-      if (value.startsWith('$')) return;
+      const value = typeof k === 'string' ? k : o?.key;
+      if (typeof value !== 'string' || value === '' || value.startsWith('$')) return;
       const first = literals.get(value);
       if (first === undefined) literals.set(value, i);
       else r.error(at, `is the same key as api_keys[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
