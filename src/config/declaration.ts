@@ -134,7 +134,10 @@ const API_KEY_FIELDS = {
   role: oneOf(['viewer', 'editor', 'admin'], {
     required: true, doc: 'viewer: GET; editor: + writes of ssls, upstreams, routes; admin: all (see "Admin API")',
   }),
-  id: str({ pattern: ID, hint: ID_HINT, type: 'id', doc: 'names the key in logs and audit (absent: "sha256:" + 8 hex digits of the key)' }),
+  id: str({
+    pattern: ID, hint: ID_HINT, type: 'id',
+    doc: 'names the key in logs and audit (absent: "sha256:" + 8 hex digits of the key)',
+  }),
 };
 const ANY_SECRET = secret({ doc: '' });
 const API_KEY = custom<string | ObjOf<typeof API_KEY_FIELDS>, { type: string; doc: string }>({

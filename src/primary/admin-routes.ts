@@ -200,7 +200,9 @@ function labelFilter(url: URL): { match: (labels?: Record<string, string>) => bo
   });
   const want: Array<[string, string | undefined]> = [];
   for (const [name, v] of url.searchParams) {
-    if (name !== 'label') return bad(`unknown query parameter ${JSON.stringify(name)} (this list takes label=key:value)`);
+    if (name !== 'label') {
+      return bad(`unknown query parameter ${JSON.stringify(name)} (this list takes label=key:value)`);
+    }
     const at = v.indexOf(':');
     const [k, val] = at < 0 ? [v, undefined] : [v.slice(0, at), v.slice(at + 1)];
     const problem = labelKeyProblem(k) ?? (val === undefined ? null : labelValueProblem(val));

@@ -99,7 +99,9 @@ function bind(
   providers: readonly ProviderScope[] | undefined,
 ): Bound {
   if (providers === undefined) {
-    return longFits ? { ok: true, provider: rest[0]!, segments: rest.slice(1) } : { ok: true, provider: '', segments: rest };
+    return longFits
+      ? { ok: true, provider: rest[0]!, segments: rest.slice(1) }
+      : { ok: true, provider: '', segments: rest };
   }
   const byId = providers.find((p) => p.id === rest[0]);
   if (longFits && byId?.type === manager) return { ok: true, provider: byId.id, segments: rest.slice(1) };
@@ -110,7 +112,9 @@ function bind(
     const ids = defaults.map((p) => `"${p.id}"`).join(', ');
     return fail(`${manager} providers ${ids} are all marked default: true; mark one`, 'TLSGATE_E_SECRET_DEFAULT');
   }
-  if (longFits && byId) return fail(`secret provider "${byId.id}" is of type ${byId.type}, not ${manager}`, 'TLSGATE_E_SECRET_PROVIDER');
+  if (longFits && byId) {
+    return fail(`secret provider "${byId.id}" is of type ${byId.type}, not ${manager}`, 'TLSGATE_E_SECRET_PROVIDER');
+  }
   const short = `a short reference needs a ${manager} provider marked default: true`;
   if (longFits) {
     const known = providers.map((p) => `"${p.id}"`).join(', ') || 'none';
