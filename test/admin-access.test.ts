@@ -242,6 +242,8 @@ test('audit: reloads and refused writes name the key id, carry content hashes, n
   assert.ok(lines.every((e: { actor: string }) => !/key-/.test(e.actor)));
   const text = readFileSync(path, 'utf8') + gw.stdout + gw.stderr;
   for (const k of [gw.apiKey, EDITOR_KEY, VIEWER_KEY, LATE_KEY]) assert.ok(!text.includes(k), 'a key leaked');
+  // Nor the private key the config references (a line of its base64 body).
+  assert.ok(!text.includes(site.key.split('\n')[2]!), 'private key material leaked');
   const refused = gw.logs.find((l) => l.msg === 'admin request refused by role');
   assert.ok(refused, 'refusals are logged');
 });
