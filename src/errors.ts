@@ -28,6 +28,8 @@ export const ErrorCodes = {
   TLSGATE_E_SECRET_REF: 'a secret reference is malformed',
   TLSGATE_E_SECRET_UNRESOLVED: 'a secret reference cannot be resolved',
   TLSGATE_E_SECRET_PROVIDER: 'a secret reference names a provider that is not configured',
+  TLSGATE_E_SECRET_DEFAULT:
+    'a short secret reference has no default provider of its type, or two providers of one type are default',
   TLSGATE_E_SECRET_PROVIDER_DOWN: 'the secret provider cannot be reached, timed out or answered 5xx/429',
   TLSGATE_E_SECRET_DENIED: 'the secret provider refused access to a secret (HTTP 401/403)',
   TLSGATE_E_SECRET_AUTH: 'tlsgate cannot authenticate to the secret provider (login, renewal or credentials)',
@@ -45,6 +47,8 @@ export const ErrorCodes = {
     'the reload changes a setting that takes effect only at a restart; nothing of it was applied',
   TLSGATE_E_METHOD_NOT_ALLOWED: 'the admin endpoint exists but not for this method (405, with Allow)',
   TLSGATE_E_ADMIN_UNAUTHORIZED: 'admin API request without a valid X-API-KEY',
+  TLSGATE_E_ADMIN_FORBIDDEN: "the admin API key's role does not allow this method on this path (403)",
+  TLSGATE_E_ADMIN_QUERY: 'an admin API query parameter is unknown or malformed (400)',
   TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
   TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
   TLSGATE_E_MISDIRECTED: 'the request authority needs a connection verified for its mTLS SSL object (421)',

@@ -224,7 +224,7 @@ upstreams: [{ id: u, nodes: [{ host: 127.0.0.1, port: 80, wieght: 1 }], colour: 
   assert.match(r.out, /upstreams\[0\]\.nodes\[0\]\.wieght: unknown field; did you mean "weight"\?/);
   assert.match(
     r.out,
-    /upstreams\[0\]\.colour: unknown field \(expected one of: id, scheme/,
+    /upstreams\[0\]\.colour: unknown field \(expected one of: id, name, desc, labels, scheme/,
     'no far-fetched suggestion',
   );
 });
@@ -244,7 +244,7 @@ routes: [{ id: r, paths: /, upstream: u1, respond: { status: 200, headers: [a] }
   assert.match(r.out, /admin: must be a mapping \{listen, api_keys, tls\}, got "127\.0\.0\.1:9180"/);
   assert.match(
     r.out,
-    /ssls\[0\]: must be a mapping \{id, type, snis, cert, key, certs, keys, client, ssl_protocols, ssl_ciphers, status\}, got "good"/,
+    /ssls\[0\]: must be a mapping \{id, name, desc, labels, type, snis, cert, key, certs, keys, client, ssl_protocols, ssl_ciphers, status\}, got "good"/,
   );
   assert.match(r.out, /upstreams\[0\]\.nodes: must be a list of \{host, port, weight\}, got "a:1"/);
   assert.match(r.out, /upstreams\[1\]\.nodes\[0\]: must be a mapping \{host, port, weight\}, got "a:1"/);

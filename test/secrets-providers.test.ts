@@ -43,6 +43,7 @@ describe('validateProviderConfig', () => {
     assert.deepEqual(issues, []);
     assert.deepEqual(provider, {
       id: 'vault-main',
+      default: false,
       type: 'vault',
       address: 'https://vault.internal:8200',
       kv_version: 2,
@@ -131,7 +132,7 @@ describe('validateProviderConfig', () => {
   it('aws: defaults, explicit keys in pairs, region format, unknown type', () => {
     const ok = validateProviderConfig({ id: 'aws-main', type: 'aws', region: 'eu-west-1' }, 'secret_providers[1]');
     assert.deepEqual(ok.issues, []);
-    assert.deepEqual(ok.provider, { id: 'aws-main', type: 'aws', region: 'eu-west-1', max_attempts: 3, refresh_interval: 60_000, timeout: { connect: 5000, read: 10_000 } });
+    assert.deepEqual(ok.provider, { id: 'aws-main', default: false, type: 'aws', region: 'eu-west-1', max_attempts: 3, refresh_interval: 60_000, timeout: { connect: 5000, read: 10_000 } });
 
     const bad = validateProviderConfig(
       { id: 'a', type: 'aws', region: 'Europe', endpoint: 'not a url', access_key_id: '$env://AWS_KEY', session_token: '$env://S', max_attempts: 0, kv_version: 2 },

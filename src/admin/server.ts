@@ -1,36 +1,55 @@
 // Admin API on its own listener (plain HTTP on loopback, or its own TLS).
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from '../log';
 import { ListenError } from '../errors';
+import { allows, KeyTable, requiredRole, setCaller, type ApiKey, type Principal, type Role } from './access';
 
-export type Handler = (req: IncomingMessage, url: URL) => Promise<{ status: number; body: unknown; type?: string }>;
+/** `caller`: the key that authenticated the request (null on the open routes). */
+export interface AdminContext {
+  caller: Principal | null;
+}
+
+export type Handler = (
+  req: IncomingMessage,
+  url: URL,
+  ctx: AdminContext,
+) => Promise<{ status: number; body: unknown; type?: string }>;
+
+/** A request refused by role (403): mutating ones are audited. */
+export interface Denied {
+  caller: Principal;
+  method: string;
+  path: string;
+  needed: Role;
+}
 
 export interface AdminOptions {
   host: string;
   port: number;
-  apiKeys: string[];
+  apiKeys: ApiKey[];
   tls?: { cert: string; key: string };
   log: Logger;
   routes: Record<string, Handler>;
   /** Unauthenticated routes (health checks). */
   open: Record<string, Handler>;
+  /** Told of every 403 (after it is answered). */
+  onDenied?: (d: Denied) => void;
 }
 
 export class AdminServer {
   private readonly server: Server;
-  private keyDigests: Buffer[];
+  private keys: KeyTable;
 
   constructor(private readonly o: AdminOptions) {
-    this.keyDigests = o.apiKeys.map(digest);
+    this.keys = new KeyTable(o.apiKeys);
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
     this.server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttp(handler);
   }
 
-  /** A reload that changed `admin.api_keys`: an old key stops working at once. */
-  setApiKeys(keys: string[]): void {
-    this.keyDigests = keys.map(digest);
+  /** A reload that changed `admin.api_keys`: an old key stops working at once, a new role applies at once. */
+  setApiKeys(keys: ApiKey[]): void {
+    this.keys = new KeyTable(keys);
   }
 
   /** A rotated admin certificate: new connections get it, open ones keep theirs. */
@@ -49,27 +68,41 @@ export class AdminServer {
     });
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    const given = req.headers['x-api-key'];
-    if (typeof given !== 'string' || given.length === 0) return false;
-    // Compare digests: constant time and independent of the key's length.
-    const d = digest(given);
-    let ok = false;
-    for (const k of this.keyDigests) ok = timingSafeEqual(d, k) || ok;
-    return ok;
-  }
-
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     // HEAD is GET without the body (Node drops it).
-    const key = `${req.method === 'HEAD' ? 'GET' : req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const key = `${method} ${path}`;
     const open = this.o.open[key];
     const route = open ?? this.o.routes[key] ?? this.matchParam(key);
+    let caller: Principal | null = null;
     try {
-      if (!open && !this.authorized(req))
-        return send(res, 401, {
-          error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' },
-        });
+      if (!open) {
+        // 401: no valid key (the client should authenticate); 403: a valid key whose role
+        // does not allow this method on this path, decided before the route is looked up.
+        const who = this.keys.match(req.headers['x-api-key']);
+        if (!who) {
+          res.setHeader('www-authenticate', 'ApiKey realm="tlsgate-admin", header="X-API-KEY"');
+          return send(res, 401, {
+            error: { code: 'TLSGATE_E_ADMIN_UNAUTHORIZED', message: 'missing or wrong X-API-KEY' },
+          });
+        }
+        const needed = requiredRole(method, path);
+        if (!allows(who.role, needed)) {
+          const message = `key "${who.id}" has role ${who.role}; ${method} ${path} needs ${needed}`;
+          send(res, 403, { error: { code: 'TLSGATE_E_ADMIN_FORBIDDEN', message } });
+          this.o.log.warn({ key_id: who.id, role: who.role, method, path, needed }, 'admin request refused by role');
+          try {
+            this.o.onDenied?.({ caller: who, method, path, needed });
+          } catch (err) {
+            this.o.log.error({ err }, 'cannot audit a refused admin request');
+          }
+          return;
+        }
+        caller = who;
+        setCaller(req, who);
+      }
       if (!route) {
         const allow = this.allowed(key.slice(key.indexOf(' ') + 1));
         if (allow.length === 0) {
@@ -79,7 +112,7 @@ export class AdminServer {
         const message = `${key}: allowed methods are ${allow.join(', ')}`;
         return send(res, 405, { error: { code: 'TLSGATE_E_METHOD_NOT_ALLOWED', message } });
       }
-      const r = await route(req, url);
+      const r = await route(req, url, { caller });
       send(res, r.status, r.body, r.type);
     } catch (err) {
       this.o.log.error({ err, endpoint: key }, 'admin endpoint failed');
@@ -118,10 +151,6 @@ export class AdminServer {
       this.server.closeAllConnections();
     });
   }
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type?: string): void {

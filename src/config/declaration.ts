@@ -17,7 +17,59 @@ import type { TlsProtocol } from '../snapshot/types';
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ID_HINT = 'must be 1-64 characters: letters, digits, ".", "_", "-"';
 const id = (doc: string) => str({ doc, required: true, pattern: ID, hint: ID_HINT, type: 'id' });
-const NO_CONTENT = new Set([204, 205, 304]); // RFC 9110 §15.3.5, §15.3.6, §15.4.5
+const NO_CONTENT = new Set([204, 205, 304]);
+
+// Descriptive metadata on SSL objects, upstreams and routes (bounds as APISIX's name_def,
+// desc_def and labels_def). Admin API only: never in a snapshot, so never on a socket or in a header.
+const MAX_LABELS = 16;
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,62}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^[A-Za-z0-9._:/@-]{1,64}$/;
+// C0, DEL, C1, line/paragraph separators and bidi controls: text that could forge a log line or hide itself.
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
+/** Null when `k` may be a label key; else why not. `:` is excluded: filters are `key:value`. */
+export function labelKeyProblem(k: string): string | null {
+  return LABEL_KEY.test(k) ? null
+    : `label key ${JSON.stringify(k)} must be 1-64 letters, digits, ".", "_", "/", "-", starting and ending with ` +
+      'a letter or digit';
+}
+
+/** Null when `v` may be a label value; else why not. */
+export function labelValueProblem(v: string): string | null {
+  return LABEL_VALUE.test(v) ? null
+    : `label value ${JSON.stringify(v)} must be 1-64 letters, digits, ".", "_", ":", "/", "@", "-"`;
+}
+
+const text = (max: number) => (v: string): string | null => {
+  if ([...v].length > max) return `must be at most ${max} characters, got ${[...v].length}`;
+  return UNSAFE_TEXT.test(v) ? 'must not hold control, line-separator or bidi characters' : null;
+};
+
+const LABELS = custom<Record<string, string>, { type: string; doc: string }>({
+  type: `mapping key: value (≤ ${MAX_LABELS})`, doc: 'labels, filterable in the admin API (?label=key:value)',
+}, (r, v, p) => {
+  const o = r.obj(v, p);
+  if (!o) return undefined;
+  const out: Record<string, string> = {};
+  const keys = Object.keys(o);
+  if (keys.length > MAX_LABELS) r.error(p, `has ${keys.length} labels; at most ${MAX_LABELS}`);
+  for (const k of keys) {
+    const kp = `${p}[${JSON.stringify(k)}]`;
+    const val = o[k];
+    const bad = labelKeyProblem(k) ?? (typeof val === 'string' ? labelValueProblem(val)
+      : `must be a string, got ${describe(val)}`);
+    if (bad) r.error(kp, bad);
+    else out[k] = val as string;
+  }
+  return out;
+});
+
+const META = {
+  name: str({ format: text(100), type: 'text ≤ 100', doc: 'descriptive name (not an id: names may repeat)' }),
+  desc: str({ format: text(256), type: 'text ≤ 256', doc: 'description' }),
+  labels: LABELS,
+};
+ // RFC 9110 §15.3.5, §15.3.6, §15.4.5
 const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
 
 // Mozilla "intermediate" for TLS 1.2, minus DHE: ECDHE key exchange and AEAD only (no
@@ -76,13 +128,56 @@ const PAIR = {
   key: secret({ required: true, doc: 'PEM private key' }),
 };
 
+// A plain string is a key with role admin (what every key could do before roles).
+const API_KEY_FIELDS = {
+  key: secret({ required: true, doc: 'the X-API-KEY value' }),
+  role: oneOf(['viewer', 'editor', 'admin'], {
+    required: true, doc: 'viewer: GET; editor: + writes of ssls, upstreams, routes; admin: all (see "Admin API")',
+  }),
+  id: str({
+    pattern: ID, hint: ID_HINT, type: 'id',
+    doc: 'names the key in logs and audit (absent: "sha256:" + 8 hex digits of the key)',
+  }),
+};
+const ANY_SECRET = secret({ doc: '' });
+const API_KEY = custom<string | ObjOf<typeof API_KEY_FIELDS>, { type: string; doc: string }>({
+  type: 'secret | {key, role, id}', doc: '',
+}, (r, v, p) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return ANY_SECRET.read(r, v, p);
+  return readFields(r, API_KEY_FIELDS, v as Obj, p);
+}, API_KEY_FIELDS);
+
 const ADMIN = obj({
   listen: hostPort({ required: true, doc: 'admin API address' }),
-  api_keys: list(secret({ doc: '' }), {
-    required: true, nonEmpty: 'must hold at least one key', doc: 'accepted X-API-KEY values',
+  api_keys: list(API_KEY, {
+    required: true, nonEmpty: 'must hold at least one key', shape: 'keys or {key, role, id}',
+    doc: 'accepted X-API-KEY values; a plain string has role admin',
   }),
   tls: obj(PAIR, { optional: true, doc: 'serve the admin API over TLS' }),
-}, { optional: true, doc: 'admin API (absent: no admin listener)' });
+}, {
+  optional: true, doc: 'admin API (absent: no admin listener)',
+  rule: (r, _a, raw, p) => {
+    // On the raw list: indexes stay those of the file even when an entry was refused.
+    const ids = new Map<string, number>();
+    const literals = new Map<string, number>();
+    (Array.isArray(raw.api_keys) ? (raw.api_keys as unknown[]) : []).forEach((k, i) => {
+      const at = `${join(p, 'api_keys')}[${i}]`;
+      const o = typeof k === 'object' && k !== null ? (k as Obj) : undefined;
+      if (typeof o?.id === 'string') {
+        const first = ids.get(o.id);
+        if (first === undefined) ids.set(o.id, i);
+        else r.error(`${at}.id`, `"${o.id}" is also the id of api_keys[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
+      }
+      // One value under two roles would be ambiguous (a reference is checked once resolved:
+      // the least privileged role wins). Never echoed: the index says which.
+      const value = typeof k === 'string' ? k : o?.key;
+      if (typeof value !== 'string' || value === '' || value.startsWith('$')) return;
+      const first = literals.get(value);
+      if (first === undefined) literals.set(value, i);
+      else r.error(at, `is the same key as api_keys[${first}]`, 'TLSGATE_E_DUPLICATE_ID');
+    });
+  },
+});
 
 function sni(r: Parameters<Field<string>['read']>[0], s: unknown, p: string): string | undefined {
   const n = typeof s === 'string' ? normalizePattern(s) : null;
@@ -115,6 +210,7 @@ const SNIS_SHAPE = 'host names or "*." patterns';
 
 const SSL = obj({
   id: id('SSL object id'),
+  ...META,
   type: oneOf(['server', 'client'], {
     default: 'server', doc: 'server: presented to clients; client: presented to upstreams',
   }),
@@ -197,6 +293,7 @@ const IDENTITY = custom<Identity | undefined, { type: string; doc: string }>({
 
 const UPSTREAM = obj({
   id: id('upstream id'),
+  ...META,
   scheme: oneOf(['http', 'https'], { default: 'http', doc: 'protocol to the nodes' }),
   nodes: list(obj({
     host: str({ required: true, format: connectHost, type: 'host', doc: 'host name or IP address' }),
@@ -271,6 +368,7 @@ const RESPOND = obj({
 
 const ROUTE = obj({
   id: id('route id'),
+  ...META,
   hosts: list(custom({ type: 'host pattern', doc: '' }, (r, h, p) => {
     const n = h === '*' ? '*' : typeof h === 'string' ? normalizePattern(h) : null;
     return n ?? void r.error(p, `${JSON.stringify(h)} is not a host name, "*." pattern or "*"`);
@@ -373,6 +471,7 @@ const VAULT_AUTH = custom<VaultAuth, { type: string; doc: string; required: true
 
 const PROVIDER = tagged('type', {
   id: id('provider id, as in $secret://<type>/<id>/…'),
+  default: bool({ default: false, doc: 'short references $secret://<type>/<path…> use it (one per type)' }),
   refresh_interval: duration({ min: 1_000, default: 60_000, doc: 'cached values re-read this often (±10 %)' }),
   timeout: obj({
     connect: duration({ min: 1, default: 5_000, doc: 'connect to the secret store' }),

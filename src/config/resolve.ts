@@ -36,9 +36,10 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
   const issues: ConfigIssue[] = [];
   const fields = secretFields(config);
   for (const [path, raw] of fields) {
-    const parsed = parseValue(raw);
-    if (!parsed.ok) issues.push({ path, code: 'TLSGATE_E_SECRET_REF', message: parsed.message, severity: 'error' });
-    else if (parsed.ref === null) {
+    const parsed = parseValue(raw, config.secret_providers);
+    if (!parsed.ok) {
+      issues.push({ path, code: parsed.code ?? 'TLSGATE_E_SECRET_REF', message: parsed.message, severity: 'error' });
+    } else if (parsed.ref === null) {
       values.set(path, raw);
       sources.set(path, 'literal');
     } else {

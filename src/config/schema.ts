@@ -162,29 +162,25 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
 }
 
 /**
- * Every `$secret://` reference must name a configured provider of its type. Removing or
- * retyping a provider that is still referenced is refused here, once per referencing field.
+ * Every `$secret://` reference must name a configured provider of its type, or (short form)
+ * have a default provider of its type. Removing or retyping a provider that is still
+ * referenced is refused here, once per referencing field. At most one default per type.
  */
 function providerRefs(r: Reader, c: GatewayConfig): void {
-  const providers = new Map(c.secret_providers.map((p) => [p.id, p.type]));
+  const firstDefault = new Map<string, number>();
+  c.secret_providers.forEach((p, i) => {
+    if (!p.default) return;
+    const first = firstDefault.get(p.type);
+    if (first === undefined) firstDefault.set(p.type, i);
+    else {
+      const other = c.secret_providers[first]!.id;
+      r.error(`secret_providers[${i}].default`, `"${p.id}" and "${other}" (secret_providers[${first}]) are both ` +
+        `default ${p.type} providers; at most one per type`, 'TLSGATE_E_SECRET_DEFAULT');
+    }
+  });
   for (const [path, raw] of secretFields(c)) {
-    const parsed = parseValue(raw);
-    if (!parsed.ok || !parsed.ref || (parsed.ref.kind !== 'vault' && parsed.ref.kind !== 'aws')) continue;
-    const { provider, kind, text } = parsed.ref;
-    const type = providers.get(provider);
-    if (type === undefined)
-      r.error(
-        path,
-        `${text}: secret provider "${provider}" is not configured (secret_providers has ` +
-          `${[...providers.keys()].map((k) => `"${k}"`).join(', ') || 'none'})`,
-        'TLSGATE_E_SECRET_PROVIDER',
-      );
-    else if (type !== kind)
-      r.error(
-        path,
-        `${text}: secret provider "${provider}" is of type ${type}, not ${kind}`,
-        'TLSGATE_E_SECRET_PROVIDER',
-      );
+    const parsed = parseValue(raw, c.secret_providers);
+    if (!parsed.ok && parsed.code !== undefined) r.error(path, parsed.message, parsed.code);
   }
 }
 

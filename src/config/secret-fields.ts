@@ -3,7 +3,9 @@ import type { GatewayConfig } from './types';
 /** Each field of a config that may hold a secret or a reference, with its path. */
 export function secretFields(c: GatewayConfig): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  c.admin?.api_keys.forEach((k, i) => out.push([`admin.api_keys[${i}]`, k]));
+  c.admin?.api_keys.forEach((k, i) =>
+    out.push(typeof k === 'string' ? [`admin.api_keys[${i}]`, k] : [`admin.api_keys[${i}].key`, k.key]),
+  );
   if (c.admin?.tls) out.push(['admin.tls.cert', c.admin.tls.cert], ['admin.tls.key', c.admin.tls.key]);
   c.ssls.forEach((s, i) => {
     out.push([`ssls[${i}].cert`, s.cert], [`ssls[${i}].key`, s.key]);

@@ -1,14 +1,19 @@
 // Admin endpoints over the primary's state. Nothing here reads a key: SSL objects
 // are shown from the validation details (subject, fingerprint, …) and the source
 // of each value (reference text or "literal"), never the value.
-import { createHash } from 'node:crypto';
-import type { Handler } from '../admin/server';
+import type { Denied, Handler } from '../admin/server';
 import { SniMap } from '../routing/sni-map';
 import { publicProviderConfig } from '../secrets/providers';
 import type { SslDetails } from '../snapshot/compile';
+import { labelKeyProblem, labelValueProblem } from '../config/declaration';
+import { auditWrite } from './audit';
 import type { Primary } from './primary';
 
-export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open: Record<string, Handler> } {
+export function adminRoutes(p: Primary): {
+  routes: Record<string, Handler>;
+  open: Record<string, Handler>;
+  onDenied: (d: Denied) => void;
+} {
   let sniCache: { version: number; map: SniMap } | undefined;
   const sniMap = (): SniMap => {
     const cur = p.current!;
@@ -19,22 +24,38 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
   const view = (d: SslDetails): SslView => sslView(p, d);
 
   return {
+    // A write refused by role is audited like any other write attempt; a refused read is only logged.
+    onDenied: (d) => {
+      if (d.method === 'GET') return;
+      const [, collection = d.path, id] = d.path.split('/').filter((x) => x !== '').slice(0, 3);
+      auditWrite({ audit: p.audit, caller: d.caller, method: d.method, collection, status: 403,
+        ...(id !== undefined ? { id: safeDecode(id) } : {}), error: 'TLSGATE_E_ADMIN_FORBIDDEN' });
+    },
     open: {
       'GET /healthz': async () => ({ status: 200, body: { ok: true, version: p.status().version } }),
     },
     routes: {
       'GET /v1/status': async () => ({ status: 200, body: p.status() }),
-      'POST /v1/reload': async (req) => {
-        // The actor is named by a digest prefix of the key it used, never the key.
-        const key = String(req.headers['x-api-key'] ?? '');
+      'POST /v1/reload': async (_req, _url, { caller }) => {
+        // The actor is the key's id (its own, or a digest prefix), never the key.
+        // The config's content hash before and after (equal: nothing changed, or refused).
+        const hash = (): string | null => (p.current ? `sha256:${p.current.contentHash}` : null);
+        const beforeHash = hash();
         // Answers once every worker serves the new version, or with the reason one could not.
-        const r = await p.reload('admin', `admin-api:${createHash('sha256').update(key).digest('hex').slice(0, 8)}`);
-        return { status: r.ok ? 200 : 422, body: r };
+        const r = await p.reload('admin', `admin-api:${caller?.id ?? 'anonymous'}`);
+        const status = r.ok ? 200 : 422;
+        const version = r.version;
+        auditWrite({ audit: p.audit, caller, method: 'POST', collection: 'reload', status, version, beforeHash,
+          afterHash: hash() });
+        return { status, body: r };
       },
-      'GET /v1/ssls': async () => ({
-        status: 200,
-        body: { version: p.current!.snapshot.version, ssls: p.current!.details.map(view) },
-      }),
+      'GET /v1/ssls': async (_req, url) => {
+        const f = labelFilter(url);
+        if ('error' in f) return f.error;
+        const cfg = p.current!.resolved.config.ssls;
+        const ssls = p.current!.details.filter((_, i) => f.match(cfg[i]?.labels)).map(view);
+        return { status: 200, body: { version: p.current!.snapshot.version, ssls } };
+      },
       'GET /v1/ssls/:id': async (_req, url) => {
         const id = decodeURIComponent(url.pathname.split('/').pop() ?? '');
         const d = p.current!.details.find((x) => x.id === id);
@@ -56,11 +77,15 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
         });
         return { status: 200, body: { name, listeners } };
       },
-      'GET /v1/upstreams': async () => {
+      'GET /v1/upstreams': async (_req, url) => {
+        const f = labelFilter(url);
+        if ('error' in f) return f.error;
         const stats = await p.collectStats();
         const snap = p.current!.snapshot;
-        const upstreams = snap.upstreams.map((u) => ({
+        const meta = new Map(p.current!.resolved.config.upstreams.map((u) => [u.id, u]));
+        const upstreams = snap.upstreams.filter((u) => f.match(meta.get(u.id)?.labels)).map((u) => ({
           id: u.id,
+          ...metaView(meta.get(u.id)),
           scheme: u.scheme,
           nodes: u.nodes.map((n) => {
             // A node is healthy when no worker has it in back-off.
@@ -83,6 +108,15 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
           }),
         }));
         return { status: 200, body: { version: snap.version, workers: stats.length, upstreams } };
+      },
+      'GET /v1/routes': async (_req, url) => {
+        const f = labelFilter(url);
+        if ('error' in f) return f.error;
+        const routes = p.current!.resolved.config.routes.filter((r) => f.match(r.labels)).map((r) => ({
+          ...r,
+          ...metaView(r),
+        }));
+        return { status: 200, body: { version: p.current!.snapshot.version, routes } };
       },
       'GET /v1/secret_providers': async () => {
         const cur = p.current!;
@@ -111,6 +145,7 @@ function sslView(p: Primary, d: SslDetails) {
   const now = Date.now();
   return {
     id: d.id,
+    ...metaView(p.current!.resolved.config.ssls.find((s) => s.id === d.id)),
     type: d.type,
     status: d.status,
     snis: d.snis,
@@ -132,5 +167,50 @@ function sslView(p: Primary, d: SslDetails) {
     upstreams: snap.upstreams.filter((u) => u.tls?.clientSsl === d.id).map((u) => u.id),
     sources: d.sources,
     certificates: d.certs.map((c) => ({ ...c, days_left: Math.floor((Date.parse(c.not_after) - now) / 86_400_000) })),
+  };
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** name, desc, labels of an SSL object, upstream or route: always present in answers (null / {}). */
+function metaView(o: { name?: string; desc?: string; labels?: Record<string, string> } | undefined): {
+  name: string | null;
+  desc: string | null;
+  labels: Record<string, string>;
+} {
+  return { name: o?.name ?? null, desc: o?.desc ?? null, labels: o?.labels ?? {} };
+}
+
+type Answer = { status: number; body: unknown };
+
+/**
+ * `?label=key:value` (repeatable: all must hold; `?label=key`: the key is set). A list's
+ * only parameter: any other, or a malformed label, is a 400, so a typo never reads as
+ * "no filter" and returns everything.
+ */
+function labelFilter(url: URL): { match: (labels?: Record<string, string>) => boolean } | { error: Answer } {
+  const bad = (message: string): { error: Answer } => ({
+    error: { status: 400, body: { error: { code: 'TLSGATE_E_ADMIN_QUERY', message } } },
+  });
+  const want: Array<[string, string | undefined]> = [];
+  for (const [name, v] of url.searchParams) {
+    if (name !== 'label') {
+      return bad(`unknown query parameter ${JSON.stringify(name)} (this list takes label=key:value)`);
+    }
+    const at = v.indexOf(':');
+    const [k, val] = at < 0 ? [v, undefined] : [v.slice(0, at), v.slice(at + 1)];
+    const problem = labelKeyProblem(k) ?? (val === undefined ? null : labelValueProblem(val));
+    if (problem) return bad(`label=${JSON.stringify(v).slice(1, -1)}: ${problem} (expected label=key:value)`);
+    want.push([k, val]);
+  }
+  return {
+    match: (labels) =>
+      want.every(([k, v]) => labels !== undefined && Object.hasOwn(labels, k) && (v === undefined || labels[k] === v)),
   };
 }

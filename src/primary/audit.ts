@@ -1,7 +1,11 @@
 // Audit log: one JSON line per SSL object or secret provider added, changed or removed,
-// with time, actor and source. Never a value: reference texts and fingerprints only.
+// with time, actor and source, and one per admin API write (who, what, content hashes).
+// Never a value: reference texts, fingerprints and hashes only.
+import { createHash } from 'node:crypto';
 import { appendFile, mkdir } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { callerOf, type Principal } from '../admin/access';
 import type { Logger } from '../log';
 import type { ResolvedConfig } from '../config/resolve';
 import type { SslDetails } from '../snapshot/compile';
@@ -134,7 +138,13 @@ export class AuditLog {
     return entries;
   }
 
-  private append(entries: AuditEntry[]): void {
+  /** One admin API write (see auditWrite). */
+  write(e: WriteEntry): void {
+    this.log.info({ audit: e }, 'admin write');
+    if (this.path) this.append([e]);
+  }
+
+  private append(entries: Array<AuditEntry | WriteEntry>): void {
     const path = this.path!;
     const text = entries.map((e) => JSON.stringify(e)).join('\n') + '\n';
     this.queue = this.queue
@@ -146,4 +156,97 @@ export class AuditLog {
   flush(): Promise<void> {
     return this.queue;
   }
+}
+
+/** One admin API write: who (key id and role), what (method, collection, id), and content hashes. */
+export interface WriteEntry {
+  time: string;
+  action: 'write';
+  /** `admin-api:<key id>`, as in the entries a reload it caused records. */
+  actor: string;
+  key_id: string;
+  role: string;
+  source: 'admin-api';
+  method: string;
+  /** `ssls`, `upstreams`, `routes`, `secret_providers`, `secrets`, or an action such as `reload`. */
+  object: string;
+  id?: string;
+  /** HTTP status answered: 2xx applied, 4xx refused (403: by role). */
+  status: number;
+  /** `sha256:<hex>` of the stored content before / after; null when there was none. */
+  before: string | null;
+  after: string | null;
+  version?: number;
+  revision?: number;
+  error?: string;
+}
+
+export interface WriteAudit {
+  audit: AuditLog;
+  /** The admin request (its authenticated key is the actor), or the caller itself. */
+  req?: IncomingMessage;
+  caller?: Principal | null;
+  method: string;
+  collection: string;
+  id?: string;
+  status: number;
+  /**
+   * Content before / after the write (undefined: none; a DELETE has no after). Only
+   * `contentHash` of it is written. A secret's plaintext must not be passed (a hash of a
+   * guessable value names it): pass its stored, encrypted form.
+   */
+  before?: unknown;
+  after?: unknown;
+  /** Or the hashes themselves, when the content is not at hand (a reload: the config's hash). */
+  beforeHash?: string | null;
+  afterHash?: string | null;
+  version?: number;
+  revision?: number;
+  /** Error code of a refused write. */
+  error?: string;
+}
+
+/**
+ * Record one admin API write (applied or refused) in the audit log and the log. Call it
+ * from every mutating route, after the outcome is known.
+ */
+export function auditWrite(w: WriteAudit): WriteEntry {
+  const who = w.caller ?? (w.req ? callerOf(w.req) : undefined);
+  const hash = (h: string | null | undefined, v: unknown): string | null =>
+    h !== undefined ? h : v === undefined ? null : contentHash(v);
+  const e: WriteEntry = {
+    time: new Date().toISOString(),
+    action: 'write',
+    actor: `admin-api:${who?.id ?? 'anonymous'}`,
+    key_id: who?.id ?? 'anonymous',
+    role: who?.role ?? 'none',
+    source: 'admin-api',
+    method: w.method,
+    object: w.collection,
+    ...(w.id !== undefined ? { id: w.id } : {}),
+    status: w.status,
+    before: hash(w.beforeHash, w.before),
+    after: hash(w.afterHash, w.after),
+    ...(w.version !== undefined ? { version: w.version } : {}),
+    ...(w.revision !== undefined ? { revision: w.revision } : {}),
+    ...(w.error !== undefined ? { error: w.error } : {}),
+  };
+  w.audit.write(e);
+  return e;
+}
+
+/** `sha256:<hex>` of a value's canonical JSON (keys sorted), so equal content hashes equal. */
+export function contentHash(v: unknown): string {
+  return `sha256:${createHash('sha256').update(canonical(v)).digest('hex')}`;
+}
+
+function canonical(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
 }

@@ -13,6 +13,7 @@ import { compileSnapshot, type SslDetails } from '../snapshot/compile';
 import { encodeSnapshot } from '../snapshot/codec';
 import type { Snapshot } from '../snapshot/types';
 import { AdminServer } from '../admin/server';
+import { apiKeysOf, type ApiKey } from '../admin/access';
 import { ConfigError, TlsgateError, formatIssue, type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
@@ -79,7 +80,7 @@ export class Primary {
   readonly slots = new Map<number, WorkerSlot>();
   private readonly validator = new CertValidator(1);
   private readonly store: SecretStore;
-  private readonly audit: AuditLog;
+  readonly audit: AuditLog;
   private readonly ticketKeys = randomBytes(48);
   /** Last parse of the config file, reused while its text does not change. */
   private loaded: Loaded | undefined;
@@ -709,10 +710,10 @@ function send(w: ClusterWorker, m: PrimaryMessage): boolean {
   return true;
 }
 
-function adminSecrets(c: Current): { keys: string[]; tls: { cert: string; key: string } | undefined } {
+function adminSecrets(c: Current): { keys: ApiKey[]; tls: { cert: string; key: string } | undefined } {
   const a = c.resolved.config.admin;
   const v = c.resolved.values;
-  const keys = (a?.api_keys ?? []).map((_, i) => v.get(`admin.api_keys[${i}]`)!);
+  const keys = apiKeysOf(a, v);
   const tls = a?.tls ? { cert: v.get('admin.tls.cert')!, key: v.get('admin.tls.key')! } : undefined;
   return { keys, tls };
 }

@@ -213,19 +213,21 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     const nextEntries = new Map<string, Entry>();
     const toFetch: SecretRef[] = [];
     for (const text of new Set(plan.references)) {
-      const parsed = parseValue(text);
+      const parsed = parseValue(text, plan.providers);
       if (!parsed.ok || !parsed.ref) {
-        errors.push(
-          new SecretError('TLSGATE_E_SECRET_REF', text, parsed.ok ? `"${text}" is not a reference` : parsed.message),
-        );
+        const code = parsed.ok ? 'TLSGATE_E_SECRET_REF' : (parsed.code ?? 'TLSGATE_E_SECRET_REF');
+        errors.push(new SecretError(code, text, parsed.ok ? `"${text}" is not a reference` : parsed.message));
         continue;
       }
       const ref = parsed.ref;
       const old = this.entries.get(text);
       // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
       // A secret manager is asked again only when its provider is new or was changed.
+      // A short reference whose default moved to another provider is read again.
       const reused =
         (ref.kind === 'vault' || ref.kind === 'aws') &&
+        old?.ref.kind === ref.kind &&
+        old.ref.provider === ref.provider &&
         this.providers.get(ref.provider) !== undefined &&
         this.providers.get(ref.provider) === next.get(ref.provider);
       if (old && reused) nextEntries.set(text, old);

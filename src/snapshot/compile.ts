@@ -237,7 +237,8 @@ export async function compileSnapshot(
       })),
       ssls,
       sni,
-      routes: c.routes.map(({ max_body_size, ...r }) => ({
+      // name, desc, labels: admin metadata, never sent to a worker.
+      routes: c.routes.map(({ max_body_size, name: _n, desc: _d, labels: _l, ...r }) => ({
         ...r,
         ...(max_body_size !== undefined ? { maxBodySize: max_body_size } : {}),
       })),
