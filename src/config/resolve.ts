@@ -40,7 +40,7 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     if (!parsed.ok) issues.push({ path, code: 'TLSGATE_E_SECRET_REF', message: parsed.message, severity: 'error' });
     else if (parsed.ref === null) {
       values.set(path, raw);
-      sources.set(path, 'literal');
+      sources.set(path, config.sslDirSources?.[path] ?? 'literal');
     } else {
       refs.set(path, parsed.ref);
       sources.set(path, parsed.ref.text);

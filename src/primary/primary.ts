@@ -634,7 +634,7 @@ export class Primary {
         }
       }
     }
-    const added = this.files.set(expected.keys());
+    const added = this.files.set(expected.keys(), this.loaded?.watchDirs);
     const max = cur?.resolved.config.file_max_size ?? defaults.fileMaxSize;
     const changed = added.filter((f) => {
       const want = expected.get(f);
