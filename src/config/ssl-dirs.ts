@@ -292,6 +292,12 @@ function readPair(
     if (own) return { ok: false, issues: [] };
     return refuse('TLSGATE_E_CERT_PARSE', 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
   }
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(blocks[0]!);
+  } catch (err) {
+    return refuse('TLSGATE_E_CERT_PARSE', `not a valid PEM certificate: ${(err as Error).message}`);
+  }
   let key = own;
   let keyFile = file;
   if (!key) {
@@ -304,12 +310,6 @@ function readPair(
     if (typeof k !== 'string') return refuse('TLSGATE_E_SSL_DIR', `its key: ${k.message}`);
     key = k;
     keyFile = at;
-  }
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(blocks[0]!);
-  } catch (err) {
-    return refuse('TLSGATE_E_CERT_PARSE', `not a valid PEM certificate: ${(err as Error).message}`);
   }
   const sans: string[] = [];
   const warnings: ConfigIssue[] = [];
@@ -338,7 +338,7 @@ function readBounded(file: string, max: number): string | { message: string } {
     return readLocalFile(file, file, max);
   } catch (err) {
     // The message names the file and the reason, never content.
-    if (err instanceof SecretError) return { message: err.message.slice(file.length + 2) };
+    if (err instanceof SecretError) return { message: err.message.slice(file.length + 2).replace(`${file} `, '') };
     return { message: `cannot read ${file}` };
   }
 }
