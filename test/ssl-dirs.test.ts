@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gateway, freePort, get, handshake, waitFor } from './helpers/gateway';
-import { createCA, issue, pem, server } from './helpers/pki';
+import { client, createCA, issue, pem, server } from './helpers/pki';
 
 const fp = (p: string): string => new X509Certificate(p).fingerprint256;
 
@@ -178,5 +178,68 @@ for (const engine of ['node', 'uws'] as const) describe(`ssl_dirs, engine ${engi
     put('alpha.key', fixed.key);
     put('alpha.crt', fixed.cert);
     await waitFor(async () => (await servedBy('alpha.test')) === fp(fixed.cert), 'fixed pair served', 15_000);
+  });
+});
+
+// Engine-independent: the client CA of a directory entry applies to each of its objects
+// (node engine: uws cannot enforce mTLS), and a Kubernetes-style secret volume, whose files
+// are links through `..data` and change by swapping that link, is followed.
+describe('ssl_dirs: mTLS per directory, Kubernetes ..data swap', () => {
+  const ca = createCA('Dir mTLS CA');
+  const clientCa = createCA('Dir Client CA');
+  const alice = client(clientCa, 'alice');
+  const secure = server(ca, ['secure.test']);
+  const k1 = server(ca, ['kube.test']);
+  const k2 = server(ca, ['kube.test']);
+  const gw = new Gateway();
+  let port = 0;
+
+  /** A secret volume as the kubelet writes it: ..<ts>/ dirs, ..data → one of them, tls.* → ..data/tls.*. */
+  const volume = join(gw.dir, 'kube');
+  const publish = (n: number, pair: { cert: string; key: string }): void => {
+    const ts = `..2026_11_28_${n}`;
+    mkdirSync(join(volume, ts));
+    writeFileSync(join(volume, ts, 'tls.crt'), pair.cert);
+    writeFileSync(join(volume, ts, 'tls.key'), pair.key);
+    symlinkSync(ts, join(volume, '..data_tmp'));
+    renameSync(join(volume, '..data_tmp'), join(volume, '..data'));
+  };
+
+  before(async () => {
+    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+    mkdirSync(join(gw.dir, 'secure'));
+    writeFileSync(join(gw.dir, 'secure', 'secure.pem'), secure.cert + secure.key);
+    writeFileSync(join(gw.dir, 'clients.pem'), clientCa.cert);
+    mkdirSync(volume);
+    publish(1, k1);
+    symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
+    symlinkSync('..data/tls.key', join(volume, 'tls.key'));
+    await gw.start(`
+  workers: 1
+  admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+  listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: node }]
+  ssl_dirs:
+    - { id: secure, path: secure, client: { ca: "$file://clients.pem" } }
+    - { id: kube, path: kube }
+  routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+  `);
+  });
+  after(() => gw.stop());
+
+  test('a client certificate is required on every object of the directory', async () => {
+    const withCert = await get(port, '/', { servername: 'secure.test', cert: alice.cert, key: alice.key });
+    assert.equal(withCert.status, 200);
+    await assert.rejects(get(port, '/', { servername: 'secure.test' }));
+    const r = await gw.admin('GET', `/v1/ssls/${encodeURIComponent('dir:secure:secure.pem')}`);
+    assert.equal(r.body.mtls, true);
+  });
+
+  test('a ..data swap serves the new pair', async () => {
+    assert.equal((await handshake(port, { servername: 'kube.test' })).cert?.fingerprint256, fp(k1.cert));
+    publish(2, k2);
+    await waitFor(async () => (await handshake(port, { servername: 'kube.test' })).cert?.fingerprint256 === fp(k2.cert),
+      'the swapped pair served', 15_000);
+    const r = await gw.admin('GET', `/v1/ssls/${encodeURIComponent('dir:kube:tls.crt')}`);
+    assert.deepEqual(r.body.sources, { cert: join(volume, 'tls.crt'), key: join(volume, 'tls.key') });
   });
 });
