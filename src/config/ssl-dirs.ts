@@ -87,15 +87,25 @@ export function isCandidate(name: string): boolean {
  * `..data` link, not the files): any add, replace, remove or re-link changes it.
  */
 export function dirSignature(dir: string): string {
+  return listing(dir).signature;
+}
+
+/** Every entry's stat stamp, read once: the signature and the per-file reuse test share them. */
+function listing(dir: string): { names: string[]; stamps: Map<string, string>; signature: string } {
   const h = createHash('sha256');
+  const stamps = new Map<string, string>();
   let names: string[];
   try {
     names = readdirSync(dir).sort();
   } catch (err) {
-    return `unreadable:${(err as NodeJS.ErrnoException).code ?? ''}`;
+    return { names: [], stamps, signature: `unreadable:${(err as NodeJS.ErrnoException).code ?? ''}` };
   }
-  for (const n of names) h.update(n).update('\0').update(stamp(join(dir, n))).update('\n');
-  return h.digest('hex');
+  for (const n of names) {
+    const st = stamp(join(dir, n));
+    stamps.set(n, st);
+    h.update(n).update('\0').update(st).update('\n');
+  }
+  return { names, stamps, signature: h.digest('hex') };
 }
 
 function stamp(p: string): string {
@@ -152,26 +162,26 @@ export async function expandSslDirs(
     }
     seenDirs.set(dir, i);
     seenIds.set(dirId, i);
-    const signature = dirSignature(dir);
-    if (d.watch) watch.push({ path: dir, signature });
-    let names: string[];
     try {
       if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      names = readdirSync(dir).filter(isCandidate).sort();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
       return void errors.push(issue(`${p}.path`, 'TLSGATE_E_SSL_DIR', `cannot read the directory ${dir} (${code})`));
     }
-    for (const name of names) {
+    // Stats taken before any file is read: a change after this point differs from the signature.
+    const { names, stamps, signature } = listing(dir);
+    if (d.watch) watch.push({ path: dir, signature });
+    for (const name of names.filter(isCandidate)) {
       const file = join(dir, name);
-      const keyFiles = [join(dir, name.replace(CANDIDATE, '.key')), `${file}.key`];
-      const st = `${stamp(file)}|${keyFiles.map(stamp).join('|')}`;
+      const keyNames = [name.replace(CANDIDATE, '.key'), `${name}.key`];
+      const keyFiles = keyNames.map((k) => join(dir, k));
+      const st = `${stamps.get(name)}|${keyNames.map((k) => stamps.get(k) ?? '-').join('|')}`;
       const before = previous?.files.get(file);
       if (before && before.stamp === st) {
         found.push({ i, name, file, entry: before });
         continue;
       }
-      const read = readPair(file, keyFiles, d.type, config.file_max_size, `${p} ${file}`);
+      const read = readPair(file, keyFiles, config.file_max_size, `${p} ${file}`);
       const entry: FileEntry = { stamp: st, outcome: read.ok ? { ok: false, issues: [] } : read };
       const at = found.push({ i, name, file, entry }) - 1;
       if (!read.ok) continue;
@@ -182,7 +192,7 @@ export async function expandSslDirs(
           path: p,
           id: `dir:${dirId}:${name}`,
           type: d.type,
-          snis: read.m.sans,
+          snis: [], // the names come from the SANs it reports
           pairs: [{ certPath: file, cert: read.m.cert, keyPath: read.m.keyFile, key: read.m.key }],
           warnDays: config.warn_days,
           now,
@@ -195,12 +205,20 @@ export async function expandSslDirs(
   const checked = pending.length ? await (o.validate ?? inline)(pending.map((x) => x.input)) : [];
   pending.forEach((x, j) => {
     const out = checked[j]!;
-    const where = `ssl_dirs[${found[x.at]!.i}] ${found[x.at]!.file}`;
+    const f = found[x.at]!;
+    const where = `ssl_dirs[${f.i}] ${f.file}`;
     const bad = out.issues.filter((v) => v.severity === 'error');
+    if (bad.length) {
+      f.entry.outcome = { ok: false, issues: bad.map((v) => issue(where, v.code, detail(v, f.file))) };
+      return;
+    }
+    const names = usableSans(out.certs[0]?.sans ?? [], config.ssl_dirs[f.i]!.type, where);
+    if (!names.ok) {
+      f.entry.outcome = names;
+      return;
+    }
     const warned = out.issues.filter((v) => v.severity === 'warning').map((v) => ({ ...v, path: where }));
-    found[x.at]!.entry.outcome = bad.length
-      ? { ok: false, issues: bad.map((v) => issue(where, v.code, detail(v, found[x.at]!.file))) }
-      : { ok: true, m: { ...x.m, warnings: warned } };
+    f.entry.outcome = { ok: true, m: { ...x.m, sans: names.sans, warnings: [...names.warnings, ...warned] } };
   });
 
   // SNI owners: listed objects first (explicit config wins), then files in order.
@@ -278,7 +296,6 @@ export async function expandSslDirs(
 function readPair(
   file: string,
   keyFiles: string[],
-  type: 'server' | 'client',
   max: number,
   where: string,
 ): { ok: true; m: Material } | { ok: false; issues: ConfigIssue[] } {
@@ -292,17 +309,17 @@ function readPair(
     if (own) return { ok: false, issues: [] };
     return refuse('TLSGATE_E_CERT_PARSE', 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
   }
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(blocks[0]!);
-  } catch (err) {
-    return refuse('TLSGATE_E_CERT_PARSE', `not a valid PEM certificate: ${(err as Error).message}`);
-  }
   let key = own;
   let keyFile = file;
   if (!key) {
     const at = keyFiles.find((k) => exists(k));
     if (!at) {
+      // A certificate that does not parse is the first thing to fix: say that rather than "no key".
+      try {
+        new X509Certificate(blocks[0]!);
+      } catch (err) {
+        return refuse('TLSGATE_E_CERT_PARSE', `not a valid PEM certificate: ${(err as Error).message}`);
+      }
       const names = keyFiles.map((k) => k.slice(k.lastIndexOf('/') + 1)).join(' or ');
       return refuse('TLSGATE_E_KEY_MISSING', `holds no private key, and there is no ${names} beside it`);
     }
@@ -311,9 +328,23 @@ function readPair(
     key = k;
     keyFile = at;
   }
+  // Only the certificates travel as `cert`: a combined file's key never sits in a field shown as one.
+  return { ok: true, m: { cert: `${blocks.join('\n')}\n`, key, keyFile, sans: [], warnings: [] } };
+}
+
+/**
+ * The names a file serves: its DNS SANs as SNI patterns (validateSsl's `sans` list, so the
+ * certificate is parsed once). A SAN no SNI can match, or a wildcard over a public suffix, is dropped.
+ */
+function usableSans(
+  parts: readonly string[],
+  type: 'server' | 'client',
+  where: string,
+): { ok: true; sans: string[]; warnings: ConfigIssue[] } | { ok: false; issues: ConfigIssue[] } {
   const sans: string[] = [];
   const warnings: ConfigIssue[] = [];
-  for (const part of (leaf.subjectAltName ?? '').split(', ')) {
+  if (type === 'client') return { ok: true, sans, warnings };
+  for (const part of parts) {
     if (!part.startsWith('DNS:')) continue;
     const n = normalizePattern(part.slice(4));
     const wide = n ? wildcardOverPublicSuffix(n) : null;
@@ -324,12 +355,10 @@ function readPair(
       warnings.push(warning(where, 'TLSGATE_E_SNI_INVALID', msg));
     }
   }
-  if (type === 'server' && sans.length === 0) {
-    const msg = 'has no usable DNS Subject Alternative Name (the names served come from the SANs; the CN is not used)';
-    return refuse('TLSGATE_E_CERT_NO_SAN', msg);
-  }
-  // Only the certificates travel as `cert`: a combined file's key never sits in a field shown as one.
-  return { ok: true, m: { cert: `${blocks.join('\n')}\n`, key, keyFile, sans, warnings } };
+  if (sans.length > 0) return { ok: true, sans, warnings };
+  const msg = 'has no usable DNS Subject Alternative Name (the names served come from the SANs; the CN is not used)';
+  const dropped = warnings.map((w) => w.message.slice(0, w.message.indexOf(';'))).join('; ');
+  return { ok: false, issues: [issue(where, 'TLSGATE_E_CERT_NO_SAN', dropped ? `${msg}: ${dropped}` : msg)] };
 }
 
 /** The text, or why not: not a regular file (a FIFO, a device, a link to one), over file_max_size, unreadable. */
