@@ -22,6 +22,15 @@ const clientOnly = client(ca, 'svc');
 const wrongEku = client(ca, 'eku', { dns: ['eku.test'] });
 mkdirSync(join(dir, 'srv'));
 mkdirSync(join(dir, 'cli'));
+mkdirSync(join(dir, 'twins'));
+const first = server(ca, ['twin.test', 'a.twin.test']);
+const second = server(ca, ['twin.test', 'b.twin.test']);
+const third = server(ca, ['twin.test']);
+const wide = server(ca, ['*.com', 'ok.wide.test']);
+writeFileSync(join(dir, 'twins', '1.pem'), first.cert + first.key);
+writeFileSync(join(dir, 'twins', '2.pem'), second.cert + second.key);
+writeFileSync(join(dir, 'twins', '3.pem'), third.cert + third.key);
+writeFileSync(join(dir, 'twins', 'wide.pem'), wide.cert + wide.key);
 writeFileSync(join(dir, 'srv', 'good.pem'), good.cert + good.key);
 writeFileSync(join(dir, 'srv', 'old.pem'), expired.cert + expired.key);
 writeFileSync(join(dir, 'srv', 'eku.pem'), wrongEku.cert + wrongEku.key);
@@ -96,4 +105,14 @@ test('unknown fields of an entry are named', async () => {
   const r = await validate(config('[{ path: srv, wach: true }]'));
   assert.equal(r.code, 1, r.out);
   assert.match(r.out, /ssl_dirs\[0\]\.wach: unknown field; did you mean "watch"\?/);
+});
+
+test('two files with one SAN: the first in name order keeps it; a file left without a name is not served', async () => {
+  const r = await validate(config('[{ id: t, path: twins }]'));
+  assert.equal(r.code, 0, r.out);
+  // 1.pem: twin.test + a.twin.test; 2.pem: b.twin.test; 3.pem: nothing; wide.pem: ok.wide.test.
+  assert.match(r.out, /valid — 1 listener\(s\), 3 ssl\(s\), 4 sni\(s\)/);
+  assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/2\.pem: "twin\.test" is already served by SSL object "dir:t:1\.pem"/);
+  assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/3\.pem: every name of this certificate is served by another SSL object/);
+  assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/wide\.pem: the SAN "\*\.com" is a wildcard over the public suffix "com"; not served \[TLSGATE_E_SNI_INVALID\]/);
 });

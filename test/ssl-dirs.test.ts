@@ -36,6 +36,12 @@ for (const engine of ['node', 'uws'] as const) describe(`ssl_dirs, engine ${engi
     const h = await handshake(port, { servername: name });
     return h.ok ? h.cert?.fingerprint256 : undefined;
   };
+  /** Every worker serves the newest version sent (one worker may serve a snapshot before the other acks it). */
+  const settled = (): Promise<boolean> =>
+    waitFor(async () => {
+      const st = await gw.status();
+      return st.workers.length === 2 && st.workers.every((w) => w.version === st.version);
+    }, 'every worker at the newest version');
   const lastReload = async (): Promise<{ ok: boolean; warnings: string[]; version: number }> =>
     (await gw.admin('GET', '/v1/status')).body.last_reload;
 
@@ -154,6 +160,7 @@ for (const engine of ['node', 'uws'] as const) describe(`ssl_dirs, engine ${engi
     const delta2 = server(ca, ['delta.test']);
     put('delta.crt', delta2.cert + delta2.key); // key inside now: wins over delta.key
     await waitFor(async () => (await servedBy('delta.test')) === fp(delta2.cert), 'replaced file served', 15_000);
+    await settled();
     for (let i = 0; i < 6; i++) assert.equal(await servedBy('delta.test'), fp(delta2.cert), 'every worker');
     rmSync(join(certs, 'delta.crt'));
     await waitFor(async () => (await servedBy('delta.test')) === fp(fallback.cert), 'removed file gone', 15_000);
@@ -211,6 +218,7 @@ describe('ssl_dirs: mTLS per directory, Kubernetes ..data swap', () => {
     writeFileSync(join(gw.dir, 'secure', 'secure.pem'), secure.cert + secure.key);
     writeFileSync(join(gw.dir, 'clients.pem'), clientCa.cert);
     mkdirSync(volume);
+    mkdirSync(join(gw.dir, 'manual'));
     publish(1, k1);
     symlinkSync('..data/tls.crt', join(volume, 'tls.crt'));
     symlinkSync('..data/tls.key', join(volume, 'tls.key'));
@@ -221,6 +229,7 @@ describe('ssl_dirs: mTLS per directory, Kubernetes ..data swap', () => {
   ssl_dirs:
     - { id: secure, path: secure, client: { ca: "$file://clients.pem" } }
     - { id: kube, path: kube }
+    - { id: manual, path: manual, watch: false }
   routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   `);
   });
@@ -241,5 +250,13 @@ describe('ssl_dirs: mTLS per directory, Kubernetes ..data swap', () => {
       'the swapped pair served', 15_000);
     const r = await gw.admin('GET', `/v1/ssls/${encodeURIComponent('dir:kube:tls.crt')}`);
     assert.deepEqual(r.body.sources, { cert: join(volume, 'tls.crt'), key: join(volume, 'tls.key') });
+  });
+
+  test('watch: false: a file added is applied by POST /v1/reload', async () => {
+    const m = server(ca, ['manual.test']);
+    writeFileSync(join(gw.dir, 'manual', 'manual.pem'), m.cert + m.key);
+    const r = await gw.admin('POST', '/v1/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await handshake(port, { servername: 'manual.test' })).cert?.fingerprint256, fp(m.cert));
   });
 });
