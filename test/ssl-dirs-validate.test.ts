@@ -31,6 +31,7 @@ writeFileSync(join(dir, 'twins', '1.pem'), first.cert + first.key);
 writeFileSync(join(dir, 'twins', '2.pem'), second.cert + second.key);
 writeFileSync(join(dir, 'twins', '3.pem'), third.cert + third.key);
 writeFileSync(join(dir, 'twins', 'wide.pem'), wide.cert + wide.key);
+writeFileSync(join(dir, 'twins', 'forged\nwarning: all good.pem'), wide.cert + wide.key);
 writeFileSync(join(dir, 'srv', 'good.pem'), good.cert + good.key);
 writeFileSync(join(dir, 'srv', 'old.pem'), expired.cert + expired.key);
 writeFileSync(join(dir, 'srv', 'eku.pem'), wrongEku.cert + wrongEku.key);
@@ -77,6 +78,14 @@ test('two entries with one path or one id are refused', async () => {
   assert.match(r.out, /ssl_dirs\[2\]\.id: "a" is also the id of ssl_dirs\[0\] \[TLSGATE_E_DUPLICATE_ID\]/);
 });
 
+test('a dir: reference without any ssl_dirs is refused', async () => {
+  const r = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443, default_ssl: "dir:0:x.pem" }]
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]`);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /listeners\[0\]\.default_ssl: "dir:0:x\.pem" is not an SSL object served from ssl_dirs/);
+});
+
 test('dir: references: a served object of the right type passes; a refused or missing one fails', async () => {
   const up = (id: string): string => `upstreams: [{ id: u, scheme: https, nodes: [{ host: 127.0.0.1, port: 9443 }],
   tls: { client_ssl: "${id}" } }]`;
@@ -114,5 +123,7 @@ test('two files with one SAN: the first in name order keeps it; a file left with
   assert.match(r.out, /valid — 1 listener\(s\), 3 ssl\(s\), 4 sni\(s\)/);
   assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/2\.pem: "twin\.test" is already served by SSL object "dir:t:1\.pem"/);
   assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/3\.pem: every name of this certificate is served by another SSL object/);
+  assert.match(r.out, /ssl_dirs\[0\]\.path: the file name "forged\\nwarning: all good\.pem" holds a control character; not read/);
+  assert.ok(!r.out.split('\n').some((l) => l.startsWith('warning: all good')), 'no forged line');
   assert.match(r.out, /ssl_dirs\[0\] \S+\/twins\/wide\.pem: the SAN "\*\.com" is a wildcard over the public suffix "com"; not served \[TLSGATE_E_SNI_INVALID\]/);
 });

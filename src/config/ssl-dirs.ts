@@ -72,6 +72,7 @@ export interface ExpandOptions {
 }
 
 const CANDIDATE = /\.(crt|pem)$/i;
+const CONTROL = /[\u0000-\u001f\u007f]/;
 const PRIVATE_KEY = /-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]+?-----END \1-----/;
 
 /**
@@ -136,7 +137,12 @@ export async function expandSslDirs(
   o: ExpandOptions = {},
 ): Promise<Expanded> {
   const state: SslDirState = { files: new Map(), good: new Map() };
-  if (config.ssl_dirs.length === 0) return { config, issues: [], state, watch: [] };
+  if (config.ssl_dirs.length === 0) {
+    // A `dir:` reference with no directory at all: schema.ts left it to this check.
+    const refs = referenceIssues(config);
+    if (refs.length) throw new ConfigError(refs);
+    return { config, issues: [], state, watch: [] };
+  }
   const now = o.now ?? Date.now();
   const issues: ConfigIssue[] = [];
   const errors: ConfigIssue[] = [];
@@ -173,6 +179,12 @@ export async function expandSslDirs(
     if (d.watch) watch.push({ path: dir, signature });
     for (const name of names.filter(isCandidate)) {
       const file = join(dir, name);
+      // A name is shown in messages, ids and logs: one holding a line break could forge a line.
+      if (CONTROL.test(name)) {
+        const msg = `the file name ${JSON.stringify(name)} holds a control character; not read`;
+        issues.push(warning(`${p}.path`, 'TLSGATE_E_SSL_DIR', msg));
+        continue;
+      }
       const keyNames = [name.replace(CANDIDATE, '.key'), `${name}.key`];
       const keyFiles = keyNames.map((k) => join(dir, k));
       const st = `${stamps.get(name)}|${keyNames.map((k) => stamps.get(k) ?? '-').join('|')}`;
