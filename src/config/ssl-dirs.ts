@@ -37,6 +37,10 @@ interface Material {
   /** Usable DNS SANs (normalized), before conflicts with other objects. */
   sans: string[];
   warnings: ConfigIssue[];
+  /** Earliest not-after of the chain, ms: checked at each load, as a kept version may expire. */
+  notAfter: number;
+  /** The entry type it was checked for (EKU): a kept version serves only under the same type. */
+  type: 'server' | 'client';
 }
 
 type Outcome = { ok: true; m: Material } | { ok: false; issues: ConfigIssue[] };
@@ -144,6 +148,7 @@ export async function expandSslDirs(
     return { config, issues: [], state, watch: [] };
   }
   const now = o.now ?? Date.now();
+  const day = Math.floor(now / 86_400_000);
   const issues: ConfigIssue[] = [];
   const errors: ConfigIssue[] = [];
   const watch: WatchedDir[] = [];
@@ -187,7 +192,9 @@ export async function expandSslDirs(
       }
       const keyNames = [name.replace(CANDIDATE, '.key'), `${name}.key`];
       const keyFiles = keyNames.map((k) => join(dir, k));
-      const st = `${stamps.get(name)}|${keyNames.map((k) => stamps.get(k) ?? '-').join('|')}`;
+      // The day, type and warn_days are inputs of the checks too (expiry warnings, EKU).
+      const inputs = `${day}|${d.type}|${config.warn_days}`;
+      const st = `${inputs}|${stamps.get(name)}|${keyNames.map((k) => stamps.get(k) ?? '-').join('|')}`;
       const before = previous?.files.get(file);
       if (before && before.stamp === st) {
         found.push({ i, name, file, entry: before });
@@ -222,6 +229,8 @@ export async function expandSslDirs(
     const bad = out.issues.filter((v) => v.severity === 'error');
     if (bad.length) {
       f.entry.outcome = { ok: false, issues: bad.map((v) => issue(where, v.code, detail(v, f.file))) };
+      // Not yet valid today, valid in an hour: checked again at each load, not reused.
+      if (bad.some((v) => v.code === 'TLSGATE_E_CERT_NOT_YET_VALID')) f.entry.stamp = '';
       return;
     }
     const names = usableSans(out.certs[0]?.sans ?? [], config.ssl_dirs[f.i]!.type, where);
@@ -230,7 +239,9 @@ export async function expandSslDirs(
       return;
     }
     const warned = out.issues.filter((v) => v.severity === 'warning').map((v) => ({ ...v, path: where }));
-    f.entry.outcome = { ok: true, m: { ...x.m, sans: names.sans, warnings: [...names.warnings, ...warned] } };
+    const type = config.ssl_dirs[f.i]!.type;
+    const m = { ...x.m, sans: names.sans, warnings: [...names.warnings, ...warned], notAfter: out.notAfter, type };
+    f.entry.outcome = { ok: true, m };
   });
 
   // SNI owners: listed objects first (explicit config wins), then files in order.
@@ -245,12 +256,18 @@ export async function expandSslDirs(
     const where = `ssl_dirs[${i}] ${file}`;
     state.files.set(file, entry);
     let m: Material | undefined;
-    if (entry.outcome.ok) {
+    if (entry.outcome.ok && entry.outcome.m.notAfter > now) {
       m = entry.outcome.m;
       state.good.set(file, m);
       issues.push(...m.warnings);
     } else {
-      const last = previous?.good.get(file);
+      if (entry.outcome.ok) {
+        // Checked earlier today and expired since: the snapshot compile would refuse the whole config.
+        const when = new Date(entry.outcome.m.notAfter).toISOString();
+        entry.outcome = { ok: false, issues: [issue(where, 'TLSGATE_E_CERT_EXPIRED', `expired on ${when}`)] };
+      }
+      const kept = previous?.good.get(file);
+      const last = kept && kept.notAfter > now && kept.type === d.type ? kept : undefined;
       const keeps = last ? 'refused; its previous version keeps serving' : 'refused; not served';
       for (const v of entry.outcome.issues) {
         issues.push({ ...v, severity: 'warning', message: `${v.message}; ${keeps}` });
@@ -341,7 +358,9 @@ function readPair(
     keyFile = at;
   }
   // Only the certificates travel as `cert`: a combined file's key never sits in a field shown as one.
-  return { ok: true, m: { cert: `${blocks.join('\n')}\n`, key, keyFile, sans: [], warnings: [] } };
+  const cert = `${blocks.join('\n')}\n`;
+  // sans, warnings, notAfter and type are filled in once the certificate is checked.
+  return { ok: true, m: { cert, key, keyFile, sans: [], warnings: [], notAfter: Infinity, type: 'server' } };
 }
 
 /**
