@@ -128,7 +128,7 @@ async function start(file: string): Promise<number> {
   const { Primary } = await import('./primary/primary');
   const { loadConfigFile } = await import('./config/load');
   // The log settings come from the file; a broken file is reported by start() below.
-  const level = await loadConfigFile(file).then(
+  const level = await loadConfigFile(file, undefined, { sslDirs: false }).then(
     (l) => l.config.log,
     () => ({ level: 'info' as const, file: undefined }),
   );

@@ -25,6 +25,8 @@ export const ErrorCodes = {
     'warning: a name loses client certificate verification (its mTLS SSL object is disabled or removed)',
   TLSGATE_E_DUAL_CERT_SNI: 'warning: a uws listener presents one pair of a dual RSA + ECDSA object (the ECDSA one)',
   TLSGATE_E_CA_PARSE: 'a CA bundle holds no valid certificate',
+  TLSGATE_E_SSL_DIR: 'an ssl_dirs directory or one of its files cannot be read (missing, not a regular file, too big)',
+  TLSGATE_E_KEY_MISSING: 'a certificate file of ssl_dirs has no private key inside it or beside it',
   TLSGATE_E_SECRET_REF: 'a secret reference is malformed',
   TLSGATE_E_SECRET_UNRESOLVED: 'a secret reference cannot be resolved',
   TLSGATE_E_SECRET_PROVIDER: 'a secret reference names a provider that is not configured',

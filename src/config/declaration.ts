@@ -208,12 +208,19 @@ function knownCiphers(list: string): string | null {
 
 const SNIS_SHAPE = 'host names or "*." patterns';
 
+const SSL_TYPE = oneOf(['server', 'client'], {
+  default: 'server', doc: 'server: presented to clients; client: presented to upstreams',
+});
+const CLIENT_CA = obj({
+  ca: secret({ required: true, doc: 'PEM CA(s) client certificates must chain to' }),
+  depth: int({ min: 0, max: 10, default: 1, doc: 'intermediates allowed between a client certificate and the CA' }),
+  crl: secret({ doc: 'PEM CRLs, one per CA of the client chain' }),
+}, { optional: true, doc: 'mTLS: verify client certificates (type server)' });
+
 const SSL = obj({
   id: id('SSL object id'),
   ...META,
-  type: oneOf(['server', 'client'], {
-    default: 'server', doc: 'server: presented to clients; client: presented to upstreams',
-  }),
+  type: SSL_TYPE,
   snis: list(custom({ type: 'SNI', doc: '' }, sni), {
     default: [], shape: SNIS_SHAPE, doc: 'names served (type server; required there)',
     repeat: { message: '"%s" is listed twice', code: 'TLSGATE_E_SNI_CONFLICT' },
@@ -223,11 +230,7 @@ const SSL = obj({
     default: [], shape: 'PEM certificates or references', doc: 'extra pairs (RSA + ECDSA)',
   }),
   keys: list(secret({ doc: '' }), { default: [], shape: 'PEM keys or references', doc: 'keys of certs, by index' }),
-  client: obj({
-    ca: secret({ required: true, doc: 'PEM CA(s) client certificates must chain to' }),
-    depth: int({ min: 0, max: 10, default: 1, doc: 'intermediates allowed between a client certificate and the CA' }),
-    crl: secret({ doc: 'PEM CRLs, one per CA of the client chain' }),
-  }, { optional: true, doc: 'mTLS: verify client certificates (type server)' }),
+  client: CLIENT_CA,
   ssl_protocols: list(custom({ type: 'TLSv1.2 | TLSv1.3', doc: '' }, (r, v, p) =>
     v === 'TLSv1.2' || v === 'TLSv1.3' ? v : void r.error(p, `must be TLSv1.2 or TLSv1.3, got ${JSON.stringify(v)}`),
   ), {
@@ -252,6 +255,22 @@ const SSL = obj({
         `has ${n('keys')} key(s) for ${n('certs')} extra certificate(s) in certs; they pair by index`);
     }
     if (raw.client != null && s.type === 'client') {
+      r.error(join(p, 'client'), 'client CA (mTLS) applies to server SSL objects only');
+    }
+  },
+});
+
+// A directory of certificate files, each expanded into an SSL object (src/config/ssl-dirs.ts).
+const SSL_DIR = obj({
+  id: str({ pattern: ID, hint: ID_HINT, type: 'id', doc: 'objects are named dir:<id>:<file name>', defDoc: 'index' }),
+  path: str({ required: true, type: 'path', doc: 'directory of *.crt / *.pem files (relative to the config file)' }),
+  type: SSL_TYPE,
+  client: CLIENT_CA,
+  watch: bool({ default: true, doc: 'a file added, replaced or removed is applied without a reload' }),
+}, {
+  doc: 'certificate directories',
+  rule: (r, d, raw, p) => {
+    if (raw.client != null && d.type === 'client') {
       r.error(join(p, 'client'), 'client CA (mTLS) applies to server SSL objects only');
     }
   },
@@ -574,6 +593,9 @@ export const CONFIG = obj({
   }),
   secret_providers: list(PROVIDER, { default: [], shape: '{id, type, …}', doc: 'Vault / AWS secret stores' }),
   ssls: list(SSL, { default: [], shape: '{id, type, snis, cert, key, …}', doc: 'certificates and keys' }),
+  ssl_dirs: list(SSL_DIR, {
+    default: [], shape: '{path, type, client, watch}', doc: 'certificate files as SSL objects (see below)',
+  }),
   upstreams: list(UPSTREAM, { default: [], shape: '{id, scheme, nodes, host, …}', doc: 'backends' }),
   routes: list(ROUTE, { default: [], shape: '{id, hosts, paths, upstream | respond, …}', doc: 'routing' }),
 }, { doc: 'the config file' });

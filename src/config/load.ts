@@ -3,14 +3,29 @@ import { resolve as resolvePath } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors';
 import { validateConfig } from './schema';
+import { expandSslDirs, type SslDirState, type Validate, type WatchedDir } from './ssl-dirs';
 import type { GatewayConfig } from './types';
 
 export interface Loaded {
+  /** With the objects of `ssl_dirs` expanded into `ssls`. */
   config: GatewayConfig;
   /** Warnings only (errors throw). */
   issues: ConfigIssue[];
   /** Raw text: the reload watcher skips a write that changed nothing. */
   text: string;
+  /** The parse of `text` alone, before `ssl_dirs` are read. */
+  parsed: { config: GatewayConfig; issues: ConfigIssue[] };
+  /** Per-file state of `ssl_dirs` (reused unread while a file's stat is unchanged). */
+  sslDirs: SslDirState | undefined;
+  /** Directories to watch, with their signature when read. */
+  watchDirs: WatchedDir[];
+}
+
+export interface LoadOptions {
+  /** false: skip reading `ssl_dirs` (`tlsgate start` reading only the log settings). */
+  sslDirs?: boolean;
+  /** Certificate checks of new `ssl_dirs` files (the primary's pool); default in-line. */
+  validate?: Validate;
 }
 
 /**
@@ -18,7 +33,7 @@ export interface Loaded {
  * `previous`: when the text is unchanged (a rotated certificate file, a secret changed at
  * its source) its parse is reused: YAML costs ~0.15 ms per SSL object line, measured.
  */
-export async function loadConfigFile(path: string, previous?: Loaded): Promise<Loaded> {
+export async function loadConfigFile(path: string, previous?: Loaded, o: LoadOptions = {}): Promise<Loaded> {
   const file = resolvePath(path);
   let text: string;
   try {
@@ -34,8 +49,19 @@ export async function loadConfigFile(path: string, previous?: Loaded): Promise<L
       },
     ]);
   }
-  if (previous && previous.text === text && previous.config.file === file) return previous;
-  return { ...parseConfigText(text, file), text };
+  const same = previous && previous.text === text && previous.config.file === file;
+  const parsed = same ? previous.parsed : parseConfigText(text, file);
+  if (o.sslDirs === false) return { ...parsed, text, parsed, sslDirs: undefined, watchDirs: [] };
+  // Read on every load, config text changed or not: a file added to a directory changes no text.
+  const dirs = await expandSslDirs(parsed.config, previous?.sslDirs, o.validate ? { validate: o.validate } : {});
+  return {
+    config: dirs.config,
+    issues: [...parsed.issues, ...dirs.issues],
+    text,
+    parsed,
+    sslDirs: dirs.state,
+    watchDirs: dirs.watch,
+  };
 }
 
 export function parseConfigText(text: string, file: string): { config: GatewayConfig; issues: ConfigIssue[] } {

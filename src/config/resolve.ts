@@ -41,7 +41,7 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
       issues.push({ path, code: parsed.code ?? 'TLSGATE_E_SECRET_REF', message: parsed.message, severity: 'error' });
     } else if (parsed.ref === null) {
       values.set(path, raw);
-      sources.set(path, 'literal');
+      sources.set(path, config.sslDirSources?.[path] ?? 'literal');
     } else {
       refs.set(path, parsed.ref);
       sources.set(path, parsed.ref.text);

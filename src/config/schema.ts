@@ -8,6 +8,7 @@ import { readSome, type Infer } from './decl';
 import { CONFIG } from './declaration';
 import { mtlsLoss } from './mtls-loss';
 import { secretFields } from './secret-fields';
+import { isDirId } from './ssl-dirs';
 import { nearest } from './formats';
 import { Reader, type Obj } from './reader';
 import type { GatewayConfig } from './types';
@@ -78,7 +79,8 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   const refusedSsls = declaredIds(root, 'ssls', ssls);
   const refusedUpstreams = declaredIds(root, 'upstreams', new Set(c.upstreams.map((u) => u.id)));
   c.listeners.forEach((l, i) => {
-    if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl)) return;
+    // `dir:…` ids name objects of ssl_dirs, checked once the directories are read (ssl-dirs.ts).
+    if (l.default_ssl === undefined || refusedSsls.has(l.default_ssl) || isDirId(l.default_ssl)) return;
     const s = ssls.get(l.default_ssl);
     const name = JSON.stringify(l.default_ssl);
     const msg = `${name} is not the id of an SSL object${didYouMean(l.default_ssl, [...ssls.keys()])}`;
@@ -115,7 +117,7 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
   });
   c.upstreams.forEach((u, i) => {
     const cs = u.tls?.client_ssl;
-    if (cs === undefined || refusedSsls.has(cs)) return;
+    if (cs === undefined || refusedSsls.has(cs) || isDirId(cs)) return;
     const s = ssls.get(cs);
     const name = JSON.stringify(cs);
     const p = `upstreams[${i}].tls.client_ssl`;

@@ -24,6 +24,7 @@ export type ListenerConfig = Omit<Declared['listeners'][number], 'limits' | 'tim
 };
 
 export type SslConfig = Declared['ssls'][number];
+export type SslDirConfig = Declared['ssl_dirs'][number];
 export type UpstreamConfig = Declared['upstreams'][number];
 export type RouteConfig = Declared['routes'][number];
 
@@ -32,4 +33,6 @@ export type GatewayConfig = Omit<Declared, 'listeners'> & {
   file: string;
   baseDir: string;
   listeners: ListenerConfig[];
+  /** Source shown for a value of an SSL object expanded from `ssl_dirs` (`ssls[12].key` → file path). */
+  sslDirSources?: Record<string, string>;
 };

@@ -1,4 +1,5 @@
-// Watches the config file and every `$file://` it references, and reports a change only
+// Watches the config file, every `$file://` it references and every watched `ssl_dirs`
+// directory (any name in it: a file added, replaced, removed or re-linked), and reports a change only
 // once the files are stable: an editor or `cp` writes in several chunks, and a chunk
 // that is valid YAML on its own (measured: a config cut before an ssl's `client:` block)
 // would otherwise be applied and switch mTLS off. A file is stable when two probes
@@ -10,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readLocalFile } from '../secrets/resolve';
+import { dirSignature } from '../config/ssl-dirs';
 
 export interface FileWatchOptions {
   /** Called once the changed files are stable; `paths` are the files that changed. */
@@ -31,6 +33,14 @@ export const FILE_WATCH_DEFAULTS = {
 interface Dir {
   watcher: FSWatcher;
   names: Set<string>;
+  /** An `ssl_dirs` directory: an event for any name in it is a change. */
+  whole: boolean;
+}
+
+/** An `ssl_dirs` directory and its signature when it was read (dirSignature). */
+export interface WholeDir {
+  path: string;
+  signature: string;
 }
 
 export class FileWatch {
@@ -42,14 +52,21 @@ export class FileWatch {
 
   constructor(private readonly o: FileWatchOptions) {}
 
-  /** Watch exactly these files (absolute paths); returns those not watched before. */
-  set(files: Iterable<string>): string[] {
+  /**
+   * Watch exactly these files (absolute paths) and directories; returns the files not watched
+   * before. A directory newly watched whose signature differs from the one it was read with
+   * changed in between: it is marked, so that change is not lost.
+   */
+  set(files: Iterable<string>, dirs: readonly WholeDir[] = []): string[] {
     const want = new Map<string, Set<string>>();
     for (const f of files) {
       const d = dirname(f);
       if (!want.has(d)) want.set(d, new Set());
       want.get(d)!.add(basename(f));
     }
+    const whole = new Map(dirs.map((d) => [d.path, d.signature]));
+    for (const d of whole.keys()) if (!want.has(d)) want.set(d, new Set());
+    const wasWhole = new Set([...this.dirs].filter(([, e]) => e.whole).map(([d]) => d));
     const added: string[] = [];
     for (const [dir, entry] of this.dirs) {
       if (!want.has(dir)) {
@@ -65,7 +82,7 @@ export class FileWatch {
             this.onEvent(dir, name === null ? null : name.toString());
           });
           watcher.on('error', (err) => this.o.onError(err, dir));
-          entry = { watcher, names: new Set() };
+          entry = { watcher, names: new Set(), whole: false };
           this.dirs.set(dir, entry);
         } catch (err) {
           this.o.onError(err as Error, dir);
@@ -74,6 +91,8 @@ export class FileWatch {
       }
       for (const n of names) if (!entry.names.has(n)) added.push(join(dir, n));
       entry.names = names;
+      entry.whole = whole.has(dir);
+      if (entry.whole && !wasWhole.has(dir) && dirSignature(dir) !== whole.get(dir)) this.mark([dir]);
     }
     return added;
   }
@@ -94,8 +113,10 @@ export class FileWatch {
   private onEvent(dir: string, name: string | null): void {
     const entry = this.dirs.get(dir);
     if (!entry) return;
-    if (name === null) for (const n of entry.names) this.dirty.add(join(dir, n));
-    else if (entry.names.has(name)) this.dirty.add(join(dir, name));
+    if (name === null) {
+      for (const n of entry.names) this.dirty.add(join(dir, n));
+      if (entry.whole) this.dirty.add(dir);
+    } else if (entry.names.has(name) || entry.whole) this.dirty.add(join(dir, name));
     else return;
     this.schedule();
   }
