@@ -110,7 +110,9 @@ after(async () => {
 async function alpn(port: number, offer: string[]): Promise<string | false | null> {
   const { connect } = await import('node:tls');
   return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port, servername: 'www.shop.test', ALPNProtocols: offer, rejectUnauthorized: false });
+    const s = connect({
+      host: '127.0.0.1', port, servername: 'www.shop.test', ALPNProtocols: offer, rejectUnauthorized: false,
+    });
     s.once('secureConnect', () => {
       resolve(s.alpnProtocol);
       s.destroy();
@@ -182,7 +184,8 @@ test('curl --http2 gets h2 from direct and proxied routes', async () => {
 
 test('h2load (100 streams on one connection) and nghttp get h2 answers from direct and proxied routes', async () => {
   for (const path of ['/ping', '/load']) {
-    const { stdout } = await run('h2load', ['-n', '200', '-c', '1', '-m', '100', `https://127.0.0.1:${ports.public}${path}`]);
+    const url = `https://127.0.0.1:${ports.public}${path}`;
+    const { stdout } = await run('h2load', ['-n', '200', '-c', '1', '-m', '100', url]);
     assert.match(stdout, /Application protocol: h2/, stdout);
     assert.match(stdout, /requests: 200 total, 200 started, 200 done, 200 succeeded/, stdout);
     assert.match(stdout, /status codes: 200 2xx/, stdout);
@@ -243,7 +246,7 @@ test('connection-specific request headers are refused; te: trailers is the one t
     let id = 1;
     for (const h of bad) {
       c.send(c.get(id, 'www.shop.test', '/bad', [h]));
-      const f = await c.waitFrame((x) => x.stream === id && (x.type === FRAME.RST_STREAM || x.type === FRAME.HEADERS), h[0]);
+      const f = await c.waitFrame((x) => x.stream === id && x.type !== FRAME.WINDOW_UPDATE, h[0]);
       assert.equal(f.type, FRAME.RST_STREAM, `${h[0]} must reset the stream, not be answered`);
       assert.equal(f.code, CODE.PROTOCOL_ERROR, h[0]);
       id += 2;
@@ -262,14 +265,14 @@ test('pseudo-headers are validated; :authority and Host must agree', async () =>
   const c = await H2Raw.connect(ports.public, { servername: 'www.shop.test' });
   const answer = async (id: number, fields: Array<[string, string]>, what: string): Promise<number | string> => {
     c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, block(fields)));
-    const f = await c.waitFrame((x) => x.stream === id && (x.type === FRAME.RST_STREAM || x.type === FRAME.HEADERS), what);
+    const f = await c.waitFrame((x) => x.stream === id && x.type !== FRAME.WINDOW_UPDATE, what);
     return f.type === FRAME.HEADERS ? statusOf(f.payload) ?? 'headers' : `rst ${f.code}`;
   };
   try {
     const base: Array<[string, string]> = [[':method', 'GET'], [':scheme', 'https'], [':path', '/ping']];
     assert.equal(await answer(1, [...base, [':authority', 'www.shop.test']], 'valid'), 200);
-    assert.equal(await answer(3, [[':method', 'GET'], [':scheme', 'https'], [':authority', 'www.shop.test']], 'no :path'),
-      `rst ${CODE.PROTOCOL_ERROR}`);
+    const noPath: Array<[string, string]> = [[':method', 'GET'], [':scheme', 'https'], [':authority', 'www.shop.test']];
+    assert.equal(await answer(3, noPath, 'no :path'), `rst ${CODE.PROTOCOL_ERROR}`);
     assert.equal(await answer(5, [[':method', 'GET'], ['x-a', '1'], [':scheme', 'https'], [':path', '/ping'],
       [':authority', 'www.shop.test']], 'pseudo after regular'), `rst ${CODE.PROTOCOL_ERROR}`);
     assert.equal(await answer(7, [...base, [':authority', 'www.shop.test'], [':foo', 'x']], 'unknown pseudo'),
@@ -314,11 +317,15 @@ test('limits: max concurrent streams, header list size and max_body_size on h2',
     c.close();
   }
   // Headers over max_header_bytes (2 KiB): 431 from the stage, as over HTTP/1.1.
-  const big = await h2Get(ports.tight, { servername: 'www.shop.test', headers: { ':path': '/ping', 'x-big': 'a'.repeat(3000) } });
+  const big = await h2Get(ports.tight, {
+    servername: 'www.shop.test', headers: { ':path': '/ping', 'x-big': 'a'.repeat(3000) },
+  });
   assert.equal(big.status, 431);
   // max_body_size 100: declared larger → 413; undeclared and larger → 413 while it streams.
   const declared = await h2Get(ports.tight, {
-    servername: 'www.shop.test', headers: { ':path': '/up', ':method': 'POST', 'content-length': '1000' }, body: 'x'.repeat(1000),
+    servername: 'www.shop.test',
+    headers: { ':path': '/up', ':method': 'POST', 'content-length': '1000' },
+    body: 'x'.repeat(1000),
   });
   assert.equal(declared.status, 413);
   const streamed = await h2Get(ports.tight, {

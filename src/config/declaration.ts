@@ -43,7 +43,8 @@ export const LIMITS = obj({
   }),
   // nginx http2_max_concurrent_streams: 128; Node's own default is 2^32 - 1.
   h2_max_concurrent_streams: int({
-    min: 1, max: 1000, default: 128, doc: 'HTTP/2 streams open at once per connection; more → RST_STREAM REFUSED_STREAM',
+    min: 1, max: 1000, default: 128,
+    doc: 'HTTP/2 streams open at once per connection (SETTINGS); more ends the connection (nghttp2)',
   }),
   h2_max_resets: int({
     min: 1, max: 100_000, default: 100,

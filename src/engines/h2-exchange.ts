@@ -26,8 +26,8 @@ export class H2Exchange implements Exchange, ResponseWriter {
   readonly stream: ServerHttp2Stream;
   /** The client sent END_STREAM with its HEADERS: there is no body. */
   readonly #noBody: boolean;
-  /** The gateway reset or closed the stream (not the client: not counted as a client reset). */
-  closedHere = false;
+  /** The gateway ended, reset or closed the stream: a close is then not the client's reset. */
+  settled = false;
   #gone: (() => void) | null = null;
   #closeAfter = false;
   #trailers = false;
@@ -91,6 +91,7 @@ export class H2Exchange implements Exchange, ResponseWriter {
   }
   end(body?: Buffer | string, trailers?: string[]): void {
     this.onGone(null);
+    this.settled = true;
     const s = this.stream;
     if (s.destroyed) return;
     if (this.#trailers) {
@@ -107,17 +108,14 @@ export class H2Exchange implements Exchange, ResponseWriter {
     else s.end(body);
     // The request body was not read: RST_STREAM NO_ERROR once the response is out asks the
     // client to stop sending it (RFC 9113 §8.1); Node flushes the response before the reset.
-    if (this.#closeAfter && !this.bodyDone) {
-      this.closedHere = true;
-      s.close(NGHTTP2_NO_ERROR);
-    }
+    if (this.#closeAfter && !this.bodyDone) s.close(NGHTTP2_NO_ERROR);
   }
   writeContinue(): void {
     if (!this.stream.destroyed && !this.stream.headersSent) this.stream.additionalHeaders({ ':status': 100 });
   }
   destroy(): void {
     this.onGone(null);
-    this.closedHere = true;
+    this.settled = true;
     if (!this.stream.destroyed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
   }
   onGone(cb: (() => void) | null): void {
