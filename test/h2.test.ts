@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
-import { Gateway, freePort, handshake } from './helpers/gateway';
+import { Gateway, freePort, handshake, waitFor } from './helpers/gateway';
 import { client, createCA, server } from './helpers/pki';
 import { rawRequest } from './helpers/raw-http';
 import { h2Get, h2Request, h2Session } from './helpers/h2-client';
@@ -32,8 +32,13 @@ interface Seen {
   bytes: number;
 }
 const seen: Seen[] = [];
+let held: ServerResponse | undefined;
 const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   if (req.url === '/hang') return; // never answers: the stream stays open
+  if (req.url === '/hold') {
+    held = res; // answered when the test says so
+    return;
+  }
   let bytes = 0;
   req.on('data', (d: Buffer) => (bytes += d.length));
   req.on('end', () => {
@@ -365,4 +370,43 @@ test('metrics label requests with the protocol', async () => {
   // Sanity: the handshake helper still sees the wildcard certificate for an h2-capable name.
   const h = await handshake(ports.public, { servername: 'www.shop.test' });
   assert.ok(h.ok);
+});
+
+test('Expect: 100-continue over h2: 100 once the upstream is ready, then the body', async () => {
+  const s = await h2Session(ports.public, { servername: 'www.shop.test' });
+  try {
+    const req = s.request({ ':method': 'POST', ':path': '/continue', expect: '100-continue' }, { endStream: false });
+    await new Promise<void>((resolve, reject) => {
+      req.once('continue', resolve);
+      req.once('response', (h) => reject(new Error(`final status ${String(h[':status'])} before 100`)));
+    });
+    req.end('after continue');
+    const status = await new Promise<number>((resolve) => req.once('response', (h) => resolve(Number(h[':status']))));
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    await new Promise((r) => req.once('end', r));
+    assert.equal(status, 200);
+    assert.equal(JSON.parse(body).bytes, 14);
+  } finally {
+    s.close();
+  }
+});
+
+// Last: it stops the gateway.
+test('drain (SIGTERM): GOAWAY to h2 clients, the stream in flight still completes', async () => {
+  const s = await h2Session(ports.public, { servername: 'www.shop.test' });
+  try {
+    const goaway = new Promise<void>((r) => s.once('goaway', () => r()));
+    const reply = h2Request(s, { ':path': '/hold' });
+    await waitFor(() => held, 'the upstream holds the request');
+    gw.proc!.kill('SIGTERM');
+    await goaway;
+    held!.end('released');
+    const r = await reply;
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'released');
+  } finally {
+    s.close();
+  }
 });
