@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
-import { Gateway, freePort, handshake, waitFor } from './helpers/gateway';
+import { CLI, Gateway, freePort, handshake, waitFor } from './helpers/gateway';
 import { client, createCA, server } from './helpers/pki';
 import { rawRequest } from './helpers/raw-http';
 import { h2Get, h2Request, h2Session } from './helpers/h2-client';
@@ -43,6 +43,13 @@ const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   req.on('data', (d: Buffer) => (bytes += d.length));
   req.on('end', () => {
     seen.push({ url: req.url ?? '', httpVersion: req.httpVersion, headers: req.headers, bytes });
+    if (req.url === '/trailers') {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('with trailers');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end();
+      return;
+    }
     if (req.url === '/hop') {
       res.writeHead(200, {
         'content-type': 'text/plain', connection: 'x-private, keep-alive', 'keep-alive': 'timeout=5',
@@ -388,6 +395,43 @@ test('Expect: 100-continue over h2: 100 once the upstream is ready, then the bod
     await new Promise((r) => req.once('end', r));
     assert.equal(status, 200);
     assert.equal(JSON.parse(body).bytes, 14);
+  } finally {
+    s.close();
+  }
+});
+
+test('config: http2 is a per-listener switch; http2: true on a uws listener is refused', async () => {
+  const yaml = `
+listeners:
+  - { name: n, listen: 127.0.0.1:${ports.public}, http2: false }
+  - { name: u, listen: 127.0.0.1:${ports.uws}, engine: uws, http2: true }
+ssls: [{ id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }]
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`;
+  gw.write('h2-validate.yaml', yaml);
+  const out = await new Promise<{ code: number; text: string }>((resolve) => {
+    execFile(process.execPath, [CLI, 'validate', '--config', `${gw.dir}/h2-validate.yaml`], (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, text: stdout + stderr }));
+  });
+  assert.notEqual(out.code, 0);
+  assert.match(out.text, /listeners\[1\]\.http2/);
+  assert.match(out.text, /TLSGATE_E_ENGINE_UNSUPPORTED/);
+  assert.doesNotMatch(out.text, /listeners\[0\]/);
+});
+
+test('response trailers announced by the upstream are relayed as an h2 trailer HEADERS frame', async () => {
+  const s = await h2Session(ports.public, { servername: 'www.shop.test' });
+  try {
+    const req = s.request({ ':path': '/trailers' });
+    let trailers: Record<string, unknown> | undefined;
+    req.once('trailers', (t) => (trailers = t));
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    // 'trailers' comes before 'end' (the trailer HEADERS frame carries END_STREAM).
+    await new Promise((r) => req.once('close', r));
+    assert.equal(body, 'with trailers');
+    assert.equal(trailers?.['x-checksum'], 'abc123');
   } finally {
     s.close();
   }

@@ -77,12 +77,12 @@ const LISTENER = obj({
   max_connections: int({ ...MAX_CONNECTIONS, defDoc: 'top-level' }),
 }, {
   doc: 'TLS ports',
-  rule: (r, l, _raw, p) => {
+  rule: (r, l, raw, p) => {
     if (l.engine === 'uws' && !l.session_tickets) {
       r.error(join(p, 'session_tickets'), 'uws cannot turn session tickets off: use engine: node',
         'TLSGATE_E_ENGINE_UNSUPPORTED');
     }
-    if (l.engine === 'uws' && _raw.http2 === true) {
+    if (l.engine === 'uws' && raw.http2 === true) {
       r.error(join(p, 'http2'), 'uws offers http/1.1 only (uWS has no HTTP/2): use engine: node',
         'TLSGATE_E_ENGINE_UNSUPPORTED');
     }
