@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2] [--targets nginx,haproxy,node-https,tlsgate]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -11,6 +11,7 @@ import type { Pinning } from './lib/spawn';
 import { haproxyTarget } from './peers/haproxy';
 import { nginxTarget } from './peers/nginx';
 import type { Context, Profile, Scenario } from './scenarios/context';
+import { h2 } from './scenarios/h2';
 import { handshake } from './scenarios/handshake';
 import { keepalive } from './scenarios/keepalive';
 import { rotation } from './scenarios/rotation';
@@ -21,7 +22,7 @@ import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming];
+export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, h2];
 
 export function allTargets(): Target[] {
   return [

@@ -21,13 +21,23 @@ export const dataPlane = {
   }),
   refused: new Counter({
     name: 'tlsgate_requests_refused_total',
-    help: 'Requests refused before routing, by reason (misdirected_mtls, misdirected_host)',
+    help: 'Requests refused before routing, by reason (misdirected_mtls, misdirected_host, misdirected_cert)',
     labelNames: ['listener', 'reason'] as const,
   }),
   requests: new Counter({
     name: 'tlsgate_requests_total',
     help: 'HTTP requests answered, by route and status',
     labelNames: ['route', 'status'] as const,
+  }),
+  protocolRequests: new Counter({
+    name: 'tlsgate_protocol_requests_total',
+    help: 'HTTP requests received, by listener and protocol (h2, http/1.1)',
+    labelNames: ['listener', 'protocol'] as const,
+  }),
+  h2Closed: new Counter({
+    name: 'tlsgate_h2_sessions_closed_total',
+    help: 'HTTP/2 connections the gateway closed, by reason (rapid_reset, idle, protocol_error, drain)',
+    labelNames: ['listener', 'reason'] as const,
   }),
   connections: new Gauge({
     name: 'tlsgate_open_connections',

@@ -78,7 +78,7 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
     assert.ok(results.machine.openssl);
     assert.deepEqual(
       results.scenarios.map((s) => s.name),
-      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming'],
+      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2'],
     );
     for (const s of results.scenarios) assert.ok(run!.markdown.includes(`### ${s.title}`));
   });

@@ -93,6 +93,16 @@ export const LIMITS = obj({
   max_body_size: unlimitedSize({
     default: null, doc: 'request body; larger → 413 (streamed with backpressure either way)',
   }),
+  // nginx http2_max_concurrent_streams: 128; Node's own default is 2^32 - 1.
+  h2_max_concurrent_streams: int({
+    min: 1, max: 1000, default: 128,
+    doc: 'HTTP/2 streams open at once per connection (SETTINGS); more ends the connection (nghttp2)',
+  }),
+  h2_max_resets: int({
+    min: 1, max: 100_000, default: 100,
+    doc: 'HTTP/2 streams a client may reset per connection in a burst (refilled at a tenth per second); ' +
+      'more → GOAWAY ENHANCE_YOUR_CALM (Rapid Reset)',
+  }),
 }, { doc: "every listener's request limits (a listener may override each)" });
 
 const TIMEOUT_RANGE = { min: 100, max: 3_600_000 };
@@ -100,6 +110,9 @@ export const TIMEOUTS = obj({
   handshake: duration({ ...TIMEOUT_RANGE, default: 10_000, doc: 'for the TLS handshake to finish' }),
   request_header: duration({ ...TIMEOUT_RANGE, default: 30_000, doc: "for a request's headers to arrive → 408" }),
   keepalive: duration({ ...TIMEOUT_RANGE, default: 60_000, doc: 'idle between keep-alive requests' }),
+  h2_stream_idle: duration({
+    ...TIMEOUT_RANGE, default: 60_000, doc: 'an HTTP/2 stream with no frame either way → RST_STREAM CANCEL',
+  }),
 }, { doc: "every listener's timeouts (a listener may override each)" });
 
 const MAX_CONNECTIONS = { min: 1, max: 1_000_000, doc: 'per worker and listener; new connections beyond are refused' };
@@ -110,14 +123,19 @@ const LISTENER = obj({
   engine: oneOf(['node', 'uws'], { default: 'node', doc: 'TLS/HTTP engine (see "uws engine")' }),
   default_ssl: str({ doc: 'SSL id served when the client sends no SNI or an unknown one', type: 'SSL id' }),
   session_tickets: bool({ default: true, doc: 'false: every connection makes a full handshake (node engine)' }),
+  http2: bool({ default: true, doc: 'offer h2 in ALPN besides http/1.1 (node engine; uws: http/1.1 only)' }),
   limits: overrides(LIMITS, 'overrides of the top-level limits, field by field', 'top-level'),
   timeouts: overrides(TIMEOUTS, 'overrides of the top-level timeouts, field by field', 'top-level'),
   max_connections: int({ ...MAX_CONNECTIONS, defDoc: 'top-level' }),
 }, {
   doc: 'TLS ports',
-  rule: (r, l, _raw, p) => {
+  rule: (r, l, raw, p) => {
     if (l.engine === 'uws' && !l.session_tickets) {
       r.error(join(p, 'session_tickets'), 'uws cannot turn session tickets off: use engine: node',
+        'TLSGATE_E_ENGINE_UNSUPPORTED');
+    }
+    if (l.engine === 'uws' && raw.http2 === true) {
+      r.error(join(p, 'http2'), 'uws offers http/1.1 only (uWS has no HTTP/2): use engine: node',
         'TLSGATE_E_ENGINE_UNSUPPORTED');
     }
   },

@@ -24,6 +24,7 @@ import { parseClientHello, UNRECOGNIZED_NAME_ALERT } from './client-hello';
 import { connectionBudget } from './fd-budget';
 import { dataPlane as m } from '../metrics';
 import { wireNodeParser } from './node-client-error';
+import { H2Front } from './h2';
 
 const SSL = Symbol('tlsgate.ssl');
 const CONN = Symbol('tlsgate.conn');
@@ -83,6 +84,9 @@ export class NodeEngine implements Engine {
   private readonly budget = connectionBudget();
   private draining = false;
   private acceptErrors = 0;
+  /** HTTP/2 sessions (ALPN h2), made on the first h2 connection. */
+  private h2: H2Front | undefined;
+  private h1Count: { inc(): void };
 
   constructor(listener: ListenerSnapshot, state: DataPlaneState, private readonly deps: EngineDeps) {
     this.listener = listener;
@@ -114,6 +118,7 @@ export class NodeEngine implements Engine {
     // Capped by the fd budget too: past the open-files limit accept() fails (EMFILE).
     this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
     this.tcp.on('drop', () => this.fail('max_connections'));
+    this.h1Count = m.protocolRequests.labels(listener.name, 'http/1.1');
   }
 
   listen(): Promise<void> {
@@ -136,6 +141,7 @@ export class NodeEngine implements Engine {
     this.http.keepAliveTimeout = listener.timeouts.keepAliveMs;
     this.http.headersTimeout = listener.timeouts.requestHeaderMs;
     this.tcp.maxConnections = Math.min(listener.maxConnections, this.budget);
+    this.h2?.update(listener);
   }
 
   private acceptError(err: Error): void {
@@ -244,14 +250,15 @@ export class NodeEngine implements Engine {
     const mtls = this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
     const tickets = this.listener.sessionTickets && !mtls;
     const keys = this.state.snapshot.ticketKeys;
-    const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}`;
+    const h2 = this.listener.h2 !== undefined;
+    const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}|${h2 ? 'h2' : ''}`;
     return this.state.contexts.get(key, ssl.hash, () => {
       const server = new TlsServer({
         ...contextOptions(ssl, { tickets, ...(keys ? { ticketKeys: keys } : {}) }),
         handshakeTimeout: this.listener.timeouts.handshakeMs,
         requestCert: ssl.clientCa !== undefined,
         rejectUnauthorized: ssl.clientCa !== undefined,
-        ALPNProtocols: ['http/1.1'],
+        ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'],
       });
       server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
       server.on('tlsClientError', (err: Error & { code?: string }, s: TLSSocket) => this.onTlsError(err, s));
@@ -290,6 +297,11 @@ export class NodeEngine implements Engine {
     }
     socket[SSL] = ssl;
     this.accepted(socket);
+    if (socket.alpnProtocol === 'h2' && this.listener.h2 !== undefined) {
+      this.h2 ??= new H2Front({ state: () => this.state, listener: () => this.listener });
+      this.h2.accept(socket, (socket[CONN] ??= new NodeConn(socket)));
+      return;
+    }
     this.http.emit('connection', socket);
   }
 
@@ -341,14 +353,17 @@ export class NodeEngine implements Engine {
     }
     if (this.draining) res.shouldKeepAlive = false;
     const conn = (socket[CONN] ??= new NodeConn(socket));
+    this.h1Count.inc();
     serve(this.state, this.listener, new NodeExchange(req, res, conn, expectContinue));
   }
 
   close(timeoutMs: number): Promise<void> {
     this.draining = true;
+    this.h2?.drain();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.http.closeAllConnections();
+        this.h2?.destroy();
         for (const c of this.pending.values()) c.raw.destroy();
       }, timeoutMs);
       timer.unref();

@@ -268,6 +268,7 @@ export class UwsEngine implements Engine {
         g.inflight--;
         this.drainWaiter?.();
       });
+      m.protocolRequests.inc({ listener: this.listener.name, protocol: 'http/1.1' });
       serve(this.state, this.listener, ex);
     } catch (err) {
       // An exception out of a uWS handler ends the process: answer 500 instead.

@@ -234,6 +234,15 @@ export async function compileSnapshot(
           keepAliveMs: l.timeouts.keepalive,
         },
         maxConnections: l.max_connections,
+        ...(l.http2 && l.engine === 'node'
+          ? {
+            h2: {
+              maxConcurrentStreams: l.limits.h2_max_concurrent_streams,
+              maxResets: l.limits.h2_max_resets,
+              streamIdleMs: l.timeouts.h2_stream_idle,
+            },
+          }
+          : {}),
       })),
       ssls,
       sni,

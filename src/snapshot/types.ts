@@ -58,6 +58,15 @@ export interface ListenerSnapshot {
   timeouts: ListenerTimeouts;
   /** Per worker; connections beyond it are refused, open ones keep being served. */
   maxConnections: number;
+  /** HTTP/2 on a node listener (ALPN h2, http/1.1); absent: http/1.1 only. */
+  h2?: H2Settings;
+}
+
+export interface H2Settings {
+  maxConcurrentStreams: number;
+  /** Client stream resets allowed in a burst per connection; refilled at a tenth per second. */
+  maxResets: number;
+  streamIdleMs: number;
 }
 
 export interface RespondSnapshot {
