@@ -157,3 +157,11 @@ export function sniSet(count: number, log: (msg: string) => void = () => {}): Sn
   writeFileSync(marker, new Date().toISOString());
   return set;
 }
+
+/** A new leaf for object `i` of a set, on the set's shared key (a renewal: new serial, same key). */
+export function reissueSni(set: SniSet, i: number): { cert: string; serial: string } {
+  const base = baseFixtures();
+  const key = createPrivateKey(readFileSync(set.keyFile, 'utf8'));
+  const issued = issue({ cn: set.sni(i), dns: [set.sni(i)], issuer: ca(base.dir), key, eku: ['serverAuth'] });
+  return { cert: issued.cert, serial: new X509Certificate(issued.cert).serialNumber };
+}

@@ -9,8 +9,23 @@ import type { RunningServer, ServerSpec, Target } from '../targets/types';
 /** tiny: the CI plumbing test; quick: `--quick`, under 60 s; full: the published run. */
 export type Profile = 'tiny' | 'quick' | 'full';
 
+/** Command-line knobs of the issue-13 scenarios; unset = the profile's default. */
+export interface Knobs {
+  /** --rotation-sizes: SSL objects (one cert file each) per cert-rotation run. */
+  rotationSizes?: number[];
+  /** --rotations: cert files replaced per size and target. */
+  rotations?: number;
+  /** --rotation-budget: seconds of rotations per size and target (at least one rotation is made). */
+  rotationBudgetS?: number;
+  /** --respawns: workers SIGKILLed per size and target. */
+  respawns?: number;
+  /** --rotation-peer-max: largest size nginx is started with (it builds every context at start). */
+  peerMax?: number;
+}
+
 export interface Context {
   profile: Profile;
+  knobs: Knobs;
   workers: number;
   fixtures: BaseFixtures;
   upstreamPort: number;
@@ -34,12 +49,20 @@ export const by = <T>(ctx: Context, v: Record<Profile, T>): T => v[ctx.profile];
 export async function withServer<T>(
   ctx: Context,
   target: Target,
-  spec: Partial<ServerSpec> & Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'>,
+  spec: Partial<ServerSpec> & Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'> & { prepare?: (workDir: string) => void },
   fn: (s: RunningServer) => Promise<T>,
 ): Promise<T> {
   const workDir = mkdtempSync(join(tmpdir(), `tlsgate-bench-${target.name.replace(/\W/g, '_')}-`));
-  const full: ServerSpec = { workers: ctx.workers, upstreamPort: ctx.upstreamPort, fixtures: ctx.fixtures, cpus: ctx.pin.server, workDir, ...spec };
-  const s = await target.start(full);
+  const { prepare, ...rest } = spec;
+  const full: ServerSpec = { workers: ctx.workers, upstreamPort: ctx.upstreamPort, fixtures: ctx.fixtures, cpus: ctx.pin.server, workDir, ...rest };
+  let s: RunningServer;
+  try {
+    prepare?.(workDir);
+    s = await target.start(full);
+  } catch (err) {
+    rmSync(workDir, { recursive: true, force: true });
+    throw err;
+  }
   try {
     return await fn(s);
   } finally {
