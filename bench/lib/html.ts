@@ -28,14 +28,29 @@ const fmtNum = (v: number): string => {
   return v.toFixed(2);
 };
 
-/** One CDF chart: x = value (log scale when the data spans more than 20×), y = fraction of samples ≤ x. */
+/** Round tick positions (1, 2, 5 × 10^k apart) covering [lo, hi]. */
+function niceTicks(lo: number, hi: number, want = 6): number[] {
+  const raw = (hi - lo) / want;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map((k) => k * mag).find((s) => s >= raw) ?? 10 * mag;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+/**
+ * One CDF chart: x = value (log scale when the data span more than 20×), y = fraction of
+ * samples ≤ x on a tail-stretched scale (−log10(1 − p): p50, p90, p99, p99.9 equally apart),
+ * so the tail, what a reader looks for, is not squeezed into the top pixels.
+ */
 export function cdfSvg(chart: Chart): string {
-  const series = chart.series.filter((s) => s.points.length > 0);
+  const series = chart.series.filter((s) => s.points.some((v) => Number.isFinite(v)));
   const W = 720;
-  const H = 340;
   const m = { l: 56, r: 16, t: 28, b: 44 };
+  const legendH = 16 * series.length + 6;
+  const H = 330 + legendH;
   const pw = W - m.l - m.r;
-  const ph = H - m.t - m.b;
+  const ph = H - m.t - m.b - legendH;
   const all = series.flatMap((s) => s.points).filter((v) => Number.isFinite(v));
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">`);
@@ -56,11 +71,24 @@ export function cdfSvg(chart: Chart): string {
     const f = log ? (Math.log(v) - Math.log(lo)) / (Math.log(hi) - Math.log(lo)) : (v - lo) / (hi - lo);
     return m.l + Math.max(0, Math.min(1, f)) * pw;
   };
-  const fy = (p: number): number => m.t + (1 - p) * ph;
-  // Grid: percentiles on y, 5 ticks (or decades) on x.
-  for (const p of [0, 0.5, 0.9, 0.99, 1]) {
+  const nMax = Math.max(...series.map((s) => s.points.length));
+  const top = Math.max(2, Math.ceil(Math.log10(nMax))); // p99 at least; p99.9 from 1,000 samples
+  const fy = (p: number): number => {
+    const t = p >= 1 ? top : Math.min(top, -Math.log10(1 - p));
+    return m.t + (1 - t / top) * ph;
+  };
+  const yTicks: Array<[number, string]> = [
+    [0, 'p0'],
+    [0.5, 'p50'],
+    [0.9, 'p90'],
+    [0.99, 'p99'],
+    [0.999, 'p99.9'],
+    [0.9999, 'p99.99'],
+  ];
+  for (const [p, label] of yTicks) {
+    if (-Math.log10(1 - p) > top + 1e-9) continue;
     out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${fy(p)}" y2="${fy(p)}" stroke="#dee2e6"/>`);
-    out.push(`<text x="${m.l - 6}" y="${fy(p) + 4}" font-size="11" text-anchor="end">p${Math.round(p * 100)}</text>`);
+    out.push(`<text x="${m.l - 6}" y="${fy(p) + 4}" font-size="11" text-anchor="end">${label}</text>`);
   }
   const ticks: number[] = [];
   if (log) {
@@ -68,7 +96,7 @@ export function cdfSvg(chart: Chart): string {
       for (const k of [1, 2, 5]) if (d * k >= lo && d * k <= hi) ticks.push(d * k);
     }
   } else {
-    for (let i = 0; i <= 5; i++) ticks.push(lo + ((hi - lo) * i) / 5);
+    ticks.push(...niceTicks(lo, hi));
   }
   for (const v of ticks) {
     out.push(`<line x1="${fx(v)}" x2="${fx(v)}" y1="${m.t}" y2="${m.t + ph}" stroke="#f1f3f5"/>`);
@@ -76,9 +104,9 @@ export function cdfSvg(chart: Chart): string {
   }
   out.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#adb5bd"/>`);
   const xLabel = `${chart.unit}${log ? ' (log scale)' : ''}`;
-  out.push(`<text x="${m.l + pw / 2}" y="${H - 8}" font-size="12" text-anchor="middle">${escapeHtml(xLabel)}</text>`);
+  out.push(`<text x="${m.l + pw / 2}" y="${m.t + ph + 34}" font-size="12" text-anchor="middle">${escapeHtml(xLabel)}</text>`);
   series.forEach((s, i) => {
-    const pts = [...s.points].filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+    const pts = s.points.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
     const n = pts.length;
     // A step function: at each sample the fraction jumps to (rank + 1) / n.
     let d = `M${fx(pts[0]!).toFixed(1)},${fy(0).toFixed(1)}`;
@@ -88,10 +116,11 @@ export function cdfSvg(chart: Chart): string {
     });
     const c = colorOf(s.label, i);
     out.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    const ly = m.t + 14 + i * 16;
-    out.push(`<rect x="${m.l + pw - 190}" y="${ly - 9}" width="12" height="4" fill="${c}"/>`);
-    const legend = `${s.label} (n=${s.n ?? n})`;
-    out.push(`<text x="${m.l + pw - 172}" y="${ly - 3}" font-size="11">${escapeHtml(legend)}</text>`);
+    const ly = m.t + ph + 52 + i * 16;
+    out.push(`<rect x="${m.l}" y="${ly - 7}" width="14" height="4" fill="${c}"/>`);
+    const sum = (q: number): string => fmtNum(pts[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!);
+    const legend = `${s.label}: n=${s.n ?? n}, p50 ${sum(0.5)}, p99 ${sum(0.99)}, max ${fmtNum(pts[n - 1]!)} ${chart.unit}`;
+    out.push(`<text x="${m.l + 20}" y="${ly - 1}" font-size="11">${escapeHtml(legend)}</text>`);
   });
   out.push('</svg>');
   return out.join('');
