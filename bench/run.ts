@@ -92,11 +92,29 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
   if (busyBefore > 10) log(`warning: the machine is ${busyBefore.toFixed(0)}% busy before the bench starts (load ${loadBefore.join(' ')}): figures will be inflated`);
   const fixtures = baseFixtures();
   const upstream = await startUpstream(pin.client);
-  const ctx: Context = { profile: o.profile, knobs: o.knobs ?? {}, workers: o.workers, fixtures, upstreamPort: upstream.port, pin, targets, absent, log };
+  const ctx: Context = {
+    profile: o.profile,
+    knobs: o.knobs ?? {},
+    workers: o.workers,
+    fixtures,
+    upstreamPort: upstream.port,
+    pin,
+    targets,
+    absent,
+    log,
+  };
   const results: RunResults = {
     startedAt,
     argv: process.argv.slice(2),
-    options: { profile: o.profile, knobs: o.knobs, workers: o.workers, only: o.only, targets: targets.map((t) => t.name), pinning: pin, upstream: upstream.kind },
+    options: {
+      profile: o.profile,
+      knobs: o.knobs,
+      workers: o.workers,
+      only: o.only,
+      targets: targets.map((t) => t.name),
+      pinning: pin,
+      upstream: upstream.kind,
+    },
     environment: { busyPercentBefore: busyBefore, loadAverageBefore: loadBefore },
     machine: machineInfo(clockTicks()),
     scenarios: [],

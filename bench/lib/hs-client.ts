@@ -88,7 +88,8 @@ export async function runHsClient(o: HsClientOptions): Promise<HsClientResult> {
   };
   await Promise.all(Array.from({ length: o.concurrency }, loop));
   const wallMs = performance.now() - t0;
-  return { completed: samples.length, resumed, errors, handshakeMs: summarize(samples), handshakeCdf: cdfPoints(samples), wallMs };
+  const handshakeMs = summarize(samples);
+  return { completed: samples.length, resumed, errors, handshakeMs, handshakeCdf: cdfPoints(samples), wallMs };
 }
 
 if (require.main === module) {

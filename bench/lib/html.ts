@@ -104,7 +104,9 @@ export function cdfSvg(chart: Chart): string {
   }
   out.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#adb5bd"/>`);
   const xLabel = `${chart.unit}${log ? ' (log scale)' : ''}`;
-  out.push(`<text x="${m.l + pw / 2}" y="${m.t + ph + 34}" font-size="12" text-anchor="middle">${escapeHtml(xLabel)}</text>`);
+  out.push(
+    `<text x="${m.l + pw / 2}" y="${m.t + ph + 34}" font-size="12" text-anchor="middle">${escapeHtml(xLabel)}</text>`,
+  );
   series.forEach((s, i) => {
     const pts = s.points.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
     const n = pts.length;
@@ -119,7 +121,8 @@ export function cdfSvg(chart: Chart): string {
     const ly = m.t + ph + 52 + i * 16;
     out.push(`<rect x="${m.l}" y="${ly - 7}" width="14" height="4" fill="${c}"/>`);
     const sum = (q: number): string => fmtNum(pts[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!);
-    const legend = `${s.label}: n=${s.n ?? n}, p50 ${sum(0.5)}, p99 ${sum(0.99)}, max ${fmtNum(pts[n - 1]!)} ${chart.unit}`;
+    const max = fmtNum(pts[n - 1]!);
+    const legend = `${s.label}: n=${s.n ?? n}, p50 ${sum(0.5)}, p99 ${sum(0.99)}, max ${max} ${chart.unit}`;
     out.push(`<text x="${m.l + 20}" y="${ly - 1}" font-size="11">${escapeHtml(legend)}</text>`);
   });
   out.push('</svg>');
@@ -133,7 +136,8 @@ function tableHtml(s: ScenarioResult): string {
     if (!targets.includes(r.target)) targets.push(r.target);
     if (!cases.includes(r.case)) cases.push(r.case);
   }
-  const rank = (t: string): number => (t === BASELINE ? 0 : t.startsWith('haproxy') ? 1 : t.startsWith('node-https') ? 2 : 3);
+  const rank = (t: string): number =>
+    t === BASELINE ? 0 : t.startsWith('haproxy') ? 1 : t.startsWith('node-https') ? 2 : 3;
   targets.sort((a, b) => rank(a) - rank(b));
   if (s.rows.length === 0) return '<p><em>no rows</em></p>';
   const head = `<tr><th>case</th><th>per unit</th>${targets.map((t) => `<th>${escapeHtml(t)}</th>`).join('')}</tr>`;
@@ -146,7 +150,10 @@ function tableHtml(s: ScenarioResult): string {
       const cells = targets.map((t) => {
         const v = byTarget.get(t);
         if (v === null || v === undefined || !Number.isFinite(v)) return '<td>—</td>';
-        const text = v.toLocaleString('en-US', { minimumFractionDigits: m.digits ?? 0, maximumFractionDigits: m.digits ?? 0 });
+        const text = v.toLocaleString('en-US', {
+          minimumFractionDigits: m.digits ?? 0,
+          maximumFractionDigits: m.digits ?? 0,
+        });
         const ratio = t !== BASELINE && base ? ` <small>(${(v / base).toFixed(2)}×)</small>` : '';
         return `<td>${text}${ratio}</td>`;
       });

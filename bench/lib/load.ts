@@ -59,7 +59,10 @@ export function wrkShim(): { file: string } | { error: string } {
   if (shim) return shim;
   const cc = which('cc') ?? which('gcc');
   if (!existsSync(SHIM_SRC)) return (shim = { error: `${SHIM_SRC} is missing` });
-  if (!cc) return (shim = { error: 'no C compiler (cc) to build the wrk full-handshake shim: resumed handshakes not counted' });
+  if (!cc) {
+    const error = 'no C compiler (cc) to build the wrk full-handshake shim: resumed handshakes not counted';
+    return (shim = { error });
+  }
   const src = readFileSync(SHIM_SRC);
   const file = join(FIXTURES_DIR, `wrk-shim-${createHash('sha256').update(src).digest('hex').slice(0, 12)}.so`);
   if (!existsSync(file)) {
@@ -118,7 +121,8 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
     const r = await runToEnd('wrk', bin, args, { cpus: o.cpus, env, timeoutMs: (o.durationS + 30) * 1000 });
     if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr}${r.stdout}`);
     const w = parseWrk(r.stdout);
-    if (statsDir && existsSync(join(statsDir, 'stats'))) w.tls = parseShimStats(readFileSync(join(statsDir, 'stats'), 'utf8'));
+    const stats = statsDir && join(statsDir, 'stats');
+    if (stats && existsSync(stats)) w.tls = parseShimStats(readFileSync(stats, 'utf8'));
     return w;
   } finally {
     if (statsDir) rmSync(statsDir, { recursive: true, force: true });

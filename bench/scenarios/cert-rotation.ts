@@ -38,7 +38,13 @@ export function peerSerial(port: number, servername: string, timeoutMs = 5000): 
 }
 
 /** Poll new handshakes (2 ms apart) until one presents `serial`; ms since t0, or null past the deadline. */
-async function untilServed(port: number, sni: string, serial: string, t0: number, timeoutMs: number): Promise<number | null> {
+async function untilServed(
+  port: number,
+  sni: string,
+  serial: string,
+  t0: number,
+  timeoutMs: number,
+): Promise<number | null> {
   const deadline = t0 + timeoutMs;
   for (;;) {
     const got = await peerSerial(port, sni, Math.max(100, Math.min(5000, deadline - performance.now())));
@@ -77,7 +83,13 @@ interface Respawn {
 }
 
 /** SIGKILL one worker; time to its replacement serving a new handshake, and to /v1/status showing it. */
-async function respawnOnce(ctx: Context, s: RunningServer, sni: string, serial: string, timeoutMs: number): Promise<Respawn> {
+async function respawnOnce(
+  ctx: Context,
+  s: RunningServer,
+  sni: string,
+  serial: string,
+  timeoutMs: number,
+): Promise<Respawn> {
   const before = workerPids(s.pid);
   const victim = before[0];
   if (victim === undefined) throw new Error('no worker process to kill');
@@ -114,12 +126,15 @@ export const certRotation: Scenario = {
     const r = newScenario(
       'cert-rotation',
       'One certificate file replaced among N SSL objects (issue 13)',
-      'each object its own cert file, one shared ECDSA key; rotation = a new certificate for one object written beside ' +
-        'its file and renamed over it (nginx: then `nginx -s reload`), timed until the first new handshake for that ' +
-        'name presents the new serial (handshakes polled 2 ms apart), each rotation a different object; start = spawn → ' +
-        'a handshake for the last object served; RSS = mean VmRSS of the worker processes, after start and after the ' +
-        'rotations (no forced GC); respawn = SIGKILL of a worker → the first new handshake served (one worker: by its ' +
-        'replacement) / → its replacement acked in GET /v1/status (nginx: forked).',
+      [
+        'each object its own cert file, one shared ECDSA key; rotation = a new certificate for one object',
+        'written beside its file and renamed over it (nginx: then `nginx -s reload`), timed until the first new',
+        'handshake for that name presents the new serial (handshakes polled 2 ms apart), each rotation a different',
+        'object; start = spawn → a handshake for the last object served; RSS = mean VmRSS of the worker processes,',
+        'after start and after the rotations (no forced GC); respawn = SIGKILL of a worker → the first new',
+        'handshake served (one worker: by its replacement) / → its replacement acked in GET /v1/status',
+        '(nginx: forked).',
+      ].join(' '),
       [
         { key: 'startMs', label: 'start → serving', unit: 'ms' },
         { key: 'workerRssMb', label: 'RSS per worker after start', unit: 'MB', digits: 1 },
@@ -127,6 +142,7 @@ export const certRotation: Scenario = {
         { key: 'rotP50', label: 'rotation → new serial served p50', unit: 'ms', digits: 1 },
         { key: 'rotP99', label: 'rotation → new serial served p99', unit: 'ms', digits: 1 },
         { key: 'rotMax', label: 'rotation → new serial served max', unit: 'ms', digits: 1 },
+        { key: 'reloadCmdP50', label: 'of which `nginx -s reload` itself, p50', unit: 'ms', digits: 1 },
         { key: 'rotations', label: 'rotations made', unit: '' },
         { key: 'unobserved', label: 'rotations not observed (must be 0)', unit: '' },
         { key: 'othersChanged', label: 'untouched objects serving another cert (must be 0)', unit: '' },
@@ -147,7 +163,8 @@ export const certRotation: Scenario = {
     const peerMax = k.peerMax ?? by(ctx, { tiny: 100_000, quick: 100_000, full: 10_000 });
     const targets = ctx.targets.filter((t) => t.name === 'nginx' || t.name.startsWith('tlsgate/'));
     if (!targets.some((t) => t.kind === 'gateway')) r.skipped.push('no tlsgate target available');
-    if (ctx.workers > 1) r.notes.push('more than one worker: "replacement serves" is not measured (another worker serves)');
+    if (ctx.workers > 1)
+      r.notes.push('more than one worker: "replacement serves" is not measured (another worker serves)');
     for (const n of sizes) {
       if (!Number.isInteger(n) || n < 2) throw new Error(`--rotation-sizes: ${n} is not an integer ≥ 2`);
       const set = sniSet(n, ctx.log);
@@ -163,10 +180,15 @@ export const certRotation: Scenario = {
         }
       }
     }
-    r.charts = chartsByCase(r.rows, (c) => `Cert file replaced → new serial served, ${c}`, 'ms', (row) => {
-      const raw = row.raw as { rotationMs?: number[] } | undefined;
-      return raw?.rotationMs ? { points: raw.rotationMs } : undefined;
-    });
+    r.charts = chartsByCase(
+      r.rows,
+      (c) => `Cert file replaced → new serial served, ${c}`,
+      'ms',
+      (row) => {
+        const raw = row.raw as { rotationMs?: number[] } | undefined;
+        return raw?.rotationMs ? { points: raw.rotationMs } : undefined;
+      },
+    );
     return r;
   },
 };
@@ -180,96 +202,117 @@ async function runOne(
 ): Promise<void> {
   const n = base.count;
   // The rotated objects point at copies in the work dir: the cached set is never modified.
-  const picks = Array.from({ length: Math.min(o.rotations, n - 1) }, (_, j) => Math.floor(((j + 0.5) * (n - 1)) / o.rotations));
+  const picks = Array.from({ length: Math.min(o.rotations, n - 1) }, (_, j) =>
+    Math.floor(((j + 0.5) * (n - 1)) / o.rotations),
+  );
   const copies = new Map<number, string>();
   let rotDir = '';
   const set: SniSet = { ...base, certFile: (i) => copies.get(i) ?? base.certFile(i) };
   const t0 = performance.now();
   const timeoutMs = Math.max(30_000, o.budgetMs);
-  await withServer(ctx, t, { alg: 'ecdsa', protocol: 'TLSv1.3', tickets: false, sniSet: set, prepare: (workDir: string) => {
-    rotDir = join(workDir, 'rot');
-    mkdirSync(rotDir, { recursive: true });
-    for (const i of picks) {
-      copies.set(i, join(rotDir, `${i}.crt`));
-      copyFileSync(base.certFile(i), join(rotDir, `${i}.crt`));
-    }
-  } }, async (s) => {
-    const last = n - 1;
-    const lastSerial = new X509Certificate(readFileSync(base.certFile(last))).serialNumber;
-    const served = await untilServed(s.port, base.sni(last), lastSerial, t0, 900_000);
-    if (served === null) throw new Error(`${base.sni(last)} not served within 900 s of start`);
-    const startMs = performance.now() - t0;
-    await sleep(500); // let start-up garbage settle before the first RSS reading
-    const pids0 = workerPids(s.pid);
-    const rss0 = rssOf(pids0);
-    const primaryRss = rssBytes(s.pid);
-
-    const times: number[] = [];
-    let unobserved = 0;
-    const rotStart = performance.now();
-    for (let j = 0; j < o.rotations; j++) {
-      if (j > 0 && performance.now() - rotStart > o.budgetMs) break;
-      const i = picks[j % picks.length]!;
-      const next = reissueSni(base, i); // outside the timing
-      const file = copies.get(i)!;
-      writeFileSync(`${file}.tmp`, next.cert);
-      const r0 = performance.now();
-      renameSync(`${file}.tmp`, file);
-      if (s.reload) await s.reload();
-      const ms = await untilServed(s.port, base.sni(i), next.serial, r0, timeoutMs);
-      if (ms === null) unobserved++;
-      else times.push(ms);
-      await sleep(20);
-    }
-    const made = times.length + unobserved;
-    // An object no rotation touched still serves its own certificate.
-    let othersChanged = 0;
-    for (const i of [0, Math.floor(n / 3), last].filter((x) => !copies.has(x))) {
-      const want = new X509Certificate(readFileSync(base.certFile(i))).serialNumber;
-      if ((await peerSerial(s.port, base.sni(i))) !== want) othersChanged++;
-    }
-    await sleep(1000);
-    // nginx replaces its workers on every reload: wait until the old ones have exited.
-    const settle = performance.now() + 30_000;
-    while (workerPids(s.pid).length > ctx.workers && performance.now() < settle) await sleep(50);
-    const rss1 = rssOf(workerPids(s.pid));
-
-    const resp: Respawn[] = [];
-    let lastRespawnAt = 0;
-    for (let j = 0; j < o.respawns; j++) {
-      if (j > 0 && t.kind === 'gateway') await sleep(Math.max(0, lastRespawnAt + STABLE_WORKER_MS - performance.now()));
-      resp.push(await respawnOnce(ctx, s, base.sni(last), lastSerial, 30_000));
-      lastRespawnAt = performance.now();
-    }
-    const rot = summarize(times);
-    const serve = summarize(resp.map((x) => x.serveMs).filter((x): x is number => x !== null));
-    const ack = summarize(resp.map((x) => x.ackMs).filter((x): x is number => x !== null));
-    const nf = (v: number): number | null => (Number.isFinite(v) ? v : null);
-    r.rows.push({
-      case: `${n.toLocaleString('en-US')} objects`,
-      target: t.name,
-      metrics: {
-        startMs,
-        workerRssMb: rss0.mean / MB,
-        primaryRssMb: primaryRss / MB,
-        rotP50: nf(rot.p50),
-        rotP99: nf(rot.p99),
-        rotMax: nf(rot.max),
-        rotations: made,
-        unobserved,
-        othersChanged,
-        rssAfterMb: nf(rss1.mean / MB),
-        mbPerRotation: made ? nf((rss1.mean - rss0.mean) / MB / made) : null,
-        respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
-        respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
-        respawnAckP50: nf(ack.p50),
+  await withServer(
+    ctx,
+    t,
+    {
+      alg: 'ecdsa',
+      protocol: 'TLSv1.3',
+      tickets: false,
+      sniSet: set,
+      prepare: (workDir: string) => {
+        rotDir = join(workDir, 'rot');
+        mkdirSync(rotDir, { recursive: true });
+        for (const i of picks) {
+          copies.set(i, join(rotDir, `${i}.crt`));
+          copyFileSync(base.certFile(i), join(rotDir, `${i}.crt`));
+        }
       },
-      raw: { objects: n, rotationMs: times, rss0, rss1, respawns: resp, picks: picks.length },
-    });
-    ctx.log(
-      `  cert-rotation ${n} ${t.name}: start ${(startMs / 1000).toFixed(1)} s, RSS/worker ${(rss0.mean / MB).toFixed(1)} MB, ` +
-        `rotation p50 ${rot.p50.toFixed(1)} / p99 ${rot.p99.toFixed(1)} ms (${made} made, ${unobserved} unobserved), ` +
-        `respawn ${serve.p50.toFixed(1)} ms`,
-    );
-  });
+    },
+    async (s) => {
+      const last = n - 1;
+      const lastSerial = new X509Certificate(readFileSync(base.certFile(last))).serialNumber;
+      const served = await untilServed(s.port, base.sni(last), lastSerial, t0, 900_000);
+      if (served === null) throw new Error(`${base.sni(last)} not served within 900 s of start`);
+      const startMs = performance.now() - t0;
+      await sleep(500); // let start-up garbage settle before the first RSS reading
+      const pids0 = workerPids(s.pid);
+      const rss0 = rssOf(pids0);
+      const primaryRss = rssBytes(s.pid);
+
+      const times: number[] = [];
+      const reloadCmd: number[] = [];
+      let unobserved = 0;
+      const rotStart = performance.now();
+      for (let j = 0; j < o.rotations; j++) {
+        if (j > 0 && performance.now() - rotStart > o.budgetMs) break;
+        const i = picks[j % picks.length]!;
+        const next = reissueSni(base, i); // outside the timing
+        const file = copies.get(i)!;
+        writeFileSync(`${file}.tmp`, next.cert);
+        const r0 = performance.now();
+        renameSync(`${file}.tmp`, file);
+        if (s.reload) {
+          // `nginx -s reload` parses the whole config (every certificate) itself before it signals the master.
+          await s.reload();
+          reloadCmd.push(performance.now() - r0);
+        }
+        const ms = await untilServed(s.port, base.sni(i), next.serial, r0, timeoutMs);
+        if (ms === null) unobserved++;
+        else times.push(ms);
+        await sleep(20);
+      }
+      const made = times.length + unobserved;
+      // An object no rotation touched still serves its own certificate.
+      let othersChanged = 0;
+      for (const i of [0, Math.floor(n / 3), last].filter((x) => !copies.has(x))) {
+        const want = new X509Certificate(readFileSync(base.certFile(i))).serialNumber;
+        if ((await peerSerial(s.port, base.sni(i))) !== want) othersChanged++;
+      }
+      await sleep(1000);
+      // nginx replaces its workers on every reload: wait until the old ones have exited.
+      const settle = performance.now() + 30_000;
+      while (workerPids(s.pid).length > ctx.workers && performance.now() < settle) await sleep(50);
+      const rss1 = rssOf(workerPids(s.pid));
+
+      const resp: Respawn[] = [];
+      let lastRespawnAt = 0;
+      for (let j = 0; j < o.respawns; j++) {
+        if (j > 0 && t.kind === 'gateway')
+          await sleep(Math.max(0, lastRespawnAt + STABLE_WORKER_MS - performance.now()));
+        resp.push(await respawnOnce(ctx, s, base.sni(last), lastSerial, 30_000));
+        lastRespawnAt = performance.now();
+      }
+      const rot = summarize(times);
+      const serve = summarize(resp.map((x) => x.serveMs).filter((x): x is number => x !== null));
+      const ack = summarize(resp.map((x) => x.ackMs).filter((x): x is number => x !== null));
+      const nf = (v: number): number | null => (Number.isFinite(v) ? v : null);
+      r.rows.push({
+        case: `${n.toLocaleString('en-US')} objects`,
+        target: t.name,
+        metrics: {
+          startMs,
+          workerRssMb: rss0.mean / MB,
+          primaryRssMb: primaryRss / MB,
+          rotP50: nf(rot.p50),
+          rotP99: nf(rot.p99),
+          rotMax: nf(rot.max),
+          reloadCmdP50: reloadCmd.length ? summarize(reloadCmd).p50 : null,
+          rotations: made,
+          unobserved,
+          othersChanged,
+          rssAfterMb: nf(rss1.mean / MB),
+          mbPerRotation: made ? nf((rss1.mean - rss0.mean) / MB / made) : null,
+          respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
+          respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
+          respawnAckP50: nf(ack.p50),
+        },
+        raw: { objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, respawns: resp, picks: picks.length },
+      });
+      ctx.log(
+        `  cert-rotation ${n} ${t.name}: start ${(startMs / 1000).toFixed(1)} s, ` +
+          `RSS/worker ${(rss0.mean / MB).toFixed(1)} MB, rotation p50 ${rot.p50.toFixed(1)} / ` +
+          `p99 ${rot.p99.toFixed(1)} ms (${made} made, ${unobserved} unobserved), ` +
+          `respawn ${serve.p50.toFixed(1)} ms`,
+      );
+    },
+  );
 }

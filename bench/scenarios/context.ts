@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BaseFixtures } from '../lib/fixtures';
+import { processTree, startTime } from '../lib/proc';
 import type { Pinning } from '../lib/spawn';
 import type { ScenarioResult } from '../lib/report';
 import type { RunningServer, ServerSpec, Target } from '../targets/types';
@@ -49,12 +50,23 @@ export const by = <T>(ctx: Context, v: Record<Profile, T>): T => v[ctx.profile];
 export async function withServer<T>(
   ctx: Context,
   target: Target,
-  spec: Partial<ServerSpec> & Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'> & { prepare?: (workDir: string) => void },
+  spec: Partial<ServerSpec> &
+    Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'> & {
+      /** Runs in the fresh work dir before the target starts (files its config will reference). */
+      prepare?: (workDir: string) => void;
+    },
   fn: (s: RunningServer) => Promise<T>,
 ): Promise<T> {
   const workDir = mkdtempSync(join(tmpdir(), `tlsgate-bench-${target.name.replace(/\W/g, '_')}-`));
   const { prepare, ...rest } = spec;
-  const full: ServerSpec = { workers: ctx.workers, upstreamPort: ctx.upstreamPort, fixtures: ctx.fixtures, cpus: ctx.pin.server, workDir, ...rest };
+  const full: ServerSpec = {
+    workers: ctx.workers,
+    upstreamPort: ctx.upstreamPort,
+    fixtures: ctx.fixtures,
+    cpus: ctx.pin.server,
+    workDir,
+    ...rest,
+  };
   let s: RunningServer;
   try {
     prepare?.(workDir);
@@ -66,7 +78,19 @@ export async function withServer<T>(
   try {
     return await fn(s);
   } finally {
+    // A server stopped by SIGKILL after its grace time (nginx with 10k contexts, mid-reload) leaves
+    // its workers orphaned, each with its GBs: kill what is left of the tree as it was.
+    // Only a process whose pid and start time are both unchanged is the one we started.
+    const tree = processTree(s.pid).map((p) => ({ pid: p.pid, start: startTime(p.pid) }));
     await s.stop();
+    for (const p of tree) {
+      if (p.start === undefined || startTime(p.pid) !== p.start) continue;
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* exited in between */
+      }
+    }
     rmSync(workDir, { recursive: true, force: true });
   }
 }

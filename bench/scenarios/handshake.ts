@@ -18,7 +18,9 @@ export const handshake: Scenario = {
     const r = newScenario(
       'handshake',
       'Full TLS handshakes (new connection per request)',
-      'wrk -t1 -c64 with `Connection: close` on the client core (C client; the LD_PRELOAD shim bench/lib/full-handshake.c drops the session wrk would offer on reconnect and counts resumed handshakes: must be 0); server CPU from /proc/<pid>/stat of the server tree ÷ handshakes; ' +
+      'wrk -t1 -c64 with `Connection: close` on the client core (C client; the LD_PRELOAD shim ' +
+        'bench/lib/full-handshake.c drops the session wrk would offer on reconnect and counts resumed handshakes: ' +
+        'must be 0); server CPU from /proc/<pid>/stat of the server tree ÷ handshakes; ' +
         'wrk latency = request written → response, after the handshake; handshake p50/p99 = TCP connect + TLS handshake, from a node:tls probe (1 loop) beside wrk.',
       [
         { key: 'cpuUsPerHs', label: 'server CPU / handshake', unit: 'µs' },
@@ -62,7 +64,10 @@ export const handshake: Scenario = {
             const hs = w.requests + probe.completed;
             // wrk offers its last session on every reconnect; the shim drops it and counts.
             const resumed = w.tls ? w.tls.resumed + probe.resumed : null;
-            if (resumed) r.notes.push(`**${t.name} ${label(protocol, alg)}: ${resumed} resumed handshakes in a full-handshake run**`);
+            if (resumed) {
+              const what = `${t.name} ${label(protocol, alg)}`;
+              r.notes.push(`**${what}: ${resumed} resumed handshakes in a full-handshake run**`);
+            }
             const errors = Object.values(w.socketErrors).reduce((a, b) => a + b, 0) + w.non2xx + Object.values(probe.errors).reduce((a, b) => a + b, 0);
             r.rows.push({
               case: label(protocol, alg),
