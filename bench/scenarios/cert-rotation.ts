@@ -202,9 +202,10 @@ async function runOne(
 ): Promise<void> {
   const n = base.count;
   // The rotated objects point at copies in the work dir: the cached set is never modified.
-  const picks = Array.from({ length: Math.min(o.rotations, n - 1) }, (_, j) =>
-    Math.floor(((j + 0.5) * (n - 1)) / o.rotations),
-  );
+  // Spread over [0, n - 1) (the last object is the start and respawn probe): distinct while
+  // rotations < n, then the same objects again, each time with a new certificate.
+  const k = Math.min(o.rotations, n - 1);
+  const picks = Array.from({ length: k }, (_, j) => Math.floor(((j + 0.5) * (n - 1)) / k));
   const copies = new Map<number, string>();
   let rotDir = '';
   const set: SniSet = { ...base, certFile: (i) => copies.get(i) ?? base.certFile(i) };
