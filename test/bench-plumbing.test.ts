@@ -233,6 +233,7 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
         assert.ok((m.rotP50 ?? 0) > 0 && (m.rotMax ?? 0) >= (m.rotP50 ?? 0), 'rotation timings');
         assert.equal(typeof m.mbPerRotation, 'number', 'RSS growth per rotation');
         assert.ok((m.respawnServeP50 ?? 0) > 0 && (m.respawnAckP50 ?? 0) > 0, 'respawn timings');
+        assert.equal(m.respawnsLost, 0, 'the replacement served');
       }
 
       if (target.kind === 'gateway') {

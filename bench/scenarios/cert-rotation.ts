@@ -151,6 +151,7 @@ export const certRotation: Scenario = {
         { key: 'respawnServeP50', label: 'SIGKILL → replacement serves p50', unit: 'ms', digits: 1 },
         { key: 'respawnServeMax', label: 'SIGKILL → replacement serves max', unit: 'ms', digits: 1 },
         { key: 'respawnAckP50', label: 'SIGKILL → replacement acked p50', unit: 'ms', digits: 1 },
+        { key: 'respawnsLost', label: 'replacements not serving in time (must be 0)', unit: '' },
       ],
     );
     const k = ctx.knobs;
@@ -279,7 +280,9 @@ async function runOne(
       for (let j = 0; j < o.respawns; j++) {
         if (j > 0 && t.kind === 'gateway')
           await sleep(Math.max(0, lastRespawnAt + STABLE_WORKER_MS - performance.now()));
-        resp.push(await respawnOnce(ctx, s, base.sni(last), lastSerial, 30_000));
+        // A replacement loads the whole configuration again: allow it twice what the start took.
+        const respawnTimeout = Math.min(900_000, Math.max(30_000, 2 * startMs));
+        resp.push(await respawnOnce(ctx, s, base.sni(last), lastSerial, respawnTimeout));
         lastRespawnAt = performance.now();
       }
       const rot = summarize(times);
@@ -305,6 +308,7 @@ async function runOne(
           respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
           respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
           respawnAckP50: nf(ack.p50),
+          respawnsLost: resp.filter((x) => x.ackMs === null || (ctx.workers === 1 && x.serveMs === null)).length,
         },
         raw: { objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, respawns: resp, picks: picks.length },
       });
