@@ -1,5 +1,6 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -10,7 +11,9 @@ import { markdownTable, writeResults, type RunResults } from './lib/report';
 import type { Pinning } from './lib/spawn';
 import { haproxyTarget } from './peers/haproxy';
 import { nginxTarget } from './peers/nginx';
-import type { Context, Profile, Scenario } from './scenarios/context';
+import { writeHtml } from './lib/html';
+import { certRotation } from './scenarios/cert-rotation';
+import type { Context, Knobs, Profile, Scenario } from './scenarios/context';
 import { h2 } from './scenarios/h2';
 import { handshake } from './scenarios/handshake';
 import { keepalive } from './scenarios/keepalive';
@@ -22,7 +25,7 @@ import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, h2];
+export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, h2, certRotation];
 
 export function allTargets(): Target[] {
   return [
@@ -48,8 +51,11 @@ export interface BenchOptions {
   targets?: string[];
   /** Pin this process to the client core (the CLI does; the test doesn't). */
   pinSelf?: boolean;
-  /** Write bench/results/<timestamp>.json. */
+  /** Write bench/results/<timestamp>.json and the HTML report beside it. */
   write?: boolean;
+  /** Or write them here (the test: a temp dir). */
+  resultsDir?: string;
+  knobs?: Knobs;
   log?: (msg: string) => void;
 }
 
@@ -57,6 +63,7 @@ export interface BenchRun {
   results: RunResults;
   markdown: string;
   file?: string;
+  html?: string;
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchRun> {
@@ -86,11 +93,29 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
   if (busyBefore > 10) log(`warning: the machine is ${busyBefore.toFixed(0)}% busy before the bench starts (load ${loadBefore.join(' ')}): figures will be inflated`);
   const fixtures = baseFixtures();
   const upstream = await startUpstream(pin.client);
-  const ctx: Context = { profile: o.profile, workers: o.workers, fixtures, upstreamPort: upstream.port, pin, targets, absent, log };
+  const ctx: Context = {
+    profile: o.profile,
+    knobs: o.knobs ?? {},
+    workers: o.workers,
+    fixtures,
+    upstreamPort: upstream.port,
+    pin,
+    targets,
+    absent,
+    log,
+  };
   const results: RunResults = {
     startedAt,
     argv: process.argv.slice(2),
-    options: { profile: o.profile, workers: o.workers, only: o.only, targets: targets.map((t) => t.name), pinning: pin, upstream: upstream.kind },
+    options: {
+      profile: o.profile,
+      knobs: o.knobs,
+      workers: o.workers,
+      only: o.only,
+      targets: targets.map((t) => t.name),
+      pinning: pin,
+      upstream: upstream.kind,
+    },
     environment: { busyPercentBefore: busyBefore, loadAverageBefore: loadBefore },
     machine: machineInfo(clockTicks()),
     scenarios: [],
@@ -121,12 +146,19 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
     pin.server ? `Server pinned to CPU ${pin.server}, clients and upstream (${upstream.kind}) to CPU ${pin.client}. Ratios are to nginx.` : `No CPU pinning. Ratios are to nginx.`,
   ].join('\n');
   const markdown = [header, ...results.scenarios.map(markdownTable)].join('\n\n') + '\n';
-  const file = o.write === false ? undefined : writeResults(RESULTS_DIR, results);
-  return { results, markdown, file };
+  const file = o.write === false ? undefined : writeResults(o.resultsDir ?? RESULTS_DIR, results);
+  const html = file ? writeHtml(file, results, header) : undefined;
+  return { results, markdown, file, html };
 }
 
 function parseArgs(argv: string[]): BenchOptions {
-  const o: BenchOptions = { profile: 'full', workers: 1, pinSelf: true };
+  const knobs: Knobs = {};
+  const o: BenchOptions = { profile: 'full', workers: 1, pinSelf: true, knobs };
+  const int = (v: string | undefined, flag: string, min: number): number => {
+    const n = Number(v?.replace(/_/g, '').replace(/k$/i, '000'));
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer ≥ ${min} (got ${v ?? 'nothing'})`);
+    return n;
+  };
   const list = (v: string | undefined, flag: string): string[] => {
     if (!v) throw new Error(`${flag} needs a value`);
     return v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -141,7 +173,17 @@ function parseArgs(argv: string[]): BenchOptions {
       o.workers = n;
     } else if (a === '--only') o.only = [...(o.only ?? []), ...list(argv[++i], '--only')];
     else if (a === '--targets') o.targets = [...(o.targets ?? []), ...list(argv[++i], '--targets')];
-    else throw new Error(`unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…])`);
+    else if (a === '--rotation-sizes') knobs.rotationSizes = list(argv[++i], a).map((v) => int(v, a, 2));
+    else if (a === '--rotations') knobs.rotations = int(argv[++i], a, 1);
+    else if (a === '--rotation-budget') knobs.rotationBudgetS = int(argv[++i], a, 1);
+    else if (a === '--respawns') knobs.respawns = int(argv[++i], a, 0);
+    else if (a === '--rotation-peer-max') knobs.peerMax = int(argv[++i], a, 0);
+    else {
+      throw new Error(
+        `unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…], ` +
+          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N)',
+      );
+    }
   }
   return o;
 }
@@ -156,9 +198,9 @@ if (require.main === module) {
   }
   const t0 = Date.now();
   runBench(opts).then(
-    ({ markdown, file }) => {
+    ({ markdown, file, html }) => {
       process.stdout.write(markdown);
-      process.stderr.write(`\nresults: ${file} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+      process.stderr.write(`\nresults: ${file} and ${html} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     },
     (err: unknown) => {
       process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);

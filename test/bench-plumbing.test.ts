@@ -3,11 +3,18 @@
 // gateway driver (admin status, rotation) and the report. Figures are not asserted,
 // only that every available target produced them. Absent peers are skipped with a reason.
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseWrk } from '../bench/lib/load';
+import { BENCH_SNI, baseFixtures } from '../bench/lib/fixtures';
+import { cdfSvg, reportHtml } from '../bench/lib/html';
+import { which } from '../bench/lib/machine';
+import { parseShimStats, parseWrk, runWrk, wrkShim } from '../bench/lib/load';
 import { clockTicks, cpuMicros, parseStat, processTree } from '../bench/lib/proc';
 import { markdownTable, newScenario, type RunResults } from '../bench/lib/report';
-import { percentile, summarize } from '../bench/lib/stats';
+import { cdfPoints, percentile, summarize } from '../bench/lib/stats';
 import { allTargets, runBench, type BenchRun } from '../bench/run';
 
 describe('bench helpers', () => {
@@ -55,19 +62,83 @@ Requests/sec:   2106.50
     assert.match(md, /\| case \| per unit \| nginx \| tlsgate\/node \|/);
     assert.match(md, /\| c \| CPU \(µs\) \| 100 \| 300 \(3\.00×\) \|/);
   });
+
+  test('cdfPoints keeps the extremes and at most the asked number of points', () => {
+    const xs = Array.from({ length: 10_000 }, (_, i) => (i * 7919) % 10_000);
+    const p = cdfPoints(xs, 100);
+    assert.equal(p.length, 100);
+    assert.equal(p[0], 0);
+    assert.equal(p[99], 9999);
+    assert.ok(p.every((v, i) => i === 0 || v >= p[i - 1]!), 'sorted');
+    assert.deepEqual(cdfPoints([3, 1, 2]), [1, 2, 3]);
+  });
+
+  test('a CDF chart is inline SVG with one line and one legend entry per series, text escaped', () => {
+    const svg = cdfSvg({
+      title: 'rotation <10k>',
+      unit: 'ms',
+      series: [
+        { label: 'nginx', points: [5, 6, 7, 400] },
+        { label: 'tlsgate/uws', points: [1, 2] },
+        { label: 'empty', points: [] },
+      ],
+    });
+    assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.equal(svg.match(/<path /g)?.length, 2);
+    assert.match(svg, /rotation &lt;10k&gt;/);
+    assert.match(svg, /nginx: n=4, p50 6\.00, p99 400, max 400 ms/);
+    assert.match(svg, /log scale/, '1 ms to 400 ms is drawn on a log axis');
+    assert.doesNotMatch(svg, /NaN|undefined/);
+  });
+
+  const shimTest = 'the wrk shim counts resumed handshakes, and with forceFull (the default) there are none';
+  test(shimTest, { skip: skipShim() }, async () => {
+    // A server that resumes whatever is offered (node:https, tickets on): without the shim's
+    // forcing, wrk offers its last session on every reconnect.
+    const f = baseFixtures();
+    const server = createServer({ cert: f.ecdsa.cert, key: f.ecdsa.key }, (_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const o = { port, servername: BENCH_SNI, path: '/', connections: 4, durationS: 1, close: true };
+      const counted = await runWrk({ ...o, forceFull: false });
+      assert.ok(counted.tls, 'the shim wrote its counts');
+      const { full, resumed } = counted.tls;
+      assert.ok(resumed > 0, `wrk resumed ${resumed} of ${full + resumed}`);
+      const forced = await runWrk(o);
+      assert.ok(forced.tls && forced.tls.full > 0, 'full handshakes counted');
+      assert.equal(forced.tls.resumed, 0, 'no session offered, none resumed');
+      assert.ok(forced.tls.full >= forced.requests, `a handshake per request: ${forced.tls.full}, ${forced.requests}`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    assert.deepEqual(parseShimStats('full 12\nresumed 3\n'), { full: 12, resumed: 3 });
+    assert.equal(parseShimStats('garbage'), null);
+  });
 });
+
+function skipShim(): string | false {
+  if (!which('wrk')) return 'wrk is not installed';
+  const s = wrkShim();
+  return 'error' in s ? s.error : false;
+}
+
 
 describe('bench plumbing (tiny counts, every available target)', { timeout: 600_000 }, () => {
   let run: BenchRun | undefined;
   let results: RunResults;
 
+  let resultsDir: string;
   before(async () => {
-    run = await runBench({ profile: 'tiny', workers: 1, write: false, log: () => {} });
+    resultsDir = mkdtempSync(join(tmpdir(), 'tlsgate-bench-results-'));
+    run = await runBench({ profile: 'tiny', workers: 1, resultsDir, log: () => {} });
     results = run.results;
     process.stdout.write(run.markdown.replace(/^/gm, '# ') + '\n');
   });
   after(() => {
     run = undefined;
+    rmSync(resultsDir, { recursive: true, force: true });
   });
 
   const rows = (scenario: string, target: string) => results.scenarios.find((s) => s.name === scenario)?.rows.filter((r) => r.target === target) ?? [];
@@ -78,9 +149,33 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
     assert.ok(results.machine.openssl);
     assert.deepEqual(
       results.scenarios.map((s) => s.name),
-      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2'],
+      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation'],
     );
     for (const s of results.scenarios) assert.ok(run!.markdown.includes(`### ${s.title}`));
+  });
+
+  test('the JSON and a self-contained HTML report beside it: every table, CDF charts, no external asset', () => {
+    assert.ok(run!.file && existsSync(run!.file), 'JSON written');
+    assert.equal(run!.html, run!.file!.replace(/\.json$/, '.html'));
+    const html = readFileSync(run!.html!, 'utf8');
+    assert.deepEqual(JSON.parse(readFileSync(run!.file!, 'utf8')).scenarios.length, results.scenarios.length);
+    for (const s of results.scenarios) assert.ok(html.includes(`<h2>${s.title}</h2>`), s.title);
+    assert.doesNotMatch(html, /<script|<link|<img|\ssrc=|url\(/i, 'no script and nothing fetched');
+    assert.doesNotMatch(html, /NaN|undefined/);
+    assert.ok(reportHtml(results, 'a <b> header').includes('<pre>a &lt;b&gt; header</pre>'), 'header escaped');
+    const charts = (name: string) => results.scenarios.find((s) => s.name === name)?.charts ?? [];
+    const rot = charts('cert-rotation');
+    const hs = charts('handshake');
+    for (const t of allTargets().filter((x) => !x.absent())) {
+      if (t.name === 'nginx' || t.name.startsWith('tlsgate/')) {
+        const line = rot.some((c) => c.series.some((x) => x.label === t.name && x.points.length === 2));
+        assert.ok(line, `${t.name} rotation CDF`);
+      }
+      const line = hs.some((c) => c.series.some((x) => x.label === t.name && x.points.length > 0));
+      assert.ok(line, `${t.name} handshake CDF`);
+    }
+    const svgs = html.match(/<svg /g)?.length ?? 0;
+    assert.equal(svgs, rot.length + hs.length, 'one inline SVG per chart');
   });
 
   for (const target of allTargets()) {
@@ -99,6 +194,11 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
       for (const r of hs) {
         if (r.metrics.cpuUsPerHs !== undefined) assert.ok(r.metrics.cpuUsPerHs === null || r.metrics.cpuUsPerHs > 0, `${r.case}: CPU per handshake`);
         assert.equal(typeof r.metrics.errors, 'number', `${r.case}: errors`);
+      }
+      if (!('error' in wrkShim())) {
+        for (const r of hs.filter((x) => !x.case.includes('resumed'))) {
+          assert.equal(r.metrics.resumed, 0, `${r.case}: full handshakes only`);
+        }
       }
       const resumed = hs.find((r) => r.case.includes('resumed'));
       assert.ok(resumed, 'resumed-handshake row');
@@ -120,6 +220,21 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
       assert.equal(st[0]!.metrics.errors, 0, 'every byte of the streamed body arrived');
       assert.ok((st[0]!.metrics.mibPerS ?? 0) > 0, 'streaming throughput');
       assert.equal(typeof st[0]!.metrics.kibPerMib, 'number', 'memory per streamed MiB');
+
+      if (target.name === 'nginx' || target.name.startsWith('tlsgate/')) {
+        assert.deepEqual(skippedFor('cert-rotation', target.name), []);
+        const cr = rows('cert-rotation', target.name);
+        assert.deepEqual(cr.map((r) => r.case), ['20 objects']);
+        const m = cr[0]!.metrics;
+        assert.equal(m.rotations, 2, 'two cert files replaced');
+        assert.equal(m.unobserved, 0, 'every rotation observed by a new handshake');
+        assert.equal(m.othersChanged, 0, 'untouched objects keep their certificates');
+        assert.ok((m.startMs ?? 0) > 0 && (m.workerRssMb ?? 0) > 0 && (m.rssAfterMb ?? 0) > 0, 'start and RSS');
+        assert.ok((m.rotP50 ?? 0) > 0 && (m.rotMax ?? 0) >= (m.rotP50 ?? 0), 'rotation timings');
+        assert.equal(typeof m.mbPerRotation, 'number', 'RSS growth per rotation');
+        assert.ok((m.respawnServeP50 ?? 0) > 0 && (m.respawnAckP50 ?? 0) > 0, 'respawn timings');
+        assert.equal(m.respawnsLost, 0, 'the replacement served');
+      }
 
       if (target.kind === 'gateway') {
         assert.deepEqual(skippedFor('rotation', target.name), []);

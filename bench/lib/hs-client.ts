@@ -1,10 +1,10 @@
 // A TLS handshake client in its own process (pinned to the client core): sequential
 // connections on C parallel loops, each doing handshake + one `Connection: close` GET.
-// Used for resumed handshakes (wrk never resumes a session) and as the handshake-latency
+// Used for resumed handshakes (wrk resumes only every other reconnect) and as the handshake-latency
 // probe beside wrk (wrk's latency starts after the handshake). Bounded by count and time.
 import { connect, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { summarize, type Summary } from './stats';
+import { cdfPoints, summarize, type Summary } from './stats';
 
 export interface HsClientOptions {
   port: number;
@@ -23,6 +23,8 @@ export interface HsClientResult {
   errors: Record<string, number>;
   /** TCP connect + TLS handshake, ms. */
   handshakeMs: Summary;
+  /** The handshake times' distribution (cdfPoints), for the HTML report's CDF. */
+  handshakeCdf: number[];
   wallMs: number;
 }
 
@@ -85,7 +87,9 @@ export async function runHsClient(o: HsClientOptions): Promise<HsClientResult> {
     }
   };
   await Promise.all(Array.from({ length: o.concurrency }, loop));
-  return { completed: samples.length, resumed, errors, handshakeMs: summarize(samples), wallMs: performance.now() - t0 };
+  const wallMs = performance.now() - t0;
+  const handshakeMs = summarize(samples);
+  return { completed: samples.length, resumed, errors, handshakeMs, handshakeCdf: cdfPoints(samples), wallMs };
 }
 
 if (require.main === module) {

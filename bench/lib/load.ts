@@ -1,12 +1,14 @@
 // Load generators, each a child process on the client core with a hard time limit:
 // wrk (C, full handshakes with Connection: close), autocannon (keep-alive),
 // hs-client (resumed handshakes, handshake latency probe).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HsClientOptions, HsClientResult } from './hs-client';
 import { which } from './machine';
-import { AUTOCANNON_BIN } from './paths';
+import { AUTOCANNON_BIN, FIXTURES_DIR, ROOT } from './paths';
 import { runToEnd } from './spawn';
 
 export interface WrkResult {
@@ -17,6 +19,8 @@ export interface WrkResult {
   latencyMs: { p50: number; p75: number; p90: number; p99: number };
   socketErrors: { connect: number; read: number; write: number; timeout: number };
   non2xx: number;
+  /** Handshakes wrk completed, counted by the shim (bench/lib/full-handshake.c); null without it. */
+  tls: { full: number; resumed: number } | null;
 }
 
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60000 };
@@ -40,7 +44,36 @@ export function parseWrk(out: string): WrkResult {
       ? { connect: Number(se[1]), read: Number(se[2]), write: Number(se[3]), timeout: Number(se[4]) }
       : { connect: 0, read: 0, write: 0, timeout: 0 },
     non2xx: non2xx ? Number(non2xx[1]) : 0,
+    tls: null,
   };
+}
+
+const SHIM_SRC = join(ROOT, 'bench', 'lib', 'full-handshake.c');
+let shim: { file: string } | { error: string } | undefined;
+/**
+ * The wrk shim (LD_PRELOAD): counts full and resumed handshakes and, when asked, drops the
+ * session wrk would offer on reconnect. Compiled once per source version into the fixtures
+ * dir; without a C compiler the counts are null and the reason is reported.
+ */
+export function wrkShim(): { file: string } | { error: string } {
+  if (shim) return shim;
+  const cc = which('cc') ?? which('gcc');
+  if (!existsSync(SHIM_SRC)) return (shim = { error: `${SHIM_SRC} is missing` });
+  if (!cc) {
+    const error = 'no C compiler (cc) to build the wrk full-handshake shim: resumed handshakes not counted';
+    return (shim = { error });
+  }
+  const src = readFileSync(SHIM_SRC);
+  const file = join(FIXTURES_DIR, `wrk-shim-${createHash('sha256').update(src).digest('hex').slice(0, 12)}.so`);
+  if (!existsSync(file)) {
+    mkdirSync(FIXTURES_DIR, { recursive: true });
+    try {
+      execFileSync(cc, ['-shared', '-fPIC', '-O2', '-o', file, SHIM_SRC, '-ldl'], { stdio: 'pipe' });
+    } catch (err) {
+      return (shim = { error: `building the wrk shim failed: ${(err as Error).message.split('\n')[0]}` });
+    }
+  }
+  return (shim = { file });
 }
 
 let resolveScript: string | undefined;
@@ -62,6 +95,8 @@ export interface WrkOptions {
   close: boolean;
   cpus?: string;
   threads?: number;
+  /** Count handshakes with the shim; `forceFull` also makes every reconnect a full handshake. */
+  forceFull?: boolean;
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
@@ -70,9 +105,34 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.durationS}s`, '--latency', '-s', wrkResolveScript()];
   if (o.close) args.push('-H', 'Connection: close');
   args.push(`https://${o.servername}:${o.port}${o.path}`);
-  const r = await runToEnd('wrk', bin, args, { cpus: o.cpus, timeoutMs: (o.durationS + 30) * 1000 });
-  if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return parseWrk(r.stdout);
+  const sh = wrkShim();
+  let env: NodeJS.ProcessEnv | undefined;
+  let statsDir: string | undefined;
+  if ('file' in sh) {
+    statsDir = mkdtempSync(join(tmpdir(), 'tlsgate-bench-wrk-stats-'));
+    env = {
+      ...process.env,
+      LD_PRELOAD: sh.file,
+      TLSGATE_BENCH_FORCE_FULL: o.forceFull === false ? '0' : '1',
+      TLSGATE_BENCH_TLS_STATS: join(statsDir, 'stats'),
+    };
+  }
+  try {
+    const r = await runToEnd('wrk', bin, args, { cpus: o.cpus, env, timeoutMs: (o.durationS + 30) * 1000 });
+    if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr}${r.stdout}`);
+    const w = parseWrk(r.stdout);
+    const stats = statsDir && join(statsDir, 'stats');
+    if (stats && existsSync(stats)) w.tls = parseShimStats(readFileSync(stats, 'utf8'));
+    return w;
+  } finally {
+    if (statsDir) rmSync(statsDir, { recursive: true, force: true });
+  }
+}
+
+export function parseShimStats(text: string): { full: number; resumed: number } | null {
+  const full = /^full (\d+)$/m.exec(text);
+  const resumed = /^resumed (\d+)$/m.exec(text);
+  return full && resumed ? { full: Number(full[1]), resumed: Number(resumed[1]) } : null;
 }
 
 export interface AutocannonResult {

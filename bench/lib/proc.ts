@@ -75,6 +75,16 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / clockTicks();
 }
 
+/** Field 22 of /proc/<pid>/stat (start time in ticks since boot): with the pid, names one process for good. */
+export function startTime(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Resident set size of one process in bytes (VmRSS). */
 export function rssBytes(pid: number): number {
   try {

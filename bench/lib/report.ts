@@ -22,6 +22,33 @@ export interface Row {
   raw?: unknown;
 }
 
+/** A distribution chart for the HTML report: one CDF line per series (e.g. per target). */
+export interface Chart {
+  title: string;
+  /** The x axis, e.g. "ms". */
+  unit: string;
+  /** `points`: samples or evenly spaced quantiles (stats.cdfPoints); `n`: how many samples they stand for. */
+  series: Array<{ label: string; points: number[]; n?: number }>;
+}
+
+/** One chart per case: the series are the rows of that case whose raw data `pick` finds. */
+export function chartsByCase(
+  rows: Row[],
+  title: (c: string) => string,
+  unit: string,
+  pick: (r: Row) => { points: number[]; n?: number } | undefined,
+): Chart[] {
+  const charts = new Map<string, Chart>();
+  for (const r of rows) {
+    const p = pick(r);
+    if (!p || p.points.length === 0) continue;
+    let c = charts.get(r.case);
+    if (!c) charts.set(r.case, (c = { title: title(r.case), unit, series: [] }));
+    c.series.push({ label: r.target, ...p });
+  }
+  return [...charts.values()];
+}
+
 export interface ScenarioResult {
   name: string;
   title: string;
@@ -31,6 +58,8 @@ export interface ScenarioResult {
   rows: Row[];
   notes: string[];
   skipped: string[];
+  /** Distributions for the HTML report. */
+  charts?: Chart[];
 }
 
 export interface RunResults {

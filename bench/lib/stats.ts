@@ -28,3 +28,15 @@ export function summarize(samples: readonly number[]): Summary {
   }
   return { n, min, p50: percentile(samples, 50), p99: percentile(samples, 99), max, mean: sum / n };
 }
+
+/**
+ * The empirical distribution in at most `points` values: the sorted samples taken at evenly
+ * spaced ranks, first and last included (the HTML report draws CDFs from these).
+ */
+export function cdfPoints(samples: readonly number[], points = 500): number[] {
+  const sorted = [...samples].sort((a, b) => a - b);
+  if (sorted.length <= points) return sorted;
+  const out: number[] = [];
+  for (let i = 0; i < points; i++) out.push(sorted[Math.round((i * (sorted.length - 1)) / (points - 1))]!);
+  return out;
+}

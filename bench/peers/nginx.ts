@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processTree } from '../lib/proc';
-import { freePort, startProcess, waitForPort } from '../lib/spawn';
+import { freePort, runToEnd, startProcess, waitForPort } from '../lib/spawn';
 import { which } from '../lib/machine';
 import type { RunningServer, ServerSpec, Target } from '../targets/types';
 
@@ -138,6 +138,17 @@ export const nginxTarget: Target = {
         ? Array.from({ length: spec.sniSet.count }, (_, i): [string, string, string] => [spec.sniSet!.sni(i), spec.sniSet!.certFile(i), spec.sniSet!.keyFile])
         : undefined,
     });
-    return startNginx('nginx', spec.workDir, conf, port, spec.cpus, spec.sniSet ? 600000 : 15000, spec.workers);
+    const timeoutMs = spec.sniSet ? 600000 : 15000;
+    const s = await startNginx('nginx', spec.workDir, conf, port, spec.cpus, timeoutMs, spec.workers);
+    const bin = which('nginx')!;
+    const confFile = join(spec.workDir, 'nginx.conf');
+    return {
+      ...s,
+      async reload() {
+        const args = ['-p', spec.workDir, '-c', confFile, '-s', 'reload'];
+        const r = await runToEnd('nginx -s reload', bin, args, { timeoutMs: 60_000 });
+        if (r.code !== 0) throw new Error(`nginx -s reload exited ${r.code}: ${r.stderr}`);
+      },
+    };
   },
 };

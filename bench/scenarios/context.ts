@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BaseFixtures } from '../lib/fixtures';
+import { processTree, startTime } from '../lib/proc';
 import type { Pinning } from '../lib/spawn';
 import type { ScenarioResult } from '../lib/report';
 import type { RunningServer, ServerSpec, Target } from '../targets/types';
@@ -9,8 +10,23 @@ import type { RunningServer, ServerSpec, Target } from '../targets/types';
 /** tiny: the CI plumbing test; quick: `--quick`, under 60 s; full: the published run. */
 export type Profile = 'tiny' | 'quick' | 'full';
 
+/** Command-line knobs of the issue-13 scenarios; unset = the profile's default. */
+export interface Knobs {
+  /** --rotation-sizes: SSL objects (one cert file each) per cert-rotation run. */
+  rotationSizes?: number[];
+  /** --rotations: cert files replaced per size and target. */
+  rotations?: number;
+  /** --rotation-budget: seconds of rotations per size and target (at least one rotation is made). */
+  rotationBudgetS?: number;
+  /** --respawns: workers SIGKILLed per size and target. */
+  respawns?: number;
+  /** --rotation-peer-max: largest size nginx is started with (it builds every context at start). */
+  peerMax?: number;
+}
+
 export interface Context {
   profile: Profile;
+  knobs: Knobs;
   workers: number;
   fixtures: BaseFixtures;
   upstreamPort: number;
@@ -34,16 +50,47 @@ export const by = <T>(ctx: Context, v: Record<Profile, T>): T => v[ctx.profile];
 export async function withServer<T>(
   ctx: Context,
   target: Target,
-  spec: Partial<ServerSpec> & Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'>,
+  spec: Partial<ServerSpec> &
+    Pick<ServerSpec, 'alg' | 'protocol' | 'tickets'> & {
+      /** Runs in the fresh work dir before the target starts (files its config will reference). */
+      prepare?: (workDir: string) => void;
+    },
   fn: (s: RunningServer) => Promise<T>,
 ): Promise<T> {
   const workDir = mkdtempSync(join(tmpdir(), `tlsgate-bench-${target.name.replace(/\W/g, '_')}-`));
-  const full: ServerSpec = { workers: ctx.workers, upstreamPort: ctx.upstreamPort, fixtures: ctx.fixtures, cpus: ctx.pin.server, workDir, ...spec };
-  const s = await target.start(full);
+  const { prepare, ...rest } = spec;
+  const full: ServerSpec = {
+    workers: ctx.workers,
+    upstreamPort: ctx.upstreamPort,
+    fixtures: ctx.fixtures,
+    cpus: ctx.pin.server,
+    workDir,
+    ...rest,
+  };
+  let s: RunningServer;
+  try {
+    prepare?.(workDir);
+    s = await target.start(full);
+  } catch (err) {
+    rmSync(workDir, { recursive: true, force: true });
+    throw err;
+  }
   try {
     return await fn(s);
   } finally {
+    // A server stopped by SIGKILL after its grace time (nginx with 10k contexts, mid-reload) leaves
+    // its workers orphaned, each with its GBs: kill what is left of the tree as it was.
+    // Only a process whose pid and start time are both unchanged is the one we started.
+    const tree = processTree(s.pid).map((p) => ({ pid: p.pid, start: startTime(p.pid) }));
     await s.stop();
+    for (const p of tree) {
+      if (p.start === undefined || startTime(p.pid) !== p.start) continue;
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* exited in between */
+      }
+    }
     rmSync(workDir, { recursive: true, force: true });
   }
 }

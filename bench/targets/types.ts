@@ -45,6 +45,8 @@ export interface RunningServer {
   pid: number;
   port: number;
   gateway?: GatewayControl;
+  /** A peer's own reload command (`nginx -s reload`): resolves when the command returns. */
+  reload?(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -1,0 +1,323 @@
+// Issue 13: one certificate file replaced among N SSL objects (each its own cert file, one
+// shared key), on both tlsgate engines with nginx (`nginx -s reload`, same certs) beside.
+// Per size and target, on one server:
+//   start    spawn → a handshake for the last object's name serves its certificate;
+//   RSS      per worker (VmRSS) after start, and after the rotations (MB per rotation);
+//   rotate   file replaced (write + rename) → the first NEW handshake for that name that
+//            presents the new serial; every rotation must be observed (else "unobserved");
+//   respawn  SIGKILL of a worker → the first new handshake served by its replacement
+//            (one worker: nothing else can serve it), and → /v1/status shows it acked.
+// Bounded: rotations by count and by a time budget, each rotation and respawn by a timeout.
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { reissueSni, sniSet, type SniSet } from '../lib/fixtures';
+import { processTree, rssBytes } from '../lib/proc';
+import { chartsByCase, newScenario, type ScenarioResult } from '../lib/report';
+import { summarize } from '../lib/stats';
+import type { RunningServer, Target } from '../targets/types';
+import { by, errorText, withServer, type Context, type Scenario } from './context';
+
+const MB = 2 ** 20;
+/** tlsgate respawns at once only a worker older than this (primary.ts STABLE_MS, 10 s); a younger one backs off. */
+const STABLE_WORKER_MS = 10_500;
+
+/** The serial a new handshake for `servername` presents, or '' when the handshake fails. */
+export function peerSerial(port: number, servername: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false }, () => {
+      const serial = s.getPeerX509Certificate()?.serialNumber ?? '';
+      s.destroy();
+      resolve(serial);
+    });
+    s.setTimeout(timeoutMs, () => s.destroy(new Error('ETIMEDOUT')));
+    s.on('error', () => resolve(''));
+  });
+}
+
+/** Poll new handshakes (2 ms apart) until one presents `serial`; ms since t0, or null past the deadline. */
+async function untilServed(
+  port: number,
+  sni: string,
+  serial: string,
+  t0: number,
+  timeoutMs: number,
+): Promise<number | null> {
+  const deadline = t0 + timeoutMs;
+  for (;;) {
+    const got = await peerSerial(port, sni, Math.max(100, Math.min(5000, deadline - performance.now())));
+    if (got === serial) return performance.now() - t0;
+    if (performance.now() > deadline) return null;
+    await sleep(2);
+  }
+}
+
+/** Direct children of the server's root process: cluster workers, nginx workers. */
+function workerPids(pid: number): number[] {
+  return processTree(pid)
+    .filter((p) => p.ppid === pid)
+    .map((p) => p.pid);
+}
+
+function rssOf(pids: number[]): { mean: number; each: number[] } {
+  const each = pids.map(rssBytes);
+  return { mean: each.length ? each.reduce((a, b) => a + b, 0) / each.length : NaN, each };
+}
+
+/** Gone or a zombie: it can accept nothing more. */
+function dead(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}
+
+interface Respawn {
+  serveMs: number | null;
+  ackMs: number | null;
+}
+
+/** SIGKILL one worker; time to its replacement serving a new handshake, and to /v1/status showing it. */
+async function respawnOnce(
+  ctx: Context,
+  s: RunningServer,
+  sni: string,
+  serial: string,
+  timeoutMs: number,
+): Promise<Respawn> {
+  const before = workerPids(s.pid);
+  const victim = before[0];
+  if (victim === undefined) throw new Error('no worker process to kill');
+  const t0 = performance.now();
+  process.kill(victim, 'SIGKILL');
+  while (!dead(victim)) {
+    if (performance.now() - t0 > 5000) throw new Error(`worker ${victim} still alive 5 s after SIGKILL`);
+    await sleep(0);
+  }
+  // With one worker only its replacement can serve; with more, another worker would.
+  const serve = ctx.workers === 1 ? untilServed(s.port, sni, serial, t0, timeoutMs) : Promise.resolve(null);
+  const ack = (async (): Promise<number | null> => {
+    const g = s.gateway;
+    const deadline = t0 + timeoutMs;
+    for (;;) {
+      if (g) {
+        const st = await g.status().catch(() => undefined);
+        const fresh = st?.workers.filter((w) => !before.includes(w.pid)) ?? [];
+        if (st && st.workers.length >= ctx.workers && fresh.length && fresh.every((w) => w.version === st.version)) {
+          return performance.now() - t0;
+        }
+      } else if (workerPids(s.pid).some((p) => !before.includes(p))) return performance.now() - t0; // nginx: forked
+      if (performance.now() > deadline) return null;
+      await sleep(2);
+    }
+  })();
+  const [serveMs, ackMs] = await Promise.all([serve, ack]);
+  return { serveMs, ackMs };
+}
+
+export const certRotation: Scenario = {
+  name: 'cert-rotation',
+  async run(ctx: Context): Promise<ScenarioResult> {
+    const r = newScenario(
+      'cert-rotation',
+      'One certificate file replaced among N SSL objects (issue 13)',
+      [
+        'each object its own cert file, one shared ECDSA key; rotation = a new certificate for one object',
+        'written beside its file and renamed over it (nginx: then `nginx -s reload`), timed until the first new',
+        'handshake for that name presents the new serial (handshakes polled 2 ms apart), each rotation a different',
+        'object; start = spawn → a handshake for the last object served; RSS = mean VmRSS of the worker processes,',
+        'after start and after the rotations (no forced GC); respawn = SIGKILL of a worker → the first new',
+        'handshake served (one worker: by its replacement) / → its replacement acked in GET /v1/status',
+        '(nginx: forked).',
+      ].join(' '),
+      [
+        { key: 'startMs', label: 'start → serving', unit: 'ms' },
+        { key: 'workerRssMb', label: 'RSS per worker after start', unit: 'MB', digits: 1 },
+        { key: 'primaryRssMb', label: 'RSS of the primary / master', unit: 'MB', digits: 1 },
+        { key: 'rotP50', label: 'rotation → new serial served p50', unit: 'ms', digits: 1 },
+        { key: 'rotP99', label: 'rotation → new serial served p99', unit: 'ms', digits: 1 },
+        { key: 'rotMax', label: 'rotation → new serial served max', unit: 'ms', digits: 1 },
+        { key: 'reloadCmdP50', label: 'of which `nginx -s reload` itself, p50', unit: 'ms', digits: 1 },
+        { key: 'rotations', label: 'rotations made', unit: '' },
+        { key: 'unobserved', label: 'rotations not observed (must be 0)', unit: '' },
+        { key: 'othersChanged', label: 'untouched objects serving another cert (must be 0)', unit: '' },
+        { key: 'rssAfterMb', label: 'RSS per worker after the rotations', unit: 'MB', digits: 1 },
+        { key: 'mbPerRotation', label: 'RSS growth per rotation', unit: 'MB', digits: 3 },
+        { key: 'respawnServeP50', label: 'SIGKILL → replacement serves p50', unit: 'ms', digits: 1 },
+        { key: 'respawnServeMax', label: 'SIGKILL → replacement serves max', unit: 'ms', digits: 1 },
+        { key: 'respawnAckP50', label: 'SIGKILL → replacement acked p50', unit: 'ms', digits: 1 },
+        { key: 'respawnsLost', label: 'replacements not serving in time (must be 0)', unit: '' },
+      ],
+    );
+    const k = ctx.knobs;
+    const sizes = k.rotationSizes ?? by(ctx, { tiny: [20], quick: [1000], full: [1000, 10_000, 100_000] });
+    const rotations = k.rotations ?? by(ctx, { tiny: 2, quick: 5, full: 20 });
+    const budgetMs = (k.rotationBudgetS ?? by(ctx, { tiny: 60, quick: 30, full: 180 })) * 1000;
+    const respawns = k.respawns ?? by(ctx, { tiny: 1, quick: 1, full: 3 });
+    // nginx builds every context at start and on every reload: ~53 KB and ~1.3 ms per object
+    // (README "Scale"), so 100k is ~5 GB per process and minutes per reload.
+    const peerMax = k.peerMax ?? by(ctx, { tiny: 100_000, quick: 100_000, full: 10_000 });
+    const targets = ctx.targets.filter((t) => t.name === 'nginx' || t.name.startsWith('tlsgate/'));
+    if (!targets.some((t) => t.kind === 'gateway')) r.skipped.push('no tlsgate target available');
+    if (ctx.workers > 1)
+      r.notes.push('more than one worker: "replacement serves" is not measured (another worker serves)');
+    for (const n of sizes) {
+      if (!Number.isInteger(n) || n < 2) throw new Error(`--rotation-sizes: ${n} is not an integer ≥ 2`);
+      const set = sniSet(n, ctx.log);
+      for (const t of targets) {
+        if (t.kind === 'peer' && n > peerMax) {
+          r.skipped.push(`${t.name} at ${n}: peers run up to ${peerMax} objects here (--rotation-peer-max)`);
+          continue;
+        }
+        try {
+          await runOne(ctx, r, t, set, { rotations, budgetMs, respawns });
+        } catch (err) {
+          r.skipped.push(`${t.name} at ${n}: ${errorText(err)}`);
+        }
+      }
+    }
+    r.charts = chartsByCase(
+      r.rows,
+      (c) => `Cert file replaced → new serial served, ${c}`,
+      'ms',
+      (row) => {
+        const raw = row.raw as { rotationMs?: number[] } | undefined;
+        return raw?.rotationMs ? { points: raw.rotationMs } : undefined;
+      },
+    );
+    return r;
+  },
+};
+
+async function runOne(
+  ctx: Context,
+  r: ScenarioResult,
+  t: Target,
+  base: SniSet,
+  o: { rotations: number; budgetMs: number; respawns: number },
+): Promise<void> {
+  const n = base.count;
+  // The rotated objects point at copies in the work dir: the cached set is never modified.
+  // Spread over [0, n - 1) (the last object is the start and respawn probe): distinct while
+  // rotations < n, then the same objects again, each time with a new certificate.
+  const k = Math.min(o.rotations, n - 1);
+  const picks = Array.from({ length: k }, (_, j) => Math.floor(((j + 0.5) * (n - 1)) / k));
+  const copies = new Map<number, string>();
+  let rotDir = '';
+  const set: SniSet = { ...base, certFile: (i) => copies.get(i) ?? base.certFile(i) };
+  const t0 = performance.now();
+  const timeoutMs = Math.max(30_000, o.budgetMs);
+  await withServer(
+    ctx,
+    t,
+    {
+      alg: 'ecdsa',
+      protocol: 'TLSv1.3',
+      tickets: false,
+      sniSet: set,
+      prepare: (workDir: string) => {
+        rotDir = join(workDir, 'rot');
+        mkdirSync(rotDir, { recursive: true });
+        for (const i of picks) {
+          copies.set(i, join(rotDir, `${i}.crt`));
+          copyFileSync(base.certFile(i), join(rotDir, `${i}.crt`));
+        }
+      },
+    },
+    async (s) => {
+      const last = n - 1;
+      const lastSerial = new X509Certificate(readFileSync(base.certFile(last))).serialNumber;
+      const served = await untilServed(s.port, base.sni(last), lastSerial, t0, 900_000);
+      if (served === null) throw new Error(`${base.sni(last)} not served within 900 s of start`);
+      const startMs = performance.now() - t0;
+      await sleep(500); // let start-up garbage settle before the first RSS reading
+      const pids0 = workerPids(s.pid);
+      const rss0 = rssOf(pids0);
+      const primaryRss = rssBytes(s.pid);
+
+      const times: number[] = [];
+      const reloadCmd: number[] = [];
+      let unobserved = 0;
+      const rotStart = performance.now();
+      for (let j = 0; j < o.rotations; j++) {
+        if (j > 0 && performance.now() - rotStart > o.budgetMs) break;
+        const i = picks[j % picks.length]!;
+        const next = reissueSni(base, i); // outside the timing
+        const file = copies.get(i)!;
+        writeFileSync(`${file}.tmp`, next.cert);
+        const r0 = performance.now();
+        renameSync(`${file}.tmp`, file);
+        if (s.reload) {
+          // `nginx -s reload` parses the whole config (every certificate) itself before it signals the master.
+          await s.reload();
+          reloadCmd.push(performance.now() - r0);
+        }
+        const ms = await untilServed(s.port, base.sni(i), next.serial, r0, timeoutMs);
+        if (ms === null) unobserved++;
+        else times.push(ms);
+        await sleep(20);
+      }
+      const made = times.length + unobserved;
+      // An object no rotation touched still serves its own certificate.
+      let othersChanged = 0;
+      for (const i of [0, Math.floor(n / 3), last].filter((x) => !copies.has(x))) {
+        const want = new X509Certificate(readFileSync(base.certFile(i))).serialNumber;
+        if ((await peerSerial(s.port, base.sni(i))) !== want) othersChanged++;
+      }
+      await sleep(1000);
+      // nginx replaces its workers on every reload: wait until the old ones have exited.
+      const settle = performance.now() + 30_000;
+      while (workerPids(s.pid).length > ctx.workers && performance.now() < settle) await sleep(50);
+      const rss1 = rssOf(workerPids(s.pid));
+
+      const resp: Respawn[] = [];
+      let lastRespawnAt = 0;
+      for (let j = 0; j < o.respawns; j++) {
+        if (j > 0 && t.kind === 'gateway')
+          await sleep(Math.max(0, lastRespawnAt + STABLE_WORKER_MS - performance.now()));
+        // A replacement loads the whole configuration again: allow it twice what the start took.
+        const respawnTimeout = Math.min(900_000, Math.max(30_000, 2 * startMs));
+        resp.push(await respawnOnce(ctx, s, base.sni(last), lastSerial, respawnTimeout));
+        lastRespawnAt = performance.now();
+      }
+      const rot = summarize(times);
+      const serve = summarize(resp.map((x) => x.serveMs).filter((x): x is number => x !== null));
+      const ack = summarize(resp.map((x) => x.ackMs).filter((x): x is number => x !== null));
+      const nf = (v: number): number | null => (Number.isFinite(v) ? v : null);
+      r.rows.push({
+        case: `${n.toLocaleString('en-US')} objects`,
+        target: t.name,
+        metrics: {
+          startMs,
+          workerRssMb: rss0.mean / MB,
+          primaryRssMb: primaryRss / MB,
+          rotP50: nf(rot.p50),
+          rotP99: nf(rot.p99),
+          rotMax: nf(rot.max),
+          reloadCmdP50: reloadCmd.length ? summarize(reloadCmd).p50 : null,
+          rotations: made,
+          unobserved,
+          othersChanged,
+          rssAfterMb: nf(rss1.mean / MB),
+          mbPerRotation: made ? nf((rss1.mean - rss0.mean) / MB / made) : null,
+          respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
+          respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
+          respawnAckP50: nf(ack.p50),
+          respawnsLost: resp.filter((x) => x.ackMs === null || (ctx.workers === 1 && x.serveMs === null)).length,
+        },
+        raw: { objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, respawns: resp, picks: picks.length },
+      });
+      ctx.log(
+        `  cert-rotation ${n} ${t.name}: start ${(startMs / 1000).toFixed(1)} s, ` +
+          `RSS/worker ${(rss0.mean / MB).toFixed(1)} MB, rotation p50 ${rot.p50.toFixed(1)} / ` +
+          `p99 ${rot.p99.toFixed(1)} ms (${made} made, ${unobserved} unobserved), ` +
+          `respawn ${serve.p50.toFixed(1)} ms`,
+      );
+    },
+  );
+}
