@@ -29,6 +29,25 @@ const CORK_SLICE = 16_000;
 /** Set by uWS itself, or by us from the framing mode. */
 const ENGINE_FRAMED = new Set(['content-length', 'transfer-encoding', 'date', 'connection', 'keep-alive']);
 
+const ENGINE_FRAMED_LENGTHS = new Set([...ENGINE_FRAMED].map((n) => n.length));
+
+const statusLines = new Map<number, string>();
+function statusLine(status: number): string {
+  let l = statusLines.get(status);
+  if (l === undefined) statusLines.set(status, (l = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`));
+  return l;
+}
+
+/** State of the header scan in the constructor (one at a time: the handler is synchronous). */
+const NO_HEADERS: string[] = [];
+const scan = { headers: NO_HEADERS, hasBody: false, close: false };
+function scanHeader(k: string, v: string): void {
+  scan.headers.push(k, v);
+  if (k === 'content-length') scan.hasBody ||= v !== '0';
+  else if (k === 'transfer-encoding') scan.hasBody = true;
+  else if (k === 'connection') scan.close ||= /(?:^|,)\s*close\s*(?:,|$)/i.test(v);
+}
+
 /** How the response body leaves: none (HEAD/204/304), small (collected, one write) or streamed (chunked). */
 type Mode = 'none' | 'small' | 'stream';
 
@@ -36,7 +55,6 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   readonly method: string;
   readonly target: string;
   readonly rawHeaders: string[] = [];
-  readonly remoteAddress: string;
   readonly expectContinue = false;
   // uWS cannot verify client certificates per SNI: a uws listener refuses mTLS objects.
   readonly ssl: SslSnapshot | undefined = undefined;
@@ -70,23 +88,29 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     this.method = req.getCaseSensitiveMethod().toUpperCase();
     const q = req.getQuery();
     this.target = q ? `${req.getUrl()}?${q}` : req.getUrl();
-    let hasBody = false;
-    let connClose = close;
-    const h = this.rawHeaders;
-    req.forEach((k, v) => {
-      h.push(k, v);
-      if (k === 'content-length') hasBody ||= v !== '0';
-      else if (k === 'transfer-encoding') hasBody = true;
-      else if (k === 'connection') connClose ||= /(?:^|,)\s*close\s*(?:,|$)/i.test(v);
-    });
-    this.#close = connClose;
-    this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    // One module-level callback instead of a closure per request (forEach calls it per header).
+    scan.headers = this.rawHeaders;
+    scan.hasBody = false;
+    scan.close = close;
+    req.forEach(scanHeader);
+    scan.headers = NO_HEADERS;
+    this.#close = scan.close;
     res.onAborted(this.#onAborted);
-    if (hasBody) {
+    if (scan.hasBody) {
       this.#bodyDone = false;
       this.#body = new Readable({ read: this.#resumeClient });
       res.onData(this.#onData);
     }
+  }
+
+  #remote: string | null = null;
+  /** Read on demand (only a proxied request needs it), never after the response is over. */
+  get remoteAddress(): string {
+    if (this.#remote === null) {
+      if (this.#over) return '';
+      this.#remote = Buffer.from(this.#res.getRemoteAddressAsText()).toString('latin1');
+    }
+    return this.#remote;
   }
 
   get conn(): ConnFacts {
@@ -161,7 +185,9 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     this.#headers = headers;
     let length = '';
     for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i]!.toLowerCase() === 'content-length') length = headers[i + 1]!;
+      const k = headers[i]!;
+      // 'content-length' is 14 characters: most names are skipped without lower-casing them.
+      if (k.length === 14 && k.toLowerCase() === 'content-length') length = headers[i + 1]!;
     }
     this.#length = length;
     if (this.method === 'HEAD' || status === 204 || status === 304) this.#mode = 'none';
@@ -175,10 +201,11 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   #writeHead(): void {
     this.#headSent = true;
     const res = this.#res;
-    res.writeStatus(`${this.#status} ${STATUS_CODES[this.#status] ?? 'Unknown'}`);
+    res.writeStatus(statusLine(this.#status));
     const h = this.#headers!;
     for (let i = 0; i < h.length; i += 2) {
-      if (!ENGINE_FRAMED.has(h[i]!.toLowerCase())) res.writeHeader(h[i]!, h[i + 1]!);
+      const k = h[i]!;
+      if (!ENGINE_FRAMED_LENGTHS.has(k.length) || !ENGINE_FRAMED.has(k.toLowerCase())) res.writeHeader(k, h[i + 1]!);
     }
     if (this.#close) res.writeHeader('connection', 'close');
   }

@@ -15,6 +15,7 @@ import { errorCodeOf, isRequestError, RESETS, toUpstreamError, type FailurePhase
 import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { dataPlane } from '../metrics';
+import { countRequest } from './request-metrics';
 import type { UpstreamNode, UpstreamPool } from './upstream-pool';
 
 /** What a Forward needs from the set that started it. */
@@ -96,7 +97,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #onClientGone = (): void => {
     if (this.#done) return;
     this.#done = true;
-    if (!this.#responded) dataPlane.requests.inc({ route: this.#route, status: 499 });
+    if (!this.#responded) countRequest(this.#route, 499);
     if (this.#abort !== null) this.#abort(new ClientGoneError('client closed the connection'));
   };
 
@@ -132,7 +133,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#responded = true;
     this.#resumeFn = resume;
-    dataPlane.requests.inc({ route: this.#route, status: statusCode });
+    countRequest(this.#route, statusCode);
     return true;
   }
 
@@ -216,7 +217,7 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   #answer(status: number, code: Parameters<typeof sendError>[2], message: string, close: boolean): void {
     this.#ex.res.onGone(null);
-    dataPlane.requests.inc({ route: this.#route, status });
+    countRequest(this.#route, status);
     sendError(this.#ex, status, code, message, close);
   }
 
