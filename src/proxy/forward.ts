@@ -101,11 +101,8 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#abort !== null) this.#abort(new ClientGoneError('client closed the connection'));
   };
 
-  readonly #onDrain = (): void => {
-    const r = this.#resume;
-    this.#resume = null;
-    if (r !== null) r();
-  };
+  /** Made on the first backpressure only: most responses never need it. */
+  #onDrain: (() => void) | null = null;
 
   onConnect(abort: (err?: Error) => void): void {
     this.#connected = true;
@@ -144,6 +141,11 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#ex.res.write(chunk)) return true;
     if (this.#resume === null) {
       this.#resume = this.#resumeFn;
+      this.#onDrain ??= () => {
+        const r = this.#resume;
+        this.#resume = null;
+        if (r !== null) r();
+      };
       this.#ex.res.onDrain(this.#onDrain);
     }
     return false;

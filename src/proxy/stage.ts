@@ -91,7 +91,11 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
 /** A direct answer, built once per route object (a new snapshot brings new objects). */
 interface CompiledRespond {
   status: number;
-  body: Buffer;
+  /**
+   * A string, not a Buffer: node:http joins a string body to the head and writes both at once;
+   * a Buffer takes a writev of two. uWS takes either.
+   */
+  body: string;
   /** Never mutated by an engine (ResponseWriter.writeHead only reads them). */
   headers: string[];
   headersClose: string[];
@@ -101,7 +105,6 @@ const respondCache = new WeakMap<RespondSnapshot, CompiledRespond>();
 function compiledRespond(r: RespondSnapshot): CompiledRespond {
   let c = respondCache.get(r);
   if (c !== undefined) return c;
-  const body = Buffer.from(r.body);
   const headers: string[] = [];
   let type = false;
   for (const k of Object.keys(r.headers)) {
@@ -111,8 +114,8 @@ function compiledRespond(r: RespondSnapshot): CompiledRespond {
   }
   if (!type) headers.push('content-type', 'text/plain');
   // RFC 9110 §8.6: no Content-Length in a 204; a 304 has no body to measure.
-  if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(body.length));
-  c = { status: r.status, body, headers, headersClose: [...headers, 'connection', 'close'] };
+  if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(Buffer.byteLength(r.body)));
+  c = { status: r.status, body: r.body, headers, headersClose: [...headers, 'connection', 'close'] };
   respondCache.set(r, c);
   return c;
 }
