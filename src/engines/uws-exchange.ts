@@ -71,6 +71,7 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   #gone: (() => void) | null = null;
   #drain: (() => void) | null = null;
   #writableSet = false;
+  #inHandler = true;
   /** The client said Connection: close, or the stage asked for it. */
   #close: boolean;
   // The head, written with the first body bytes (one corked write).
@@ -98,8 +99,9 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     res.onAborted(this.#onAborted);
     if (scan.hasBody) {
       this.#bodyDone = false;
-      this.#body = new Readable({ read: this.#resumeClient });
-      res.onData(this.#onData);
+      // Closures made only for a request with a body (most have none).
+      this.#body = new Readable({ read: () => this.#resumeClient() });
+      res.onData((chunk, isLast) => this.#onData(chunk, isLast));
     }
   }
 
@@ -139,7 +141,7 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     if (g !== null) g();
   };
 
-  readonly #onData = (chunk: ArrayBuffer, isLast: boolean): void => {
+  #onData(chunk: ArrayBuffer, isLast: boolean): void {
     const b = this.#body!;
     // uWS neuters the ArrayBuffer when the callback returns: copy it.
     if (chunk.byteLength > 0 && !b.push(Buffer.from(new Uint8Array(chunk)))) {
@@ -156,14 +158,14 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
       // connection stalled, then reset).
       this.#resumeClient();
     }
-  };
+  }
 
-  readonly #resumeClient = (): void => {
+  #resumeClient(): void {
     if (this.#paused && !this.#over) {
       this.#paused = false;
       this.#res.resume();
     }
-  };
+  }
 
   #finish(status: number): void {
     if (this.#over) return;
@@ -248,36 +250,48 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
 
   end(body?: Buffer | string): void {
     if (this.#over) return;
-    const res = this.#res;
-    const close = this.#close;
-    const status = this.#status;
     this.#gone = null;
-    res.cork(() => {
-      if (this.#mode === 'none') {
-        this.#writeHead();
-        // In 20.30 endWithoutBody(n) writes `Content-Length: n` and then waits for n body
-        // bytes: the response never completes and the next request on the connection is
-        // dropped (measured; uWS fixed it in 2025). endWithoutBody(undefined, …) writes
-        // `Content-Length: 9223372036854775808`. So: the length as our own header (none for
-        // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
-        // (Connection: close is then the client's cue; uWS keeps the socket).
-        const n = Number(this.#length);
-        const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
-        if (status !== 204 && sized) res.writeHeader('content-length', this.#length);
-        res.endWithoutBody();
+    // Inside the handler uWS has corked the socket already: no closure, no second cork.
+    if (this.#inHandler) this.#end(body);
+    else this.#res.cork(() => this.#end(body));
+    this.#finish(this.#status);
+  }
+
+  /** The uWS handler that made this exchange has returned: writes from now on must cork. */
+  leftHandler(): void {
+    this.#inHandler = false;
+  }
+
+  #end(body: Buffer | string | undefined): void {
+    const res = this.#res;
+    if (this.#mode === 'none') {
+      this.#writeHead();
+      // In 20.30 endWithoutBody(n) writes `Content-Length: n` and then waits for n body
+      // bytes: the response never completes and the next request on the connection is
+      // dropped (measured; uWS fixed it in 2025). endWithoutBody(undefined, …) writes
+      // `Content-Length: 9223372036854775808`. So: the length as our own header (none for
+      // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
+      // (Connection: close is then the client's cue; uWS keeps the socket).
+      const n = Number(this.#length);
+      const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
+      if (this.#status !== 204 && sized) res.writeHeader('content-length', this.#length);
+      res.endWithoutBody();
+      return;
+    }
+    if (this.#mode === 'small') {
+      const parts = this.#parts!;
+      this.#writeHead();
+      if (parts.length === 0) {
+        // A direct answer: the body as given (uWS takes a string), nothing collected.
+        res.end(body ?? '', this.#close);
         return;
       }
-      if (this.#mode === 'small') {
-        const parts = this.#parts!;
-        if (body !== undefined) parts.push(typeof body === 'string' ? Buffer.from(body) : body);
-        this.#writeHead();
-        res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), close);
-        return;
-      }
-      if (!this.#headSent) this.#writeHead();
-      res.end(body, close);
-    });
-    this.#finish(status);
+      if (body !== undefined) parts.push(typeof body === 'string' ? Buffer.from(body) : body);
+      res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), this.#close);
+      return;
+    }
+    if (!this.#headSent) this.#writeHead();
+    res.end(body, this.#close);
   }
 
   writeContinue(): void {}

@@ -269,6 +269,7 @@ export class UwsEngine implements Engine {
         this.drainWaiter?.();
       });
       serve(this.state, this.listener, ex);
+      ex.leftHandler();
     } catch (err) {
       // An exception out of a uWS handler ends the process: answer 500 instead.
       this.deps.log.error({ err, listener: this.listener.name }, 'uws: request handler failed');
