@@ -36,7 +36,9 @@ admin: { listen: 127.0.0.1:${g.adminPort}, api_keys: ["${g.apiKey}"] }
 listeners:
   - { name: l, listen: 127.0.0.1:${ports[engine]}, engine: ${engine}, default_ssl: shop }
 ssls:
-  - { id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }${engine === 'node' ? secureSsl : ''}
+  - { id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }${
+    engine === 'node' ? secureSsl : ''
+  }
 upstreams:
   - id: app
     nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }]
@@ -102,7 +104,8 @@ async function reload(engine: 'node' | 'uws', secureSnis: string, body: string):
   assert.equal((await gws[engine].admin('POST', '/v1/reload')).status, 200);
 }
 
-test('a Host that becomes an mTLS name in a reload is refused (421), on a keep-alive connection from before it too', async () => {
+const becomesMtls = 'a Host that becomes an mTLS name in a reload is refused (421), on a connection from before it too';
+test(becomesMtls, async () => {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   try {
     const a = await get(agent, ports.node, 'www.shop.test', 'new.shop.test', '/');

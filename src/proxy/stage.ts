@@ -40,7 +40,8 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     return;
   }
   const req = checked.req;
-  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl, servingCache(state, listener.defaultSsl));
+  const serving = servingCache(state, listener.defaultSsl);
+  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl, serving);
   if (refusal !== null) {
     m.refused.inc({ listener: listener.name, reason: refusal });
     countRequest('-', 421);
