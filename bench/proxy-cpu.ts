@@ -12,11 +12,14 @@
 //   direct   – the front answers 200 itself (TLS + node:http cost, no proxy)
 //   dispatch – UpstreamSet.handle (raw undici dispatch handler, what the gateway uses)
 //   request  – undici Pool.request() + pipe, same header rewriting
+//   mini     – a minimal keep-alive HTTP/1.1 client: net sockets, one string write per
+//              request, Node's own llhttp binding (_http_common HTTPParser) for the response.
+//              No retries, timeouts or request bodies: it bounds what replacing undici could save.
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
@@ -25,7 +28,7 @@ import { UpstreamSet } from '../src/proxy';
 import { forwardRequestHeaders, forwardResponseHeaders, requestHeaderPlan } from '../src/proxy/headers';
 import type { UpstreamSnapshot } from '../src/snapshot/types';
 
-type Mode = 'direct' | 'dispatch' | 'request';
+type Mode = 'direct' | 'dispatch' | 'request' | 'mini';
 type Msg =
   | { type: 'ready'; port: number }
   | { type: 'mark' }
@@ -65,6 +68,7 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
   const pool = new Pool(`http://127.0.0.1:${upstreamPort}`, { keepAliveTimeout: 4_000 });
   const plan = requestHeaderPlan(undefined, undefined);
   const direct = Buffer.from('hello world\n');
+  const mini = new MiniPool(upstreamPort);
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const ctx = { remoteAddress: req.socket.remoteAddress ?? '', proto: 'https' as const };
@@ -76,6 +80,11 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
       case 'dispatch':
         set.handle(req, res, 'api', ctx);
         return;
+      case 'mini': {
+        const h = forwardRequestHeaders(req.rawHeaders, plan, ctx);
+        mini.send(req.method ?? 'GET', req.url ?? '/', h.headers, res);
+        return;
+      }
       case 'request': {
         const h = forwardRequestHeaders(req.rawHeaders, plan, ctx);
         pool.request({ path: req.url ?? '/', method: req.method as 'GET', headers: h.headers, body: h.hasBody ? req : null }).then(
@@ -112,6 +121,72 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
     }
   });
   process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies Msg);
+}
+
+// --- the minimal client of mode `mini` ---------------------------------------------
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { HTTPParser } = require('_http_common') as { HTTPParser: ParserCtor };
+interface Parser {
+  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
+  execute(b: Buffer): number | Error;
+  [k: number]: unknown;
+}
+type ParserCtor = (new () => Parser) & {
+  RESPONSE: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+};
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'upgrade']);
+
+class MiniConn {
+  readonly socket: Socket;
+  readonly parser: Parser;
+  res: http.ServerResponse | null = null;
+  constructor(port: number, pool: MiniPool) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.setNoDelay(true);
+    this.parser = new HTTPParser();
+    this.parser.initialize(HTTPParser.RESPONSE, {});
+    this.parser[HTTPParser.kOnHeadersComplete] = (
+      _maj: number, _min: number, headers: string[], _m: unknown, _u: unknown, status: number,
+    ): number => {
+      const out: string[] = [];
+      for (let i = 0; i < headers.length; i += 2) {
+        if (!HOP.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
+      }
+      this.res!.writeHead(status, out);
+      return 0;
+    };
+    this.parser[HTTPParser.kOnBody] = (b: Buffer): void => {
+      this.res!.write(Buffer.from(b)); // the parser's slice is reused after execute()
+    };
+    this.parser[HTTPParser.kOnMessageComplete] = (): void => {
+      const r = this.res!;
+      this.res = null;
+      r.end();
+      pool.release(this);
+    };
+    this.socket.on('data', (d: Buffer) => this.parser.execute(d));
+  }
+}
+
+class MiniPool {
+  readonly #idle: MiniConn[] = [];
+  readonly #port: number;
+  constructor(port: number) {
+    this.#port = port;
+  }
+  send(method: string, path: string, headers: string[], res: http.ServerResponse): void {
+    const c = this.#idle.pop() ?? new MiniConn(this.#port, this);
+    c.res = res;
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    c.socket.write(head + '\r\n', 'latin1');
+  }
+  release(c: MiniConn): void {
+    this.#idle.push(c);
+  }
 }
 
 async function loadRole(port: number, amount: number, connections: number, tool: string, seconds: number): Promise<void> {

@@ -29,6 +29,25 @@ const CORK_SLICE = 16_000;
 /** Set by uWS itself, or by us from the framing mode. */
 const ENGINE_FRAMED = new Set(['content-length', 'transfer-encoding', 'date', 'connection', 'keep-alive']);
 
+const ENGINE_FRAMED_LENGTHS = new Set([...ENGINE_FRAMED].map((n) => n.length));
+
+const statusLines = new Map<number, string>();
+function statusLine(status: number): string {
+  let l = statusLines.get(status);
+  if (l === undefined) statusLines.set(status, (l = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`));
+  return l;
+}
+
+/** State of the header scan in the constructor (one at a time: the handler is synchronous). */
+const NO_HEADERS: string[] = [];
+const scan = { headers: NO_HEADERS, hasBody: false, close: false };
+function scanHeader(k: string, v: string): void {
+  scan.headers.push(k, v);
+  if (k === 'content-length') scan.hasBody ||= v !== '0';
+  else if (k === 'transfer-encoding') scan.hasBody = true;
+  else if (k === 'connection') scan.close ||= /(?:^|,)\s*close\s*(?:,|$)/i.test(v);
+}
+
 /** How the response body leaves: none (HEAD/204/304), small (collected, one write) or streamed (chunked). */
 type Mode = 'none' | 'small' | 'stream';
 
@@ -36,7 +55,6 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   readonly method: string;
   readonly target: string;
   readonly rawHeaders: string[] = [];
-  readonly remoteAddress: string;
   readonly expectContinue = false;
   // uWS cannot verify client certificates per SNI: a uws listener refuses mTLS objects.
   readonly ssl: SslSnapshot | undefined = undefined;
@@ -53,6 +71,7 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   #gone: (() => void) | null = null;
   #drain: (() => void) | null = null;
   #writableSet = false;
+  #inHandler = true;
   /** The client said Connection: close, or the stage asked for it. */
   #close: boolean;
   // The head, written with the first body bytes (one corked write).
@@ -70,23 +89,30 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     this.method = req.getCaseSensitiveMethod().toUpperCase();
     const q = req.getQuery();
     this.target = q ? `${req.getUrl()}?${q}` : req.getUrl();
-    let hasBody = false;
-    let connClose = close;
-    const h = this.rawHeaders;
-    req.forEach((k, v) => {
-      h.push(k, v);
-      if (k === 'content-length') hasBody ||= v !== '0';
-      else if (k === 'transfer-encoding') hasBody = true;
-      else if (k === 'connection') connClose ||= /(?:^|,)\s*close\s*(?:,|$)/i.test(v);
-    });
-    this.#close = connClose;
-    this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    // One module-level callback instead of a closure per request (forEach calls it per header).
+    scan.headers = this.rawHeaders;
+    scan.hasBody = false;
+    scan.close = close;
+    req.forEach(scanHeader);
+    scan.headers = NO_HEADERS;
+    this.#close = scan.close;
     res.onAborted(this.#onAborted);
-    if (hasBody) {
+    if (scan.hasBody) {
       this.#bodyDone = false;
-      this.#body = new Readable({ read: this.#resumeClient });
-      res.onData(this.#onData);
+      // Closures made only for a request with a body (most have none).
+      this.#body = new Readable({ read: () => this.#resumeClient() });
+      res.onData((chunk, isLast) => this.#onData(chunk, isLast));
     }
+  }
+
+  #remote: string | null = null;
+  /** Read on demand (only a proxied request needs it), never after the response is over. */
+  get remoteAddress(): string {
+    if (this.#remote === null) {
+      if (this.#over) return '';
+      this.#remote = Buffer.from(this.#res.getRemoteAddressAsText()).toString('latin1');
+    }
+    return this.#remote;
   }
 
   get conn(): ConnFacts {
@@ -115,7 +141,7 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     if (g !== null) g();
   };
 
-  readonly #onData = (chunk: ArrayBuffer, isLast: boolean): void => {
+  #onData(chunk: ArrayBuffer, isLast: boolean): void {
     const b = this.#body!;
     // uWS neuters the ArrayBuffer when the callback returns: copy it.
     if (chunk.byteLength > 0 && !b.push(Buffer.from(new Uint8Array(chunk)))) {
@@ -132,14 +158,14 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
       // connection stalled, then reset).
       this.#resumeClient();
     }
-  };
+  }
 
-  readonly #resumeClient = (): void => {
+  #resumeClient(): void {
     if (this.#paused && !this.#over) {
       this.#paused = false;
       this.#res.resume();
     }
-  };
+  }
 
   #finish(status: number): void {
     if (this.#over) return;
@@ -161,7 +187,9 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
     this.#headers = headers;
     let length = '';
     for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i]!.toLowerCase() === 'content-length') length = headers[i + 1]!;
+      const k = headers[i]!;
+      // 'content-length' is 14 characters: most names are skipped without lower-casing them.
+      if (k.length === 14 && k.toLowerCase() === 'content-length') length = headers[i + 1]!;
     }
     this.#length = length;
     if (this.method === 'HEAD' || status === 204 || status === 304) this.#mode = 'none';
@@ -175,10 +203,11 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
   #writeHead(): void {
     this.#headSent = true;
     const res = this.#res;
-    res.writeStatus(`${this.#status} ${STATUS_CODES[this.#status] ?? 'Unknown'}`);
+    res.writeStatus(statusLine(this.#status));
     const h = this.#headers!;
     for (let i = 0; i < h.length; i += 2) {
-      if (!ENGINE_FRAMED.has(h[i]!.toLowerCase())) res.writeHeader(h[i]!, h[i + 1]!);
+      const k = h[i]!;
+      if (!ENGINE_FRAMED_LENGTHS.has(k.length) || !ENGINE_FRAMED.has(k.toLowerCase())) res.writeHeader(k, h[i + 1]!);
     }
     if (this.#close) res.writeHeader('connection', 'close');
   }
@@ -221,36 +250,48 @@ export class UwsExchange implements Exchange, ResponseWriter, ConnFacts {
 
   end(body?: Buffer | string): void {
     if (this.#over) return;
-    const res = this.#res;
-    const close = this.#close;
-    const status = this.#status;
     this.#gone = null;
-    res.cork(() => {
-      if (this.#mode === 'none') {
-        this.#writeHead();
-        // In 20.30 endWithoutBody(n) writes `Content-Length: n` and then waits for n body
-        // bytes: the response never completes and the next request on the connection is
-        // dropped (measured; uWS fixed it in 2025). endWithoutBody(undefined, …) writes
-        // `Content-Length: 9223372036854775808`. So: the length as our own header (none for
-        // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
-        // (Connection: close is then the client's cue; uWS keeps the socket).
-        const n = Number(this.#length);
-        const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
-        if (status !== 204 && sized) res.writeHeader('content-length', this.#length);
-        res.endWithoutBody();
+    // Inside the handler uWS has corked the socket already: no closure, no second cork.
+    if (this.#inHandler) this.#end(body);
+    else this.#res.cork(() => this.#end(body));
+    this.#finish(this.#status);
+  }
+
+  /** The uWS handler that made this exchange has returned: writes from now on must cork. */
+  leftHandler(): void {
+    this.#inHandler = false;
+  }
+
+  #end(body: Buffer | string | undefined): void {
+    const res = this.#res;
+    if (this.#mode === 'none') {
+      this.#writeHead();
+      // In 20.30 endWithoutBody(n) writes `Content-Length: n` and then waits for n body
+      // bytes: the response never completes and the next request on the connection is
+      // dropped (measured; uWS fixed it in 2025). endWithoutBody(undefined, …) writes
+      // `Content-Length: 9223372036854775808`. So: the length as our own header (none for
+      // a 204, RFC 9110 §8.6), and endWithoutBody() without arguments, complete at once
+      // (Connection: close is then the client's cue; uWS keeps the socket).
+      const n = Number(this.#length);
+      const sized = this.#length !== '' && Number.isSafeInteger(n) && n >= 0;
+      if (this.#status !== 204 && sized) res.writeHeader('content-length', this.#length);
+      res.endWithoutBody();
+      return;
+    }
+    if (this.#mode === 'small') {
+      const parts = this.#parts!;
+      this.#writeHead();
+      if (parts.length === 0) {
+        // A direct answer: the body as given (uWS takes a string), nothing collected.
+        res.end(body ?? '', this.#close);
         return;
       }
-      if (this.#mode === 'small') {
-        const parts = this.#parts!;
-        if (body !== undefined) parts.push(typeof body === 'string' ? Buffer.from(body) : body);
-        this.#writeHead();
-        res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), close);
-        return;
-      }
-      if (!this.#headSent) this.#writeHead();
-      res.end(body, close);
-    });
-    this.#finish(status);
+      if (body !== undefined) parts.push(typeof body === 'string' ? Buffer.from(body) : body);
+      res.end(parts.length === 1 ? parts[0]! : Buffer.concat(parts), this.#close);
+      return;
+    }
+    if (!this.#headSent) this.#writeHead();
+    res.end(body, this.#close);
   }
 
   writeContinue(): void {}

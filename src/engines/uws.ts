@@ -270,6 +270,7 @@ export class UwsEngine implements Engine {
       });
       m.protocolRequests.inc({ listener: this.listener.name, protocol: 'http/1.1' });
       serve(this.state, this.listener, ex);
+      ex.leftHandler();
     } catch (err) {
       // An exception out of a uWS handler ends the process: answer 500 instead.
       this.deps.log.error({ err, listener: this.listener.name }, 'uws: request handler failed');

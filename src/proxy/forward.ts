@@ -15,6 +15,7 @@ import { errorCodeOf, isRequestError, RESETS, toUpstreamError, type FailurePhase
 import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { dataPlane } from '../metrics';
+import { countRequest } from './request-metrics';
 import type { UpstreamNode, UpstreamPool } from './upstream-pool';
 
 /** What a Forward needs from the set that started it. */
@@ -96,15 +97,12 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #onClientGone = (): void => {
     if (this.#done) return;
     this.#done = true;
-    if (!this.#responded) dataPlane.requests.inc({ route: this.#route, status: 499 });
+    if (!this.#responded) countRequest(this.#route, 499);
     if (this.#abort !== null) this.#abort(new ClientGoneError('client closed the connection'));
   };
 
-  readonly #onDrain = (): void => {
-    const r = this.#resume;
-    this.#resume = null;
-    if (r !== null) r();
-  };
+  /** Made on the first backpressure only: most responses never need it. */
+  #onDrain: (() => void) | null = null;
 
   onConnect(abort: (err?: Error) => void): void {
     this.#connected = true;
@@ -132,7 +130,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#responded = true;
     this.#resumeFn = resume;
-    dataPlane.requests.inc({ route: this.#route, status: statusCode });
+    countRequest(this.#route, statusCode);
     return true;
   }
 
@@ -143,6 +141,11 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#ex.res.write(chunk)) return true;
     if (this.#resume === null) {
       this.#resume = this.#resumeFn;
+      this.#onDrain ??= () => {
+        const r = this.#resume;
+        this.#resume = null;
+        if (r !== null) r();
+      };
       this.#ex.res.onDrain(this.#onDrain);
     }
     return false;
@@ -216,7 +219,7 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   #answer(status: number, code: Parameters<typeof sendError>[2], message: string, close: boolean): void {
     this.#ex.res.onGone(null);
-    dataPlane.requests.inc({ route: this.#route, status });
+    countRequest(this.#route, status);
     sendError(this.#ex, status, code, message, close);
   }
 

@@ -7,6 +7,8 @@ import type { ClientIdentity, ProxyContext } from './options';
 /** RFC 9110 §7.6.1 connection-specific fields, plus `Proxy-Connection` (RFC 9112 §9.6). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade']);
 
+const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
+
 /**
  * Names the gateway sets or frames by. An upstream behind CGI, WSGI, PHP or Rack sees
  * `X_Client_Verify` and `X-Client-Verify` as the same variable (HTTP_X_CLIENT_VERIFY), and
@@ -70,6 +72,11 @@ export interface ForwardRequestHeaders {
 
 /** Tokens of a Connection header other than keep-alive/close, lower-cased; null if none. */
 function connectionTokens(value: string, into: Set<string> | null): Set<string> | null {
+  // Nearly every Connection header is exactly one of these: no split for them.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return into;
+  }
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
     if (tok === '' || tok === 'close' || tok === 'keep-alive' || NOT_HOP_BY_HOP.has(tok)) continue;
@@ -174,10 +181,13 @@ export function forwardResponseHeaders(raw: readonly Buffer[]): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
     const value = raw[i + 1]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') named = connectionTokens(value, named);
-      continue;
+    // Only names as long as a hop-by-hop one are lower-cased and looked up.
+    if (HOP_BY_HOP_LENGTHS.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') named = connectionTokens(value, named);
+        continue;
+      }
     }
     out.push(name, value);
   }

@@ -84,10 +84,18 @@ export class NodeExchange implements Exchange, ResponseWriter {
     this.raw.destroy();
   }
   onGone(cb: (() => void) | null): void {
-    if (this.#gone !== null) this.raw.off('close', this.#gone);
+    // One listener per response, added once: once()/off() per request cost a wrapper each.
+    if (cb !== null && !this.#listening) {
+      this.#listening = true;
+      this.raw.on('close', () => {
+        const g = this.#gone;
+        this.#gone = null;
+        if (g !== null) g();
+      });
+    }
     this.#gone = cb;
-    if (cb !== null) this.raw.once('close', cb);
   }
+  #listening = false;
   closeAfter(): void {
     this.raw.shouldKeepAlive = false;
     (this.req.socket as { [CLOSING]?: boolean })[CLOSING] = true;

@@ -5,12 +5,14 @@
 import { dataPlane as m } from '../metrics';
 import type { Router } from '../routing/router';
 import type { SniMap } from '../routing/sni-map';
-import type { RequestLimits, RouteSnapshot } from '../snapshot/types';
+import type { RequestLimits, RespondSnapshot, RouteSnapshot, SslSnapshot } from '../snapshot/types';
 import { checkAuthority } from './authority';
 import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { checkRequest } from './request-check';
+import { countRequest } from './request-metrics';
 import type { UpstreamSet } from './upstream-set';
+import type { ProxyContext } from './options';
 
 /** What the stage reads from a worker's current state (engines/engine.ts DataPlaneState has it). */
 export interface StageState {
@@ -33,15 +35,16 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
   const checked = checkRequest(ex.method, ex.target, ex.rawHeaders, listener.limits, ex.httpVersion);
   if (!checked.ok) {
     // A request we cannot frame or bound: the connection cannot be trusted for another one.
-    m.requests.inc({ route: '-', status: checked.status });
+    countRequest('-', checked.status);
     sendError(ex, checked.status, checked.code, checked.message, true);
     return;
   }
   const req = checked.req;
-  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl);
+  const serving = servingCache(state, listener.defaultSsl);
+  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl, serving);
   if (refusal !== null) {
     m.refused.inc({ listener: listener.name, reason: refusal });
-    m.requests.inc({ route: '-', status: 421 });
+    countRequest('-', 421);
     const msg =
       refusal === 'misdirected_host'
         ? `host ${req.host ?? '(none)'} is not served by this mTLS connection`
@@ -51,61 +54,90 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
   }
   const route = state.router.match(req.host, req.path);
   if (route === undefined) {
-    m.requests.inc({ route: '-', status: 404 });
+    countRequest('-', 404);
     sendError(ex, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');
     return;
   }
   if (!methodAllowed(route, req.method)) {
-    m.requests.inc({ route: route.id, status: 405 });
+    countRequest(route.id, 405);
     const allow = route.methods?.join(', ') ?? DEFAULT_ALLOW;
     sendError(ex, 405, 'TLSGATE_E_ROUTE_METHOD', `method ${req.method} is not allowed here`, false, ['allow', allow]);
     return;
   }
   const limit = route.maxBodySize !== undefined ? route.maxBodySize : listener.limits.maxBodySize;
   if (limit !== null && req.contentLength !== null && req.contentLength > limit) {
-    m.requests.inc({ route: route.id, status: 413 });
+    countRequest(route.id, 413);
     sendError(ex, 413, 'TLSGATE_E_BODY_TOO_LARGE', `the request body is larger than ${limit} bytes`, true);
     return;
   }
   if (route.respond !== undefined) {
-    const r = route.respond;
-    const body = Buffer.from(r.body);
-    const headers: string[] = [];
-    let type = false;
-    for (const k of Object.keys(r.headers)) {
-      const lower = k.toLowerCase();
-      type ||= lower === 'content-type';
-      if (!RESPOND_SKIP.has(lower)) headers.push(k, r.headers[k]!);
-    }
-    if (!type) headers.push('content-type', 'text/plain');
-    // RFC 9110 §8.6: no Content-Length in a 204; a 304 has no body to measure.
-    if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(body.length));
+    const r = compiledRespond(route.respond);
     // A direct answer does not read the body: a client waiting on 100-continue gets the final status.
-    if (!ex.bodyDone) {
-      headers.push('connection', 'close');
-      ex.res.closeAfter();
-    }
-    m.requests.inc({ route: route.id, status: r.status });
-    ex.res.writeHead(r.status, undefined, headers);
-    ex.res.end(req.method === 'HEAD' ? undefined : body);
+    if (!ex.bodyDone) ex.res.closeAfter();
+    countRequest(route.id, r.status);
+    ex.res.writeHead(r.status, undefined, ex.bodyDone ? r.headers : r.headersClose);
+    ex.res.end(req.method === 'HEAD' ? undefined : r.body);
     return;
   }
-  const cert = ex.conn.authorized ? ex.conn.clientIdentity() : undefined;
-  state.proxy.forward(
-    ex,
-    route.upstream!,
-    route.id,
-    req.target,
-    {
-      ...(cert !== undefined ? { clientCert: cert } : {}),
-      remoteAddress: ex.conn.remoteAddress,
-      proto: 'https',
-      ...(req.authority !== null ? { authority: req.authority } : {}),
-      ...(ex.expectContinue ? { expectContinue: true } : {}),
-    },
-    // A declared length is enforced by the engine's parser; only a chunked body is counted.
-    req.contentLength === null ? limit : null,
-  );
+  const conn = ex.conn;
+  const cert = conn.authorized ? conn.clientIdentity() : undefined;
+  const ctx: ProxyContext = { remoteAddress: conn.remoteAddress, proto: 'https' };
+  if (cert !== undefined) ctx.clientCert = cert;
+  if (req.authority !== null) ctx.authority = req.authority;
+  if (ex.expectContinue) ctx.expectContinue = true;
+  // A declared length is enforced by the engine's parser; only a chunked body is counted.
+  state.proxy.forward(ex, route.upstream!, route.id, req.target, ctx, req.contentLength === null ? limit : null);
+}
+
+/** A direct answer, built once per route object (a new snapshot brings new objects). */
+interface CompiledRespond {
+  status: number;
+  /**
+   * A string, not a Buffer: node:http joins a string body to the head and writes both at once;
+   * a Buffer takes a writev of two. uWS takes either.
+   */
+  body: string;
+  /** Never mutated by an engine (ResponseWriter.writeHead only reads them). */
+  headers: string[];
+  headersClose: string[];
+}
+const respondCache = new WeakMap<RespondSnapshot, CompiledRespond>();
+
+function compiledRespond(r: RespondSnapshot): CompiledRespond {
+  let c = respondCache.get(r);
+  if (c !== undefined) return c;
+  const headers: string[] = [];
+  let type = false;
+  for (const k of Object.keys(r.headers)) {
+    const lower = k.toLowerCase();
+    type ||= lower === 'content-type';
+    if (!RESPOND_SKIP.has(lower)) headers.push(k, r.headers[k]!);
+  }
+  if (!type) headers.push('content-type', 'text/plain');
+  // RFC 9110 §8.6: no Content-Length in a 204; a 304 has no body to measure.
+  if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(Buffer.byteLength(r.body)));
+  c = { status: r.status, body: r.body, headers, headersClose: [...headers, 'connection', 'close'] };
+  respondCache.set(r, c);
+  return c;
+}
+
+/**
+ * The SSL object serving each Host, per worker state (a new DataPlaneState per applied
+ * snapshot, engine.ts): the SNI map's lookup normalizes the name again on every request.
+ * Bounded: Hosts are client input; past the bound it starts over.
+ */
+const SERVING_CACHE_MAX = 1024;
+/** state → the listener's default_ssl ('' for none) → host → serving object. */
+const servingCaches = new WeakMap<StageState, Map<string, Map<string, SslSnapshot | null>>>();
+
+function servingCache(state: StageState, defaultSsl: string | undefined): Map<string, SslSnapshot | null> {
+  let byDefault = servingCaches.get(state);
+  if (byDefault === undefined) servingCaches.set(state, (byDefault = new Map()));
+  const key = defaultSsl ?? '';
+  let c = byDefault.get(key);
+  if (c === undefined) byDefault.set(key, (c = new Map()));
+  else if (c.size >= SERVING_CACHE_MAX) c.clear();
+  return c;
 }
 
 /** absent `methods`: any method but TRACE (it echoes the request, cookies included: XST). */

@@ -8,7 +8,7 @@ import { errorCodeOf } from './failure';
 import { Forward, limitBody, type ForwardHost } from './forward';
 import type { ConnFacts, Exchange } from './exchange';
 import { NodeExchange } from './node-exchange';
-import { dataPlane } from '../metrics';
+import { countRequest } from './request-metrics';
 import { forwardRequestHeaders } from './headers';
 import type { NodeHealthView } from './node-health';
 import {
@@ -71,7 +71,7 @@ export class UpstreamSet implements ForwardHost {
     if (up === undefined || this.#closing !== null) {
       const code = up === undefined ? 'TLSGATE_E_UPSTREAM_UNKNOWN' : 'TLSGATE_E_UPSTREAM_CONNECT';
       this.#o.logger.error({ upstream: upstreamId, code }, 'no such upstream in this worker');
-      dataPlane.requests.inc({ route, status: 502 });
+      countRequest(route, 502);
       sendError(ex, 502, code, `upstream ${upstreamId}: not available`);
       return;
     }
@@ -81,7 +81,7 @@ export class UpstreamSet implements ForwardHost {
         { upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' },
         'upstream has no node with weight > 0',
       );
-      dataPlane.requests.inc({ route, status: 502 });
+      countRequest(route, 502);
       sendError(ex, 502, 'TLSGATE_E_UPSTREAM_CONNECT', `upstream ${upstreamId}: no node`);
       return;
     }
