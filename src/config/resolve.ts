@@ -25,11 +25,16 @@ export interface ResolvedConfig {
 }
 
 /**
- * Resolves every reference through the store (which fetches each one once and keeps
+ * `reread`: which local references to read again (the others keep the store's value);
+ * absent: all of them. Resolves every reference through the store (which fetches each one once and keeps
  * refreshing it). Failing references are listed in `unresolved` (path and reference, never a
  * value); compileSnapshot refuses a config that has any.
  */
-export async function resolveConfig(config: GatewayConfig, store: SecretStore): Promise<ResolvedConfig> {
+export async function resolveConfig(
+  config: GatewayConfig,
+  store: SecretStore,
+  reread?: (ref: SecretRef) => boolean,
+): Promise<ResolvedConfig> {
   const values = new Map<string, string>();
   const sources = new Map<string, Source>();
   const refs = new Map<string, SecretRef>();
@@ -52,6 +57,7 @@ export async function resolveConfig(config: GatewayConfig, store: SecretStore): 
     references: [...refs.values()].map((r) => r.text),
     fileMaxSize: config.file_max_size,
     fileRefreshInterval: config.file_refresh_interval,
+    ...(reread ? { reread } : {}),
   });
   if (!applied.ok) {
     const byRef = new Map<string, string[]>();
