@@ -26,6 +26,8 @@ export interface Compiled {
   snapshot: Omit<Snapshot, 'version' | 'createdAt'>;
   details: SslDetails[];
   warnings: ConfigIssue[];
+  /** SSL objects validated by this compile (the others came from the cache). */
+  recompiled: number;
 }
 
 /** Why OpenSSL would not load a client CRL bundle, or undefined. */
@@ -76,6 +78,17 @@ function sslPaths(s: SslConfig, i: number): string[] {
   ];
 }
 
+/** Where each secret field of object i came from (reference text or "literal"), by field path. */
+function sourcesOf(rc: ResolvedConfig, paths: string[], i: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  const prefix = `ssls[${i}].`.length;
+  for (const p of paths) {
+    const src = rc.sources.get(p);
+    if (src !== undefined) out[p.slice(prefix)] = src;
+  }
+  return out;
+}
+
 function sameValues(a: Array<string | undefined>, b: Array<string | undefined>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -96,24 +109,15 @@ export async function compileSnapshot(
   const val = (p: string): string => values.get(p)!;
   const uws = c.listeners.some((l) => l.engine === 'uws');
   const context = `${c.warn_days}|${Math.floor(now / 86_400_000)}|${uws}`;
-  // Sources by SSL index in one pass (paths look like `ssls[12].key`).
-  const sourcesOf = new Map<number, Record<string, string>>();
-  for (const [p, src] of rc.sources) {
-    if (!p.startsWith('ssls[')) continue;
-    const m = /^ssls\[(\d+)\]\.(.+)$/.exec(p);
-    if (!m) continue;
-    const i = Number(m[1]);
-    if (!sourcesOf.has(i)) sourcesOf.set(i, {});
-    sourcesOf.get(i)![m[2]!] = src;
-  }
   const ssls: SslSnapshot[] = new Array(c.ssls.length);
   const details: SslDetails[] = new Array(c.ssls.length);
   const issues: ConfigIssue[] = [...(rc.unresolved ?? []), ...upstreamCaIssues(rc)];
-  const todo: Array<{ i: number; vals: Array<string | undefined>; input: ValidateInput }> = [];
+  const todo: Array<{ i: number; paths: string[]; vals: Array<string | undefined>; input: ValidateInput }> = [];
   const seen = new Set<string>();
   c.ssls.forEach((s, i) => {
     seen.add(s.id);
-    const vals = sslPaths(s, i).map((p) => values.get(p));
+    const paths = sslPaths(s, i);
+    const vals = paths.map((p) => values.get(p));
     const hit = cache.ssls.get(s.id);
     if (
       hit &&
@@ -136,6 +140,7 @@ export async function compileSnapshot(
     if (vals.some((v) => v === undefined)) return;
     todo.push({
       i,
+      paths,
       vals,
       input: {
         path: `ssls[${i}]`,
@@ -217,7 +222,7 @@ export async function compileSnapshot(
       certs: r.certs,
       mtls: !!s.client,
       ...(r.clientCa ? { client_ca: r.clientCa } : {}),
-      sources: sourcesOf.get(i) ?? {},
+      sources: sourcesOf(rc, t.paths, i),
       not_after: r.notAfter,
     };
     ssls[i] = ssl;
@@ -316,6 +321,7 @@ export async function compileSnapshot(
     },
     details,
     warnings: issues,
+    recompiled: todo.length,
   };
 }
 

@@ -97,8 +97,11 @@ export class Worker {
         return;
       }
       stage = 'patching the state';
+      const t0 = performance.now();
       this.patch(model, state, d);
       this.send({ type: 'ack', version: d.version });
+      const changes = { upsert: d.upsert.length, remove: d.remove.length };
+      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, 'delta applied');
     } catch (err) {
       this.refuse(err, stage, version);
     }
