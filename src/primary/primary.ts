@@ -38,6 +38,8 @@ const STABLE_MS = 10_000; // 10 s
 /** Respawn back-off for workers that keep dying: 100 ms doubling to 30 s. */
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
+/** Quiet time after a commit before the full snapshot is encoded for respawns. */
+const ENCODE_AFTER_MS = 1_000; // 1 s
 
 interface WorkerSlot {
   worker: ClusterWorker;
@@ -139,6 +141,7 @@ export class Primary {
   private statsWaiters = new Map<number, { want: number; got: WorkerStats[]; done: (s: WorkerStats[]) => void }>();
   private statsSeq = 0;
   private changeAt: number | undefined;
+  private encodeTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   readonly metrics = new PrimaryMetrics();
   adminAddress: { host: string; port: number } | undefined;
@@ -303,6 +306,19 @@ export class Primary {
     return (ref) => ref.kind === 'file' && changed.has(this.filePath(ref.path, baseDir));
   }
 
+  /**
+   * The full snapshot a respawned worker needs, encoded ahead of time once changes settle
+   * (10k objects: 13 MB, ≈ 100-400 ms here), so a respawn does not wait for it; rotations
+   * in a burst encode once, after the last.
+   */
+  private encodeSoon(): void {
+    clearTimeout(this.encodeTimer);
+    this.encodeTimer = setTimeout(() => {
+      if (this.current && !this.shuttingDown) this.fullBytes(this.current);
+    }, ENCODE_AFTER_MS);
+    this.encodeTimer.unref();
+  }
+
   private fullBytes(c: Current): Uint8Array {
     return (c.bytes ??= encodeSnapshot(c.snapshot));
   }
@@ -325,6 +341,7 @@ export class Primary {
     this.current = c;
     // Kept for a crash rollback: it shares every unchanged object with `c`; its bytes go.
     if (prev) prev.bytes = undefined;
+    this.encodeSoon();
     this.previous = prev && { c: prev, until: Date.now() + STABLE_MS };
     this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
     if (prev) {
@@ -846,6 +863,7 @@ export class Primary {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     clearInterval(this.expiryTimer);
+    clearTimeout(this.encodeTimer);
     for (const t of this.respawnTimers) clearTimeout(t);
     this.files.close();
     const timeoutMs = this.config?.drain_timeout ?? defaults.drainTimeout;

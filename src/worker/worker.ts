@@ -7,14 +7,26 @@ import { SniMap, type SniChange } from '../routing/sni-map';
 import { Router } from '../routing/router';
 import { ContextCache } from '../engines/context-cache';
 import type { DataPlaneState, Engine, StateChange } from '../engines/engine';
-import { UpstreamSet } from '../proxy';
-import { NodeEngine } from '../engines/node';
+import type { UpstreamSet } from '../proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
 import { Model } from './model';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
+
+/**
+ * The data-plane modules (node engine, request stage, undici): ≈ 300-700 ms to load on this
+ * machine (measured, undici alone ≈ 300 ms). Loaded after 'ready' is sent, so a respawned
+ * worker loads them while the primary encodes and sends its snapshot.
+ */
+function dataPlane(): { NodeEngine: typeof import('../engines/node').NodeEngine; UpstreamSet: typeof UpstreamSet } {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { NodeEngine } = require('../engines/node') as typeof import('../engines/node');
+  const proxy = require('../proxy') as typeof import('../proxy');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return { NodeEngine, UpstreamSet: proxy.UpstreamSet };
+}
 
 /** The state engines read; a delta patches it in place (every field is set synchronously). */
 interface LiveState {
@@ -35,6 +47,9 @@ export class Worker {
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private served = false;
+  /** performance.now() (ms since process start) when 'ready' was sent. */
+  readyAt = 0;
 
   constructor(
     private readonly log: Logger,
@@ -68,8 +83,24 @@ export class Worker {
   private async apply(bytes: Uint8Array, version: number): Promise<void> {
     let stage = 'decoding the snapshot';
     try {
+      const t0 = performance.now();
       const model = Model.fromSnapshot(decodeSnapshot(bytes));
+      const t1 = performance.now();
       await this.rebuild(model, (s) => (stage = s));
+      if (!this.served) {
+        // Where a (re)started worker's time goes, from process start to serving.
+        this.served = true;
+        const ms = (x: number): number => Math.round(x);
+        const timing = {
+          ready_ms: ms(this.readyAt),
+          snapshot_at_ms: ms(t0),
+          decode_ms: ms(t1 - t0),
+          build_ms: ms(performance.now() - t1),
+          serving_ms: ms(performance.now()),
+          snapshot_size: bytes.length,
+        };
+        this.log.info({ version, ...timing }, 'worker serving');
+      }
     } catch (err) {
       this.refuse(err, stage, version);
     }
@@ -235,7 +266,7 @@ export class Worker {
   private proxyStage(model: Model): UpstreamSet {
     const ups = [...model.upstreams.values()];
     if (this.proxy) this.proxy.update(ups, model.ssls);
-    else this.proxy = new UpstreamSet(ups, model.ssls, { logger: this.log });
+    else this.proxy = new (dataPlane().UpstreamSet)(ups, model.ssls, { logger: this.log });
     return this.proxy;
   }
 
@@ -303,7 +334,7 @@ export class Worker {
         `listener ${l.name}: engine ${String(l.engine)} is not available in this build`,
       );
     }
-    return new NodeEngine(l, state, { log: this.log });
+    return new (dataPlane().NodeEngine)(l, state, { log: this.log });
   }
 
   private async drain(timeoutMs: number): Promise<void> {
@@ -337,5 +368,7 @@ export function runWorker(): void {
   process.on('SIGTERM', () => {});
   process.on('SIGINT', () => {});
   process.on('disconnect', () => process.exit(0));
+  worker.readyAt = performance.now();
   send({ type: 'ready' });
+  setImmediate(dataPlane);
 }
