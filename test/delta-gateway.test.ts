@@ -62,10 +62,11 @@ ${ssls}
       gw.write('s2.crt', next.cert);
       await waitFor(async () => {
         const s = await gw.status();
-        return s.workers.every((w) => w.version > version) && (await handshake(port, { servername: 's2.test' })).cert?.fingerprint256 === fp(next.cert);
+        if (!s.workers.every((w) => w.version > version)) return false;
+        return (await handshake(port, { servername: 's2.test' })).cert?.fingerprint256 === fp(next.cert);
       }, 'new certificate served');
       const v = (await gw.status()).version;
-      const logs = await waitFor(() => (deltaLogs(v).length === 2 ? deltaLogs(v) : undefined), 'two workers applied the delta');
+      const logs = await waitFor(() => (deltaLogs(v).length === 2 ? deltaLogs(v) : undefined), 'both deltas');
       for (const l of logs) assert.deepEqual([l.upsert, l.remove], [1, 0]);
       const expect = names.map((n, i) => `${n} → ${i === 2 ? fp(next.cert) : fp(first[i]!.cert)}`);
       assert.deepEqual(await served(), expect);
@@ -86,7 +87,8 @@ ${ssls}
       gw.write('s0.key', next.key);
       gw.write('s0.crt', next.cert);
       await gw.waitVersion(st.version + 1);
-      const logs = await waitFor(() => (deltaLogs(st.version + 1).length === 2 ? deltaLogs(st.version + 1) : undefined), 'deltas');
+      const v = st.version + 1;
+      const logs = await waitFor(() => (deltaLogs(v).length === 2 ? deltaLogs(v) : undefined), 'both deltas');
       assert.ok(logs.some((l) => l.pid === fresh[0]), 'the respawned worker applied the delta');
       first[0] = next;
       assert.deepEqual(await served(), names.map((n, i) => `${n} → ${fp(first[i]!.cert)}`));

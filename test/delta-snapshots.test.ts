@@ -102,7 +102,8 @@ for (const engine of ['node', 'uws'] as const)
       const c2 = ssl('c', ['c.test', 'x.test'], certs.c);
       const w = ssl('w', ['*.w.test'], certs.w);
       const e = ssl('e', ['e.w.test'], certs.e);
-      const sni = (list: SslSnapshot[]): Array<[string, string]> => list.flatMap((s) => s.snis.map((n) => [n, s.id] as [string, string]));
+      const sni = (list: SslSnapshot[]): Array<[string, string]> =>
+        list.flatMap((s) => s.snis.map((n): [string, string] => [n, s.id]));
       const routes1 = [respond('r1', ['/'], 'one'), respond('r2', ['/api'], 'api', ['a.test'])];
       const routes2 = [respond('r3', ['/new'], 'new'), respond('r1', ['/'], 'two')];
       const steps: Array<{ ssls: SslSnapshot[]; sniOf?: SslSnapshot[]; routes: RouteSnapshot[]; def: string }> = [
@@ -143,7 +144,10 @@ for (const engine of ['node', 'uws'] as const)
         out.push(`${n || '(no sni)'} → ${h.ok ? h.cert!.fingerprint256 : 'refused'}`);
       }
       for (const [host, path] of paths) {
-        const r = await get(port, path, { servername: host, host }).catch((e: Error) => ({ status: 0, body: e.message }));
+        const r = await get(port, path, { servername: host, host }).catch((e: Error) => ({
+          status: 0,
+          body: e.message,
+        }));
         out.push(`${host}${path} → ${r.status} ${r.body}`);
       }
       return out;
@@ -224,7 +228,8 @@ for (const engine of ['node', 'uws'] as const)
       const before = await observe(pPort);
       // A route order naming a route the worker does not have: refused as a whole, even
       // though the same delta also replaces a certificate.
-      const bad = { ...cur, version: n + 1, ssls: cur.ssls.map((s) => (s.id === 'a' ? ssl('a', ['a.test'], certs.a1) : s)) };
+      const ssls = cur.ssls.map((s) => (s.id === 'a' ? ssl('a', ['a.test'], certs.a1) : s));
+      const bad = { ...cur, version: n + 1, ssls };
       const d = diffSnapshots(cur, bad);
       d.routeOrder = ['r3', 'nope'];
       patched.send({ type: 'delta', base: n, version: n + 1, bytes: encodeDelta(d) });

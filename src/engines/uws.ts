@@ -225,7 +225,8 @@ export class UwsEngine implements Engine {
       }
       // A new exact name below an installed wildcard would be shadowed by it.
       const parent = wildcardParent(name);
-      if (parent !== null && g.installed.has(`*.${parent}`) && sni.lookup(name, undefined).match === 'exact') return true;
+      if (parent === null || !g.installed.has(`*.${parent}`)) continue;
+      if (sni.lookup(name, undefined).match === 'exact') return true;
     }
     return false;
   }

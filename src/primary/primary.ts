@@ -634,7 +634,8 @@ export class Primary {
     this.pending = compiled;
     this.broadcast(compiled);
     const sentAt = performance.now();
-    this.log.info({ version, source, compile_ms: compiled.compileMs, phases: compiled.phases }, 'new snapshot sent to workers');
+    const sent = { version, source, compile_ms: compiled.compileMs, phases: compiled.phases };
+    this.log.info(sent, 'new snapshot sent to workers');
     const errors = await outcome;
     if (errors.length) {
       const good = this.current!;
@@ -889,7 +890,8 @@ export class Primary {
 
 function errorsOf(err: unknown): string[] {
   const issues = err instanceof ConfigError ? err.issues.filter((i) => i.severity === 'error') : [];
-  return issues.length ? issues.map(formatIssue) : [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
+  if (issues.length) return issues.map(formatIssue);
+  return [`${(err as TlsgateError).code ?? 'ERROR'}: ${(err as Error).message}`];
 }
 
 /**

@@ -229,9 +229,10 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
       const old = this.entries.get(text);
       // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
       // A secret manager is asked again only when its provider is new or was changed.
+      const held = ref.kind === 'vault' || ref.kind === 'aws' ? this.providers.get(ref.provider) : undefined;
       const reused =
         ref.kind === 'vault' || ref.kind === 'aws'
-          ? this.providers.get(ref.provider) !== undefined && this.providers.get(ref.provider) === next.get(ref.provider)
+          ? held !== undefined && held === next.get(ref.provider)
           : plan.reread !== undefined && !plan.reread(ref);
       if (old && reused) nextEntries.set(text, old);
       else toFetch.push(ref);

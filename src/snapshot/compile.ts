@@ -148,7 +148,12 @@ export async function compileSnapshot(
         type: s.type,
         snis: s.snis,
         pairs: [
-          { certPath: `ssls[${i}].cert`, cert: val(`ssls[${i}].cert`), keyPath: `ssls[${i}].key`, key: val(`ssls[${i}].key`) },
+          {
+            certPath: `ssls[${i}].cert`,
+            cert: val(`ssls[${i}].cert`),
+            keyPath: `ssls[${i}].key`,
+            key: val(`ssls[${i}].key`),
+          },
           ...s.certs.map((_, j) => ({
             certPath: `ssls[${i}].certs[${j}]`,
             cert: val(`ssls[${i}].certs[${j}]`),
@@ -229,7 +234,10 @@ export async function compileSnapshot(
     details[i] = detail;
     issues.push(...own);
     if (own.some((x) => x.severity === 'error')) cache.ssls.delete(s.id);
-    else cache.ssls.set(s.id, { cfg: s, cfgJson: JSON.stringify(s), values: t.vals, context, index: i, ssl, detail, issues: own });
+    else {
+      const entry = { cfg: s, cfgJson: JSON.stringify(s), values: t.vals, context, index: i, ssl, detail, issues: own };
+      cache.ssls.set(s.id, entry);
+    }
   });
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   // uWS 20.30 has a compiled-in idle timeout (≈ 10 s, also during the handshake) and no

@@ -82,9 +82,8 @@ export function diffSnapshots(
     const o = oldSsl.get(s.id);
     oldSsl.delete(s.id);
     const sni = sniB.get(s.id) ?? NONE;
-    if (o === s && sameList(sniA.get(s.id) ?? NONE, sni)) continue;
-    if (o && o.hash === s.hash && o.type === s.type && sameList(o.snis, s.snis) && sameList(sniA.get(s.id), sniB.get(s.id)))
-      continue;
+    const same = o !== undefined && (o === s || (o.hash === s.hash && o.type === s.type && sameList(o.snis, s.snis)));
+    if (same && sameList(sniA.get(s.id) ?? NONE, sni)) continue;
     upsert.push({ collection: 'ssls', value: s, sni });
   }
   for (const id of oldSsl.keys()) remove.push({ collection: 'ssls', id });

@@ -186,7 +186,8 @@ export class Worker {
           try {
             e.update(state, e.listener, change);
           } catch (again) {
-            this.log.error({ err: again, listener: e.listener.name }, 'cannot restore the previous state of a listener');
+            const listener = e.listener.name;
+            this.log.error({ err: again, listener }, 'cannot restore the previous state of a listener');
           }
         }
         throw err;
@@ -224,7 +225,9 @@ export class Worker {
     const sni = new SniMap(model.ssls.values(), model.sniTable());
     at('building the router');
     const router = new Router(model.routes);
-    const contexts = prev ? prev.contexts.carryOver(model.hashRefs, CONTEXT_CACHE_MAX) : new ContextCache(CONTEXT_CACHE_MAX);
+    const contexts = prev
+      ? prev.contexts.carryOver(model.hashRefs, CONTEXT_CACHE_MAX)
+      : new ContextCache(CONTEXT_CACHE_MAX);
     at('building the upstreams');
     const proxy = this.proxyStage(model);
     const state: LiveState = {
