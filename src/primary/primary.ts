@@ -111,6 +111,7 @@ export class Primary {
   private readonly compileCache = new CompileCache();
   /** `$file://` paths named by file events since the last reload started; 'all': re-read every file. */
   private changedFiles: Set<string> | 'all' | undefined;
+  private compose: (fileConfig: GatewayConfig) => GatewayConfig | Promise<GatewayConfig> = (c) => c;
   /** The parsed config the file watch was last armed for: re-armed only when it changes. */
   private armedFor: Loaded | undefined;
   private readonly store: SecretStore;
@@ -179,9 +180,9 @@ export class Primary {
   /** Load, validate, fork, wait for every worker to listen; throws on any start problem. */
   async start(): Promise<void> {
     let built: { compiled: Current; warnings: ConfigIssue[] };
-    const initial = loadConfigFile(this.configPath).then((loaded) => {
+    const initial = loadConfigFile(this.configPath).then(async (loaded) => {
       this.loaded = loaded;
-      return this.build({ config: loaded.config, warnings: loaded.issues });
+      return this.build({ config: await this.compose(loaded.config), warnings: loaded.issues });
     });
     // A reload asked for while the first build runs (a secret refresh) waits for it.
     this.initial = initial.catch(() => undefined);
@@ -564,6 +565,15 @@ export class Primary {
     return this.serial(() => this.applyNow(source, actor, desired));
   }
 
+  /**
+   * How reload() (file watch, SIGHUP, POST /v1/reload) and start() turn the config file into
+   * the desired state: identity by default; a source that adds objects (a config store, cert
+   * directories) sets it so a file reload keeps its objects. Throwing refuses the reload.
+   */
+  setComposer(fn: (fileConfig: GatewayConfig) => GatewayConfig | Promise<GatewayConfig>): void {
+    this.compose = fn;
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.exclusive.then(async () => {
       await this.initial;
@@ -585,8 +595,14 @@ export class Primary {
       return this.refused(source, new Date().toISOString(), errorsOf(err));
     }
     const changedFiles = files === 'all' ? undefined : [...(files ?? [])];
+    let config: GatewayConfig;
+    try {
+      config = await this.compose(loaded.config);
+    } catch (err) {
+      return this.refused(source, new Date().toISOString(), errorsOf(err));
+    }
     const desired: DesiredState = {
-      config: loaded.config,
+      config,
       warnings: loaded.issues,
       ...(changedFiles ? { changedFiles } : {}),
     };
