@@ -281,14 +281,16 @@ export class Primary {
     const h = createHash('sha256').update(
       JSON.stringify({
         listeners: body.listeners,
-        sni: body.sni,
         routes: body.routes,
         upstreams: body.upstreams.map((u) => u.hash),
         settings,
         adminValues,
       }),
     );
-    for (const s of body.ssls) h.update(`${s.id}\0${s.type}\0${s.snis.join(',')}\0${s.hash}\n`);
+    // The SNI table follows from each object's type, status and SNIs: hashed per object.
+    body.ssls.forEach((s, i) => {
+      h.update(`${s.id}\0${s.type}\0${config.ssls[i]?.status}\0${s.snis.join(',')}\0${s.hash}\n`);
+    });
     const contentHash = h.digest('hex');
     const snapshot: Snapshot = { ...body, version: 0, createdAt: Date.now() };
     const t3 = performance.now();
