@@ -12,6 +12,9 @@ export const DEV_FILES = ['ca.crt', 'localhost.crt', 'localhost.key', 'admin-api
 
 /** The `dev/` directory a config's text asks for, or null (none referenced, or not YAML: validation reports that). */
 export function devDirRequested(configFile: string, text: string): string | null {
+  // No `dev/` in the text, no reference to it: skip a second YAML parse at start (≈ 1 s
+  // for a 10k-object config, profiled).
+  if (!text.includes('dev/')) return null;
   let doc: unknown;
   try {
     doc = parse(text);

@@ -13,6 +13,8 @@ interface Entry<T> {
 
 export class ContextCache<T = unknown> {
   private readonly map = new Map<string, Entry<T>>();
+  /** Content hash → cache keys built for it (one per engine and ticket mode): a delta drops them in O(1). */
+  private readonly byHash = new Map<string, Set<string>>();
 
   constructor(private readonly max: number) {}
 
@@ -30,17 +32,43 @@ export class ContextCache<T = unknown> {
       return hit.value as V;
     }
     const value = build();
-    this.map.set(key, { hash, value });
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    this.put(key, { hash, value });
+    if (this.map.size > this.max) this.delete(this.map.keys().next().value!);
     return value;
   }
 
+  /**
+   * Forget every entry of a content hash no live object has any more. Open sockets keep
+   * their own reference to the context they shook hands with; the cache must not keep it
+   * for them (it is what made memory grow with every rotation).
+   */
+  dropHash(hash: string): void {
+    const keys = this.byHash.get(hash);
+    if (!keys) return;
+    for (const k of [...keys]) this.delete(k);
+  }
+
   /** Carry over the entries a new snapshot still uses; open sockets keep their own reference. */
-  carryOver(ssls: SslSnapshot[], max: number): ContextCache<T> {
+  carryOver(liveHashes: ReadonlySet<string> | ReadonlyMap<string, unknown>, max: number): ContextCache<T> {
     const next = new ContextCache<T>(max);
-    const live = new Set(ssls.map((s) => s.hash));
-    for (const [k, e] of this.map) if (live.has(e.hash)) next.map.set(k, e);
+    for (const [k, e] of this.map) if (liveHashes.has(e.hash)) next.put(k, e);
     return next;
+  }
+
+  private put(key: string, e: Entry<T>): void {
+    this.map.set(key, e);
+    const set = this.byHash.get(e.hash);
+    if (set) set.add(key);
+    else this.byHash.set(e.hash, new Set([key]));
+  }
+
+  private delete(key: string): void {
+    const e = this.map.get(key);
+    if (!e) return;
+    this.map.delete(key);
+    const set = this.byHash.get(e.hash);
+    set?.delete(key);
+    if (set?.size === 0) this.byHash.delete(e.hash);
   }
 }
 

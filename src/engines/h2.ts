@@ -51,9 +51,13 @@ interface SessionState {
   refilled: number;
   /** Sent GOAWAY for too many resets: closing. */
   cut: boolean;
-  /** The last authority that passed the coalescing check, and the state it passed under. */
+  /**
+   * The last authority that passed the coalescing check, and the state and version it passed
+   * under: a delta patches the state in place, so identity alone would keep a stale answer.
+   */
   okAuthority: string | undefined;
   okState: DataPlaneState | undefined;
+  okVersion: number;
 }
 
 export function h2Settings(h2: H2Settings, limits: RequestLimits): Settings {
@@ -107,7 +111,7 @@ export class H2Front {
       return;
     }
     const st: SessionState = {
-      conn, session, open: 0, idle: undefined, cut: false, okAuthority: undefined, okState: undefined,
+      conn, session, open: 0, idle: undefined, cut: false, okAuthority: undefined, okState: undefined, okVersion: -1,
       tokens: this.host.listener().h2?.maxResets ?? 100, refilled: now(),
     };
     this.sessions.add(st);
@@ -207,10 +211,11 @@ export class H2Front {
     // A connection mostly asks for one name: checked once per name and snapshot (measured: the
     // parse and SNI lookup were ~2 µs of the ~50 µs an h2 request costs here).
     const misdirected =
-      name === st.okAuthority && state === st.okState ? null : otherCertificate(state, listener, st.conn, name);
+      name === st.okAuthority && state === st.okState && state.version === st.okVersion ? null : otherCertificate(state, listener, st.conn, name);
     if (misdirected === null) {
       st.okAuthority = name;
       st.okState = state;
+      st.okVersion = state.version;
     } else {
       m.refused.inc({ listener: listener.name, reason: 'misdirected_cert' });
       m.requests.inc({ route: '-', status: 421 });

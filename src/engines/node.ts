@@ -247,9 +247,8 @@ export class NodeEngine implements Engine {
    * at all (defence in depth: a resumed session carries its first handshake's verification).
    */
   private tlsServer(ssl: SslSnapshot): TlsServer {
-    const mtls = this.state.snapshot.ssls.some((s) => s.type === 'server' && s.clientCa);
-    const tickets = this.listener.sessionTickets && !mtls;
-    const keys = this.state.snapshot.ticketKeys;
+    const tickets = this.listener.sessionTickets && !this.state.mtls;
+    const keys = this.state.ticketKeys;
     const h2 = this.listener.h2 !== undefined;
     const key = `${this.id}|${ssl.hash}|${tickets ? 't' : '-'}|${this.listener.timeouts.handshakeMs}|${h2 ? 'h2' : ''}`;
     return this.state.contexts.get(key, ssl.hash, () => {

@@ -20,7 +20,7 @@ import { dataPlane as m } from '../metrics';
 import { normalizeHost, wildcardParent } from '../routing/names';
 import { sendError, serve } from '../proxy';
 import type { ListenerSnapshot, SslSnapshot } from '../snapshot/types';
-import type { DataPlaneState, Engine, EngineDeps } from './engine';
+import type { DataPlaneState, Engine, EngineDeps, StateChange } from './engine';
 import { KeyDir } from './key-dir';
 import {
   loadUws,
@@ -90,11 +90,21 @@ export class UwsEngine implements Engine {
     }
   }
 
-  update(state: DataPlaneState, listener: ListenerSnapshot): void {
+  /**
+   * Names this generation never installed need nothing: they are installed on their first
+   * handshake (missingServerName) from the new state. Only a name already installed with
+   * other material, or a default certificate that changed, needs a new generation: uWS
+   * 20.30 ignores addServerName for a name it holds (uSockets sni_add refuses a duplicate)
+   * and removeServerName with a connection of that name open crashes the process.
+   */
+  update(state: DataPlaneState, listener: ListenerSnapshot, change?: StateChange): void {
     const prev = { state: this.state, listener: this.listener };
+    const sameDefault = listener.defaultSsl === this.listener.defaultSsl;
     this.state = state;
     this.listener = listener;
-    if (this.draining || !this.stale(this.current)) return;
+    if (this.draining) return;
+    const stale = change && sameDefault ? this.staleAfter(this.current, change) : this.stale(this.current);
+    if (!stale) return;
     // A new app on the same port first, then the old listen socket closes: there is
     // always a socket accepting. uWS listens synchronously.
     let next: Generation | undefined;
@@ -194,6 +204,31 @@ export class UwsEngine implements Engine {
 
   private defaultSsl(state: DataPlaneState): SslSnapshot | undefined {
     return this.listener.defaultSsl ? state.sni.byId.get(this.listener.defaultSsl) : undefined;
+  }
+
+  /** stale(), looking only at what a delta changed: O(changed names), not O(installed). */
+  private staleAfter(g: Generation, change: StateChange): boolean {
+    const d = this.listener.defaultSsl;
+    if (d !== undefined && change.ids.has(d) && this.defaultSsl(this.state)?.hash !== g.defaultHash) return true;
+    // Odd spellings are installed under the client's own spelling: the full check finds them.
+    if (g.aliases > 0) return this.stale(g);
+    const sni = this.state.sni;
+    for (const name of change.names) {
+      const hash = g.installed.get(name);
+      if (name.startsWith('*.')) {
+        if (hash !== undefined && sni.wildcardOf(name.slice(2))?.hash !== hash) return true;
+        continue;
+      }
+      if (hash !== undefined) {
+        if (sni.lookup(name, undefined).ssl?.hash !== hash) return true;
+        continue;
+      }
+      // A new exact name below an installed wildcard would be shadowed by it.
+      const parent = wildcardParent(name);
+      if (parent === null || !g.installed.has(`*.${parent}`)) continue;
+      if (sni.lookup(name, undefined).match === 'exact') return true;
+    }
+    return false;
   }
 
   /** Does the new state change what this generation already answers for? */

@@ -45,6 +45,23 @@ export class PrimaryMetrics {
     }
   }
 
+  /** Only what a change touched: set `changed`, drop `removed` (O(changed), not O(objects)). */
+  patchCertificates(changed: SslDetails[], removed: string[], now = Date.now()): void {
+    for (const id of removed) {
+      this.notAfter.remove({ ssl: id });
+      this.daysLeft.remove({ ssl: id });
+    }
+    for (const d of changed) {
+      if (!Number.isFinite(d.not_after)) {
+        this.notAfter.remove({ ssl: d.id });
+        this.daysLeft.remove({ ssl: d.id });
+        continue;
+      }
+      this.notAfter.set({ ssl: d.id }, Math.floor(d.not_after / 1000));
+      this.daysLeft.set({ ssl: d.id }, Math.floor((d.not_after - now) / 86_400_000));
+    }
+  }
+
   async text(): Promise<string> {
     // clusterMetrics() asks every worker over IPC and sums counters/histograms.
     const workers = await this.aggregator.clusterMetrics().catch(() => '');

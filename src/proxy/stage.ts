@@ -16,6 +16,8 @@ import type { ProxyContext } from './options';
 
 /** What the stage reads from a worker's current state (engines/engine.ts DataPlaneState has it). */
 export interface StageState {
+  /** The snapshot version: a delta patches `sni` in place and bumps it. */
+  readonly version: number;
   readonly sni: SniMap;
   readonly router: Router;
   readonly proxy: UpstreamSet;
@@ -122,17 +124,24 @@ function compiledRespond(r: RespondSnapshot): CompiledRespond {
 }
 
 /**
- * The SSL object serving each Host, per worker state (a new DataPlaneState per applied
- * snapshot, engine.ts): the SNI map's lookup normalizes the name again on every request.
- * Bounded: Hosts are client input; past the bound it starts over.
+ * The SSL object serving each Host, per worker state and snapshot version (a delta patches
+ * the SNI map in place and bumps the version, worker.ts): the SNI map's lookup normalizes
+ * the name again on every request. Bounded: Hosts are client input; past the bound it starts over.
  */
 const SERVING_CACHE_MAX = 1024;
-/** state → the listener's default_ssl ('' for none) → host → serving object. */
-const servingCaches = new WeakMap<StageState, Map<string, Map<string, SslSnapshot | null>>>();
+interface ServingCache {
+  version: number;
+  /** the listener's default_ssl ('' for none) → host → serving object. */
+  byDefault: Map<string, Map<string, SslSnapshot | null>>;
+}
+const servingCaches = new WeakMap<StageState, ServingCache>();
 
 function servingCache(state: StageState, defaultSsl: string | undefined): Map<string, SslSnapshot | null> {
-  let byDefault = servingCaches.get(state);
-  if (byDefault === undefined) servingCaches.set(state, (byDefault = new Map()));
+  let entry = servingCaches.get(state);
+  if (entry === undefined || entry.version !== state.version) {
+    servingCaches.set(state, (entry = { version: state.version, byDefault: new Map() }));
+  }
+  const byDefault = entry.byDefault;
   const key = defaultSsl ?? '';
   let c = byDefault.get(key);
   if (c === undefined) byDefault.set(key, (c = new Map()));

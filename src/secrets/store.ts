@@ -78,6 +78,11 @@ export interface StorePlan {
   fileMaxSize?: number;
   /** Background re-read interval of `$file://` values, ms (config `file_refresh_interval`). */
   fileRefreshInterval?: number;
+  /**
+   * Which local (`$file`, `$env`) references already held to read again; absent: all. The
+   * primary passes the files a watcher named, so one changed file among 10k is one read.
+   */
+  reread?: (ref: SecretRef) => boolean;
 }
 
 /** On failure, `partial` holds what did resolve: the config check still validates those objects. */
@@ -224,12 +229,12 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
       // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
       // A secret manager is asked again only when its provider is new or was changed.
       // A short reference whose default moved to another provider is read again.
+      const held = ref.kind === 'vault' || ref.kind === 'aws' ? this.providers.get(ref.provider) : undefined;
       const reused =
-        (ref.kind === 'vault' || ref.kind === 'aws') &&
-        old?.ref.kind === ref.kind &&
-        old.ref.provider === ref.provider &&
-        this.providers.get(ref.provider) !== undefined &&
-        this.providers.get(ref.provider) === next.get(ref.provider);
+        ref.kind === 'vault' || ref.kind === 'aws'
+          ? old?.ref.kind === ref.kind && old.ref.provider === ref.provider &&
+            held !== undefined && held === next.get(ref.provider)
+          : plan.reread !== undefined && !plan.reread(ref);
       if (old && reused) nextEntries.set(text, old);
       else toFetch.push(ref);
     }

@@ -3,6 +3,7 @@
 import { createSecureContext } from 'node:tls';
 import { ConfigError, type ConfigIssue } from '../errors';
 import type { ResolvedConfig } from '../config/resolve';
+import type { SslConfig } from '../config/types';
 import { defaults } from '../config/defaults';
 import type { CertValidator } from '../certs/pool';
 import { X509Certificate } from 'node:crypto';
@@ -25,6 +26,8 @@ export interface Compiled {
   snapshot: Omit<Snapshot, 'version' | 'createdAt'>;
   details: SslDetails[];
   warnings: ConfigIssue[];
+  /** SSL objects validated by this compile (the others came from the cache). */
+  recompiled: number;
 }
 
 /** Why OpenSSL would not load a client CRL bundle, or undefined. */
@@ -39,68 +42,153 @@ function crlProblem(pem: string): string | undefined {
   }
 }
 
+/**
+ * Per SSL object: its compiled form, keyed by id, reused while the object's config and
+ * resolved values are the same (values compared by identity first: the secret store hands
+ * back the same string for a value it did not re-read). So a change re-validates and
+ * re-hashes only the objects whose inputs changed, and unchanged objects keep their
+ * SslSnapshot identity, which is how the primary's diff finds them in O(1) each.
+ */
+export class CompileCache {
+  readonly ssls = new Map<string, CachedSsl>();
+}
+
+interface CachedSsl {
+  cfg: SslConfig;
+  cfgJson: string;
+  values: Array<string | undefined>;
+  /** Settings outside the object that change its result (warn_days, the day, uws listeners). */
+  context: string;
+  index: number;
+  ssl: SslSnapshot;
+  detail: SslDetails;
+  /** Warnings (errors are never cached), with paths of `index`. */
+  issues: ConfigIssue[];
+}
+
+function sslPaths(s: SslConfig, i: number): string[] {
+  const p = `ssls[${i}]`;
+  return [
+    `${p}.cert`,
+    `${p}.key`,
+    ...s.certs.map((_, j) => `${p}.certs[${j}]`),
+    ...s.keys.map((_, j) => `${p}.keys[${j}]`),
+    ...(s.client ? [`${p}.client.ca`] : []),
+    ...(s.client?.crl !== undefined ? [`${p}.client.crl`] : []),
+  ];
+}
+
+/** Where each secret field of object i came from (reference text or "literal"), by field path. */
+function sourcesOf(rc: ResolvedConfig, paths: string[], i: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  const prefix = `ssls[${i}].`.length;
+  for (const p of paths) {
+    const src = rc.sources.get(p);
+    if (src !== undefined) out[p.slice(prefix)] = src;
+  }
+  return out;
+}
+
+function sameValues(a: Array<string | undefined>, b: Array<string | undefined>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function reindex(issues: ConfigIssue[], i: number): ConfigIssue[] {
+  return issues.map((x) => ({ ...x, path: x.path.replace(/^ssls\[\d+\]/, `ssls[${i}]`) }));
+}
+
 export async function compileSnapshot(
   rc: ResolvedConfig,
   validator: CertValidator,
   now = Date.now(),
+  cache = new CompileCache(),
 ): Promise<Compiled> {
   const { config: c, values } = rc;
   const val = (p: string): string => values.get(p)!;
-  // An SSL object with an unresolved value is skipped here (its path is in rc.unresolved);
-  // every other object is still validated, and both sets of errors are reported together.
-  const resolved = (i: number): boolean => {
-    const s = c.ssls[i]!;
-    const paths = [`ssls[${i}].cert`, `ssls[${i}].key`, ...s.certs.map((_, j) => `ssls[${i}].certs[${j}]`)];
-    paths.push(...s.keys.map((_, j) => `ssls[${i}].keys[${j}]`), ...(s.client ? [`ssls[${i}].client.ca`] : []));
-    return paths.every((p) => values.has(p));
-  };
-  const complete = c.ssls.map((_, i) => resolved(i));
-  const all: ValidateInput[] = c.ssls.map((s, i) => ({
-    path: `ssls[${i}]`,
-    id: s.id,
-    type: s.type,
-    snis: s.snis,
-    pairs: [
-      {
-        certPath: `ssls[${i}].cert`,
-        cert: val(`ssls[${i}].cert`),
-        keyPath: `ssls[${i}].key`,
-        key: val(`ssls[${i}].key`),
-      },
-      ...s.certs.map((_, j) => ({
-        certPath: `ssls[${i}].certs[${j}]`,
-        cert: val(`ssls[${i}].certs[${j}]`),
-        keyPath: `ssls[${i}].keys[${j}]`,
-        key: val(`ssls[${i}].keys[${j}]`),
-      })),
-    ],
-    ...(s.client ? { clientCa: { path: `ssls[${i}].client.ca`, pem: val(`ssls[${i}].client.ca`) } } : {}),
-    warnDays: c.warn_days,
-    now,
-  }));
-  const checked = await validator.validate(all.filter((_, i) => complete[i]));
-  const unresolved = rc.unresolved ?? [];
-  const issues = [...unresolved, ...checked.flatMap((r) => r.issues), ...upstreamCaIssues(rc)];
+  const uws = c.listeners.some((l) => l.engine === 'uws');
+  const context = `${c.warn_days}|${Math.floor(now / 86_400_000)}|${uws}`;
+  const ssls: SslSnapshot[] = new Array(c.ssls.length);
+  const details: SslDetails[] = new Array(c.ssls.length);
+  const issues: ConfigIssue[] = [...(rc.unresolved ?? []), ...upstreamCaIssues(rc)];
+  const todo: Array<{ i: number; paths: string[]; vals: Array<string | undefined>; input: ValidateInput }> = [];
+  const seen = new Set<string>();
   c.ssls.forEach((s, i) => {
-    const crl = s.client?.crl === undefined ? undefined : values.get(`ssls[${i}].client.crl`);
-    if (crl === undefined) return;
-    const problem = crlProblem(crl);
-    if (problem) {
-      issues.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+    seen.add(s.id);
+    const paths = sslPaths(s, i);
+    const vals = paths.map((p) => values.get(p));
+    const hit = cache.ssls.get(s.id);
+    if (
+      hit &&
+      hit.context === context &&
+      sameValues(hit.values, vals) &&
+      (hit.cfg === s || hit.cfgJson === JSON.stringify(s))
+    ) {
+      if (hit.index !== i) {
+        hit.issues = reindex(hit.issues, i);
+        hit.index = i;
+      }
+      hit.cfg = s;
+      ssls[i] = hit.ssl;
+      details[i] = hit.detail;
+      issues.push(...hit.issues);
+      return;
     }
+    // An SSL object with an unresolved value is skipped here (its path is in rc.unresolved);
+    // every other object is still validated, and both sets of errors are reported together.
+    if (vals.some((v) => v === undefined)) return;
+    todo.push({
+      i,
+      paths,
+      vals,
+      input: {
+        path: `ssls[${i}]`,
+        id: s.id,
+        type: s.type,
+        snis: s.snis,
+        pairs: [
+          {
+            certPath: `ssls[${i}].cert`,
+            cert: val(`ssls[${i}].cert`),
+            keyPath: `ssls[${i}].key`,
+            key: val(`ssls[${i}].key`),
+          },
+          ...s.certs.map((_, j) => ({
+            certPath: `ssls[${i}].certs[${j}]`,
+            cert: val(`ssls[${i}].certs[${j}]`),
+            keyPath: `ssls[${i}].keys[${j}]`,
+            key: val(`ssls[${i}].keys[${j}]`),
+          })),
+        ],
+        ...(s.client ? { clientCa: { path: `ssls[${i}].client.ca`, pem: val(`ssls[${i}].client.ca`) } } : {}),
+        warnDays: c.warn_days,
+        now,
+      },
+    });
   });
-  if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
-  const inputs = all;
-  const results = checked;
-
-  const ssls: SslSnapshot[] = c.ssls.map((s, i) => {
+  for (const id of [...cache.ssls.keys()]) if (!seen.has(id)) cache.ssls.delete(id);
+  // Only the objects that changed: in parallel on the pool (every core at start).
+  const checked = await validator.validate(todo.map((t) => t.input));
+  todo.forEach((t, k) => {
+    const { i, input } = t;
+    const s = c.ssls[i]!;
+    const r = checked[k]!;
+    const own: ConfigIssue[] = [...r.issues];
+    const crl = s.client?.crl === undefined ? undefined : values.get(`ssls[${i}].client.crl`);
+    if (crl !== undefined) {
+      const problem = crlProblem(crl);
+      if (problem)
+        own.push({ path: `ssls[${i}].client.crl`, code: 'TLSGATE_E_CERT_PARSE', severity: 'error', message: problem });
+    }
     // Preferred pair first: ECDSA (cheaper handshakes, every current client has it).
-    const kinds = results[i]!.certs.map((ci) => ci.key_type);
-    const pairs = inputs[i]!.pairs.map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
+    const kinds = r.certs.map((ci) => ci.key_type);
+    const pairs = input.pairs
+      .map((p, j) => ({ cert: p.cert, key: p.key, ec: kinds[j] === 'ec' }))
       .sort((a, b) => Number(b.ec) - Number(a.ec))
       .map(({ cert, key }) => ({ cert, key }));
-    if (pairs.length > 1 && s.type === 'server' && c.listeners.some((l) => l.engine === 'uws')) {
-      issues.push({
+    if (pairs.length > 1 && s.type === 'server' && uws) {
+      own.push({
         path: `ssls[${i}].certs`,
         code: 'TLSGATE_E_DUAL_CERT_SNI',
         severity: 'warning',
@@ -110,9 +198,9 @@ export async function compileSnapshot(
           "(OpenSSL picks by the client's signature algorithms).",
       });
     }
-    const clientCa = inputs[i]!.clientCa?.pem;
-    const clientCrl = s.client?.crl !== undefined ? val(`ssls[${i}].client.crl`) : undefined;
-    return {
+    const clientCa = input.clientCa?.pem;
+    const clientCrl = clientCa ? crl : undefined;
+    const ssl: SslSnapshot = {
       id: s.id,
       type: s.type,
       snis: s.snis,
@@ -131,7 +219,27 @@ export async function compileSnapshot(
         s.ssl_ciphers,
       ]),
     };
+    const detail: SslDetails = {
+      id: s.id,
+      type: s.type,
+      status: s.status,
+      snis: s.snis,
+      certs: r.certs,
+      mtls: !!s.client,
+      ...(r.clientCa ? { client_ca: r.clientCa } : {}),
+      sources: sourcesOf(rc, t.paths, i),
+      not_after: r.notAfter,
+    };
+    ssls[i] = ssl;
+    details[i] = detail;
+    issues.push(...own);
+    if (own.some((x) => x.severity === 'error')) cache.ssls.delete(s.id);
+    else {
+      const entry = { cfg: s, cfgJson: JSON.stringify(s), values: t.vals, context, index: i, ssl, detail, issues: own };
+      cache.ssls.set(s.id, entry);
+    }
   });
+  if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   // uWS 20.30 has a compiled-in idle timeout (≈ 10 s, also during the handshake) and no
   // accept hook: values it cannot apply are said, never silently ignored.
   c.listeners.forEach((l, i) => {
@@ -163,6 +271,7 @@ export async function compileSnapshot(
   for (const s of c.ssls)
     if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) sni.push([n, s.id]);
 
+  const sslById = new Map(ssls.map((x) => [x.id, x]));
   const upstreams: UpstreamSnapshot[] = c.upstreams.map((u, i) => {
     const ca = u.tls?.ca ? val(`upstreams[${i}].tls.ca`) : undefined;
     const tls = u.tls
@@ -184,33 +293,8 @@ export async function compileSnapshot(
       timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
       ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
     };
-    const clientSsl = tls?.clientSsl ? ssls.find((s) => s.id === tls.clientSsl)?.hash : undefined;
+    const clientSsl = tls?.clientSsl ? sslById.get(tls.clientSsl)?.hash : undefined;
     return { ...body, hash: materialHash([JSON.stringify(body), clientSsl]) };
-  });
-
-  // Sources by SSL index in one pass (paths look like `ssls[12].key`).
-  const sourcesOf = new Map<number, Record<string, string>>();
-  for (const [p, src] of rc.sources) {
-    const m = /^ssls\[(\d+)\]\.(.+)$/.exec(p);
-    if (!m) continue;
-    const i = Number(m[1]);
-    if (!sourcesOf.has(i)) sourcesOf.set(i, {});
-    sourcesOf.get(i)![m[2]!] = src;
-  }
-  const details: SslDetails[] = c.ssls.map((s, i) => {
-    const sources = sourcesOf.get(i) ?? {};
-    const r = results[i]!;
-    return {
-      id: s.id,
-      type: s.type,
-      status: s.status,
-      snis: s.snis,
-      certs: r.certs,
-      mtls: !!s.client,
-      ...(r.clientCa ? { client_ca: r.clientCa } : {}),
-      sources,
-      not_after: r.notAfter,
-    };
   });
 
   return {
@@ -255,6 +339,7 @@ export async function compileSnapshot(
     },
     details,
     warnings: issues,
+    recompiled: todo.length,
   };
 }
 

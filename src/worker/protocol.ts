@@ -5,6 +5,8 @@ import type { UpstreamHealthView } from '../proxy';
 /** primary → worker */
 export type PrimaryMessage =
   | { type: 'snapshot'; version: number; bytes: Uint8Array }
+  /** msgpack SnapshotDelta (snapshot/delta.ts): applies only on a worker serving `base`. */
+  | { type: 'delta'; base: number; version: number; bytes: Uint8Array }
   | { type: 'drain'; timeoutMs: number }
   | { type: 'stats?'; id: number };
 
@@ -22,7 +24,9 @@ export type WorkerMessage =
   | { type: 'ack'; version: number }
   /** `version` could not be applied; the worker keeps serving its previous one (if any). */
   | { type: 'snapshot-error'; version: number; code: string; message: string }
-  | { type: 'stats'; id: number; stats: WorkerStats };
+  | { type: 'stats'; id: number; stats: WorkerStats }
+  /** A delta to `version` arrived while this worker serves `have`, not its base: send a full snapshot. */
+  | { type: 'resync'; version: number; have: number };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

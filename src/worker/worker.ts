@@ -1,24 +1,55 @@
-// A data-plane worker: decode a snapshot, build the SNI map, router and contexts,
-// swap them into the engines with one assignment each, ack the version.
+// A data-plane worker: decode a snapshot (full, or a delta from the version it serves),
+// build or patch the SNI map, router, contexts and upstreams, ack the version.
 import { decodeSnapshot } from '../snapshot/codec';
-import type { ListenerSnapshot, Snapshot } from '../snapshot/types';
-import { SniMap } from '../routing/sni-map';
+import { decodeDelta, type SnapshotDelta } from '../snapshot/delta';
+import type { ListenerSnapshot } from '../snapshot/types';
+import { SniMap, type SniChange } from '../routing/sni-map';
 import { Router } from '../routing/router';
 import { ContextCache } from '../engines/context-cache';
-import type { DataPlaneState, Engine } from '../engines/engine';
-import { UpstreamSet } from '../proxy';
-import { NodeEngine } from '../engines/node';
+import type { DataPlaneState, Engine, StateChange } from '../engines/engine';
+import type { UpstreamSet } from '../proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
+import { Model } from './model';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
+/**
+ * The data-plane modules (node engine, request stage, undici): ≈ 300-700 ms to load on this
+ * machine (measured, undici alone ≈ 300 ms). Loaded after 'ready' is sent, so a respawned
+ * worker loads them while the primary encodes and sends its snapshot.
+ */
+function dataPlane(): { NodeEngine: typeof import('../engines/node').NodeEngine; UpstreamSet: typeof UpstreamSet } {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { NodeEngine } = require('../engines/node') as typeof import('../engines/node');
+  const proxy = require('../proxy') as typeof import('../proxy');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return { NodeEngine, UpstreamSet: proxy.UpstreamSet };
+}
+
+/** The state engines read; a delta patches it in place (every field is set synchronously). */
+interface LiveState {
+  version: number;
+  listeners: readonly ListenerSnapshot[];
+  ssls: ReadonlyMap<string, import('../snapshot/types').SslSnapshot>;
+  mtls: boolean;
+  ticketKeys?: Uint8Array;
+  sni: SniMap;
+  router: Router;
+  contexts: ContextCache;
+  proxy: UpstreamSet;
+}
+
 export class Worker {
-  private state: DataPlaneState | undefined;
+  private state: LiveState | undefined;
+  private model: Model | undefined;
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private served = false;
+  /** performance.now() (ms since process start) when 'ready' was sent. */
+  readyAt = 0;
 
   constructor(
     private readonly log: Logger,
@@ -29,8 +60,11 @@ export class Worker {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'snapshot':
-        // Snapshots apply in order, one at a time.
+        // Snapshots and deltas apply in order, one at a time.
         this.queue = this.queue.then(() => this.apply(m.bytes, m.version));
+        return;
+      case 'delta':
+        this.queue = this.queue.then(() => this.applyDelta(m.bytes, m.base, m.version));
         return;
       case 'drain':
         void this.drain(m.timeoutMs);
@@ -42,53 +76,200 @@ export class Worker {
   }
 
   /**
-   * Build everything from the snapshot, then switch. Any failure (decode, SNI map,
+   * Build everything from a full snapshot, then switch. Any failure (decode, SNI map,
    * router, contexts, upstreams, a listener that cannot bind) leaves the previous state
    * serving and is reported to the primary, which then refuses that version.
    */
   private async apply(bytes: Uint8Array, version: number): Promise<void> {
-    const prev = this.state;
-    let snapshot: Snapshot | undefined;
     let stage = 'decoding the snapshot';
     try {
-      snapshot = decodeSnapshot(bytes);
-      stage = 'building the SNI map';
-      const sni = new SniMap(snapshot.ssls, snapshot.sni);
-      stage = 'building the router';
-      const router = new Router(snapshot.routes);
-      const contexts = prev
-        ? prev.contexts.carryOver(snapshot.ssls, CONTEXT_CACHE_MAX)
-        : new ContextCache(CONTEXT_CACHE_MAX);
-      stage = 'building the upstreams';
-      const proxy = this.proxyStage(snapshot);
-      const state: DataPlaneState = { version: snapshot.version, snapshot, sni, router, contexts, proxy };
-      stage = 'binding and updating the listeners';
-      try {
-        await this.syncListeners(state, prev);
-      } catch (err) {
-        // Upstream pools back to the running snapshot's (UpstreamSet.update is all or nothing).
-        if (prev) this.proxy?.update(prev.snapshot.upstreams, prev.snapshot.ssls);
-        throw err;
+      const t0 = performance.now();
+      const model = Model.fromSnapshot(decodeSnapshot(bytes));
+      const t1 = performance.now();
+      await this.rebuild(model, (s) => (stage = s));
+      if (!this.served) {
+        // Where a (re)started worker's time goes, from process start to serving.
+        this.served = true;
+        const ms = (x: number): number => Math.round(x);
+        const timing = {
+          ready_ms: ms(this.readyAt),
+          snapshot_at_ms: ms(t0),
+          decode_ms: ms(t1 - t0),
+          build_ms: ms(performance.now() - t1),
+          serving_ms: ms(performance.now()),
+          snapshot_size: bytes.length,
+        };
+        this.log.info({ version, ...timing }, 'worker serving');
       }
-      this.state = state;
-      this.send({ type: 'ack', version: snapshot.version });
     } catch (err) {
-      const e = err as Partial<TlsgateError> & { code?: string };
-      const ours = typeof e.code === 'string' && e.code.startsWith('TLSGATE_E_');
-      const text = e.message ?? String(err);
-      const message = ours ? text : `${stage}: ${text}${e.code ? ` (${e.code})` : ''}`;
-      const v = snapshot?.version ?? version;
-      this.log.error({ version: v, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
-      this.send({ type: 'snapshot-error', version: v, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
-      // Nothing to serve at all: exit, the primary respawns (with back-off) on its last good snapshot.
-      if (!this.state) setImmediate(() => process.exit(1));
+      this.refuse(err, stage, version);
     }
   }
 
+  /**
+   * A delta from the version this worker serves: patched in place, in O(changed), all or
+   * nothing. A worker at another version (it failed or missed one) asks for a full snapshot.
+   * A delta that changes listeners (rare) is applied to a copy and rebuilt like a snapshot.
+   */
+  private async applyDelta(bytes: Uint8Array, base: number, version: number): Promise<void> {
+    const model = this.model;
+    const state = this.state;
+    if (!model || !state || model.version !== base) {
+      this.send({ type: 'resync', version, have: model?.version ?? 0 });
+      return;
+    }
+    let stage = 'decoding the delta';
+    try {
+      const d = decodeDelta(bytes);
+      if (d.upsert.some((o) => o.collection === 'listeners') || d.remove.some((r) => r.collection === 'listeners')) {
+        const next = model.clone();
+        next.patch(d);
+        await this.rebuild(next, (s) => (stage = s));
+        return;
+      }
+      stage = 'patching the state';
+      const t0 = performance.now();
+      this.patch(model, state, d);
+      this.send({ type: 'ack', version: d.version });
+      const changes = { upsert: d.upsert.length, remove: d.remove.length };
+      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, 'delta applied');
+    } catch (err) {
+      this.refuse(err, stage, version);
+    }
+  }
+
+  /** Synchronous, so no handshake or request ever sees half a delta. */
+  private patch(model: Model, state: LiveState, d: SnapshotDelta): void {
+    const undos: Array<() => void> = [];
+    const before = { version: state.version, mtls: state.mtls, router: state.router };
+    const sniBefore = new Map<string, readonly string[]>();
+    const ids = new Set<string>();
+    for (const o of d.upsert) if (o.collection === 'ssls') ids.add(o.value.id);
+    for (const r of d.remove) if (r.collection === 'ssls') ids.add(r.id);
+    for (const id of ids) sniBefore.set(id, model.sniOf.get(id) ?? []);
+    const clientBefore = [...ids].some((id) => model.ssls.get(id)?.type === 'client');
+    try {
+      const { undo, released } = model.patch(d);
+      undos.push(undo);
+      const changes: SniChange[] = [...ids].map((id) => ({
+        id,
+        ssl: model.ssls.get(id),
+        before: sniBefore.get(id)!,
+        after: model.sniOf.get(id) ?? [],
+      }));
+      undos.push(state.sni.patch(changes));
+      if (d.routeOrder) state.router = new Router(model.routes);
+      const upstreamsChanged =
+        clientBefore ||
+        [...ids].some((id) => model.ssls.get(id)?.type === 'client') ||
+        d.upsert.some((o) => o.collection === 'upstreams') ||
+        d.remove.some((r) => r.collection === 'upstreams');
+      if (upstreamsChanged) {
+        // Restored after the model's undo (pushed first, so it runs last).
+        undos.unshift(() => state.proxy.update([...model.upstreams.values()], model.ssls));
+        state.proxy.update([...model.upstreams.values()], model.ssls);
+      }
+      state.version = model.version;
+      state.mtls = model.mtlsCount > 0;
+      const names = new Set<string>();
+      for (const c of changes) for (const n of [...c.before, ...c.after]) names.add(n);
+      const change: StateChange = { ids, names };
+      const updated: Engine[] = [];
+      try {
+        for (const e of this.engines.values()) {
+          updated.push(e);
+          e.update(state, e.listener, change);
+        }
+      } catch (err) {
+        this.restore(undos, state, before);
+        for (const e of updated) {
+          try {
+            e.update(state, e.listener, change);
+          } catch (again) {
+            const listener = e.listener.name;
+            this.log.error({ err: again, listener }, 'cannot restore the previous state of a listener');
+          }
+        }
+        throw err;
+      }
+      // Served: contexts of material no object holds any more go (sockets keep their own).
+      for (const h of released) state.contexts.dropHash(h);
+    } catch (err) {
+      this.restore(undos, state, before);
+      throw err;
+    }
+  }
+
+  private restore(
+    undos: Array<() => void>,
+    state: LiveState,
+    before: { version: number; mtls: boolean; router: Router },
+  ): void {
+    for (const u of undos.splice(0).reverse()) {
+      try {
+        u();
+      } catch (err) {
+        this.log.error({ err }, 'cannot undo part of a delta');
+      }
+    }
+    state.version = before.version;
+    state.mtls = before.mtls;
+    state.router = before.router;
+  }
+
+  /** A full (re)build from a model: new state, listeners synced, then one switch. */
+  private async rebuild(model: Model, at: (stage: string) => void): Promise<void> {
+    const prev = this.state;
+    const prevModel = this.model;
+    at('building the SNI map');
+    const sni = new SniMap(model.ssls.values(), model.sniTable());
+    at('building the router');
+    const router = new Router(model.routes);
+    const contexts = prev
+      ? prev.contexts.carryOver(model.hashRefs, CONTEXT_CACHE_MAX)
+      : new ContextCache(CONTEXT_CACHE_MAX);
+    at('building the upstreams');
+    const proxy = this.proxyStage(model);
+    const state: LiveState = {
+      version: model.version,
+      listeners: model.listeners,
+      ssls: sni.byId,
+      mtls: model.mtlsCount > 0,
+      ...(model.ticketKeys ? { ticketKeys: model.ticketKeys } : {}),
+      sni,
+      router,
+      contexts,
+      proxy,
+    };
+    at('binding and updating the listeners');
+    try {
+      await this.syncListeners(state, prev);
+    } catch (err) {
+      // Upstream pools back to the running snapshot's (UpstreamSet.update is all or nothing).
+      if (prevModel) this.proxy?.update([...prevModel.upstreams.values()], prevModel.ssls);
+      throw err;
+    }
+    this.state = state;
+    this.model = model;
+    this.send({ type: 'ack', version: model.version });
+  }
+
+  private refuse(err: unknown, stage: string, version: number): void {
+    const e = err as Partial<TlsgateError> & { code?: string };
+    const ours = typeof e.code === 'string' && e.code.startsWith('TLSGATE_E_');
+    const text = e.message ?? String(err);
+    const message = ours ? text : `${stage}: ${text}${e.code ? ` (${e.code})` : ''}`;
+    this.log.error({ version, code: e.code, err }, 'cannot apply the snapshot; the previous one keeps serving');
+    this.send({ type: 'snapshot-error', version, code: ours ? e.code! : 'TLSGATE_E_SNAPSHOT_APPLY', message });
+    // Nothing to serve at all: exit, the primary respawns (with back-off) on its last good snapshot.
+    if (!this.state) setImmediate(() => process.exit(1));
+  }
+
   /** One UpstreamSet per worker: pools whose upstream did not change are kept across snapshots. */
-  private proxyStage(snapshot: Snapshot): UpstreamSet {
-    if (this.proxy) this.proxy.update(snapshot.upstreams, snapshot.ssls);
-    else this.proxy = new UpstreamSet(snapshot.upstreams, snapshot.ssls, { logger: this.log });
+  private proxyStage(model: Model): UpstreamSet {
+    const ups = [...model.upstreams.values()];
+    if (this.proxy) this.proxy.update(ups, model.ssls);
+    else this.proxy = new (dataPlane().UpstreamSet)(ups, model.ssls, { logger: this.log });
     return this.proxy;
   }
 
@@ -99,8 +280,8 @@ export class Worker {
    * new listener on the address of a removed one (a rename, an engine swap) cannot bind
    * beside it, so that old one closes first.
    */
-  private async syncListeners(state: DataPlaneState, prev: DataPlaneState | undefined): Promise<void> {
-    const wanted = new Map(state.snapshot.listeners.map((l) => [key(l), l]));
+  private async syncListeners(state: LiveState, prev: LiveState | undefined): Promise<void> {
+    const wanted = new Map(state.listeners.map((l) => [key(l), l]));
     const removed = [...this.engines].filter(([k]) => !wanted.has(k));
     const created: Array<[string, Engine]> = [];
     const updated: Engine[] = [];
@@ -129,7 +310,7 @@ export class Worker {
       for (const [, e] of created) void e.close(0).catch(() => undefined);
       for (const e of updated) {
         try {
-          if (prev) e.update(prev, prev.snapshot.listeners.find((l) => key(l) === key(e.listener)) ?? e.listener);
+          if (prev) e.update(prev, prev.listeners.find((l) => key(l) === key(e.listener)) ?? e.listener);
         } catch (again) {
           this.log.error({ err: again, listener: e.listener.name }, 'cannot restore the previous state of a listener');
         }
@@ -156,7 +337,7 @@ export class Worker {
         `listener ${l.name}: engine ${String(l.engine)} is not available in this build`,
       );
     }
-    return new NodeEngine(l, state, { log: this.log });
+    return new (dataPlane().NodeEngine)(l, state, { log: this.log });
   }
 
   private async drain(timeoutMs: number): Promise<void> {
@@ -190,5 +371,7 @@ export function runWorker(): void {
   process.on('SIGTERM', () => {});
   process.on('SIGINT', () => {});
   process.on('disconnect', () => process.exit(0));
+  worker.readyAt = performance.now();
   send({ type: 'ready' });
+  setImmediate(dataPlane);
 }
