@@ -298,7 +298,7 @@ function parseNode(c: Ctx, where: string, addr: string, weight: unknown, scheme:
 }
 
 function importUpstream(c: Ctx, at: string, v: Obj, id: string | undefined, refs: Map<string, string>): Obj | undefined {
-  const where = `upstreams ${label(at, v)}`;
+  const where = id === undefined ? `upstreams ${label(at, v)}` : `routes ${at} (inline upstream → ${id})`;
   const uid = id ?? mapId(c, where, v.id);
   if (!uid) return undefined;
   const out: Obj = { id: uid };
@@ -312,7 +312,8 @@ function importUpstream(c: Ctx, at: string, v: Obj, id: string | undefined, refs
   if (Array.isArray(v.nodes)) {
     v.nodes.forEach((n, i) => {
       if (!isObj(n)) return c.error(where, `nodes[${i}] is not a mapping`);
-      const node: Obj = { host: n.host, port: n.port ?? (scheme === 'https' ? 443 : 80) };
+      const host = typeof n.host === 'string' ? n.host.replace(/^\[(.*)\]$/, '$1') : n.host;
+      const node: Obj = { host, port: n.port ?? (scheme === 'https' ? 443 : 80) };
       if (typeof n.weight === 'number' && n.weight !== 1) node.weight = n.weight;
       if (n.priority !== undefined && n.priority !== 0) {
         c.note(where, `nodes[${i}].priority dropped: every node is in one pool`);
@@ -335,7 +336,8 @@ function importUpstream(c: Ctx, at: string, v: Obj, id: string | undefined, refs
     else c.error(where, 'pass_host rewrite needs upstream_host');
   } else if (pass === 'node') {
     const first = nodes[0];
-    if (nodes.length === 1 && first) out.host = `${String(first.host)}:${String(first.port)}`;
+    const h = String(first?.host);
+    if (nodes.length === 1 && first) out.host = `${h.includes(':') ? `[${h}]` : h}:${String(first.port)}`;
     else c.note(where, 'pass_host node dropped: tlsgate sends one Host per upstream (set host); the client\'s is sent');
   }
   if (isObj(v.timeout)) {
@@ -456,7 +458,7 @@ function importRoute(c: Ctx, at: string, v: Obj, ups: Map<string, string>, inlin
     let uid = `route-${id}`;
     for (let n = 2; usedIds.has(uid); n++) uid = `route-${id}-${n}`;
     usedIds.add(uid);
-    const u = importUpstream(c, `${at}.upstream`, v.upstream, uid, c.sslRefs);
+    const u = importUpstream(c, label(at, v), v.upstream, uid, c.sslRefs);
     if (u) {
       inline.push(u);
       out.upstream = uid;

@@ -1,5 +1,7 @@
 // `tlsgate import --from apisix FILE… [--out DIR]`: translate, write, then validate the result in-process.
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError, formatIssue, TlsgateError } from '../errors';
@@ -60,10 +62,17 @@ export async function runImport(o: ImportRun, out: Write, err: Write): Promise<n
   const dir = resolve(o.out);
   const configPath = join(dir, 'gateway.yaml');
   const targets = [configPath, ...result.files.map((f) => join(dir, f.path))];
+  const existing = targets.filter((t) => lstatSync(t, { throwIfNoEntry: false }) !== undefined);
+  if (existing.length && !o.force) {
+    for (const t of existing) err(`error: ${t} exists; pass --force to overwrite [TLSGATE_E_IMPORT_EXISTS]\n`);
+    return 1;
+  }
   mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
-  // `wx` refuses an existing file (or a symlink planted there) atomically; --force replaces it.
-  const flag = o.force ? 'w' : 'wx';
+  // --force unlinks first: a replaced key gets mode 0600 and a symlink planted there is not followed.
+  // `wx` then refuses anything created in between.
+  const flag = 'wx';
   try {
+    for (const t of existing) rmSync(t, { force: true });
     for (const f of result.files) {
       writeFileSync(join(dir, f.path), f.content, { flag, mode: f.secret ? 0o600 : 0o644 });
     }
