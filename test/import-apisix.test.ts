@@ -2,7 +2,9 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -50,11 +52,13 @@ function objects(mtls: boolean): { ssls: Obj[]; upstreams: Obj[]; routes: Obj[] 
   if (mtls) {
     ssls.push({
       id: 'partner', sni: 'partner.test', cert: P.partner.cert, key: P.partner.key,
-      client: { ca: P.partnerCa.cert, depth: 1, skip_mtls_uri_regex: ['/health'] }, ssl_protocols: ['TLSv1.1', 'TLSv1.3'],
+      client: { ca: P.partnerCa.cert, depth: 1, skip_mtls_uri_regex: ['/health'] },
+      ssl_protocols: ['TLSv1.1', 'TLSv1.3'],
     });
   }
   const upstreams: Obj[] = [
-    { id: 1, name: 'web', type: 'roundrobin', nodes: { [`127.0.0.1:${webPort}`]: 1 }, checks: { active: { http_path: '/' } },
+    { id: 1, name: 'web', type: 'roundrobin', nodes: { [`127.0.0.1:${webPort}`]: 1 },
+      checks: { active: { http_path: '/' } },
       timeout: { connect: 2, send: 5, read: 10 }, retries: 2 },
     { id: 'secure', scheme: 'https', type: 'least_conn', pass_host: 'rewrite', upstream_host: 'api.internal',
       nodes: [{ host: '127.0.0.1', port: securePort, weight: 3 }], tls: { client_cert_id: 9 } },
@@ -137,7 +141,8 @@ describe('import --from apisix: a standalone file', () => {
           assert.match(r.out, /client\.skip_mtls_uri_regex dropped/);
           assert.match(r.out, /ssl_protocols TLSv1\.1 dropped/);
           assert.match(r.out, /type "chash" dropped/);
-          assert.match(r.out, /routes routes\[4\] \(id "partner-api"\) \(inline upstream → route-partner-api\): hash_on dropped/);
+          assert.match(r.out,
+            /routes routes\[4\] \(id "partner-api"\) \(inline upstream → route-partner-api\): hash_on dropped/);
         }
         // No key material on either stream.
         for (const s of [r.out, r.err]) {
@@ -149,7 +154,8 @@ describe('import --from apisix: a standalone file', () => {
         assert.equal(ssls[0]!.id, '1');
         assert.equal(ssls[0]!.key, '$file://certs/1.key');
         assert.deepEqual(ssls[0]!.labels, { team: 'web' });
-        assert.equal(readFileSync(join(gw.dir, 'certs', '1.key'), 'utf8'), P.site.key.endsWith('\n') ? P.site.key : P.site.key + '\n');
+        // The encrypted key was decrypted (second keyring entry) and written as PEM.
+        assert.equal(readFileSync(join(gw.dir, 'certs', '1.key'), 'utf8').trim(), P.site.key.trim());
         assert.equal(statSync(join(gw.dir, 'certs', '1.key')).mode & 0o777, 0o600);
         assert.equal(statSync(join(gw.dir, 'certs')).mode & 0o777, 0o700);
         const routes = cfg.routes as Obj[];
@@ -208,7 +214,8 @@ describe('import --from apisix: an Admin API export', () => {
       assert.equal(b.status, 0, b.err);
       const cfg = (d: string): unknown => parse(readFileSync(join(dir, d, 'gateway.yaml'), 'utf8'));
       assert.deepEqual(cfg('a'), cfg('b'));
-      assert.equal(readFileSync(join(dir, 'a', 'certs', '1.key'), 'utf8'), readFileSync(join(dir, 'b', 'certs', '1.key'), 'utf8'));
+      const key = (d: string): string => readFileSync(join(dir, d, 'certs', '1.key'), 'utf8');
+      assert.equal(key('a'), key('b'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -233,7 +240,8 @@ describe('import --from apisix: hostile or broken input', () => {
     d.ssls[0]!.cert = '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n';
     const r = importOne(d);
     assert.equal(r.status, 1);
-    assert.match(r.err, /ssls ssls\[0\] \(id "s1"\)\.cert: certificate 1 of 1 is not valid X\.509 \[TLSGATE_E_IMPORT_OBJECT\]/);
+    assert.match(r.err,
+      /ssls ssls\[0\] \(id "s1"\)\.cert: certificate 1 of 1 is not valid X\.509 \[TLSGATE_E_IMPORT_OBJECT\]/);
     assert.equal(existsSync(join(r.dir, 'out')), false);
     rmSync(r.dir, { recursive: true });
   });
@@ -265,7 +273,8 @@ describe('import --from apisix: hostile or broken input', () => {
     d.ssls[0]!.key = enc;
     const wrong = importOne(d, ['--keyring', 'wrongwrongwrong!']);
     assert.equal(wrong.status, 1);
-    assert.match(wrong.err, /ssls ssls\[0\] \(id "s1"\)\.key: cannot be decrypted with any of the 1 keyring key\(s\) given/);
+    assert.match(wrong.err,
+      /ssls ssls\[0\] \(id "s1"\)\.key: cannot be decrypted with any of the 1 keyring key\(s\) given/);
     const none = importOne(d);
     assert.match(none.err, /\.key: is encrypted by APISIX \(data_encryption\): pass its keyring with --keyring/);
     const short = importOne(d, ['--keyring', 'short']);
@@ -285,8 +294,17 @@ describe('import --from apisix: hostile or broken input', () => {
     const again = run(['--from', 'apisix', f, '--out', join(first.dir, 'out')]);
     assert.equal(again.status, 1);
     assert.match(again.err, /exists; pass --force to overwrite \[TLSGATE_E_IMPORT_EXISTS\]/);
+    // A symlink planted where the key goes is replaced, not followed; the key is 0600 again.
+    const victim = join(first.dir, 'victim.txt');
+    writeFileSync(victim, 'untouched', { mode: 0o644 });
+    const keyPath = join(first.dir, 'out', 'certs', 's1.key');
+    rmSync(keyPath);
+    symlinkSync(victim, keyPath);
     const forced = run(['--from', 'apisix', f, '--out', join(first.dir, 'out'), '--force']);
     assert.equal(forced.status, 0, forced.err);
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched');
+    assert.equal(lstatSync(keyPath).isSymbolicLink(), false);
+    assert.equal(lstatSync(keyPath).mode & 0o777, 0o600);
     rmSync(first.dir, { recursive: true });
   });
 

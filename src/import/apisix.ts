@@ -247,7 +247,8 @@ function importSsl(c: Ctx, at: string, v: Obj): Obj | undefined {
   const certs = Array.isArray(v.certs) ? v.certs : [];
   const keys = Array.isArray(v.keys) ? v.keys : [];
   if (certs.length || keys.length) {
-    out.certs = certs.map((x, i) => c.file(`${id}-${i + 1}.crt`, checkCerts(c, `${where}.certs[${i}]`, x) ?? '', false));
+    out.certs = certs.map((x, i) =>
+      c.file(`${id}-${i + 1}.crt`, checkCerts(c, `${where}.certs[${i}]`, x) ?? '', false));
     out.keys = keys.map((x, i) => c.file(`${id}-${i + 1}.key`, decryptKey(c, `${where}.keys[${i}]`, x) ?? '', true));
   }
   if (isObj(v.client)) {
@@ -297,7 +298,9 @@ function parseNode(c: Ctx, where: string, addr: string, weight: unknown, scheme:
   return out;
 }
 
-function importUpstream(c: Ctx, at: string, v: Obj, id: string | undefined, refs: Map<string, string>): Obj | undefined {
+function importUpstream(
+  c: Ctx, at: string, v: Obj, id: string | undefined, refs: Map<string, string>,
+): Obj | undefined {
   const where = id === undefined ? `upstreams ${label(at, v)}` : `routes ${at} (inline upstream → ${id})`;
   const uid = id ?? mapId(c, where, v.id);
   if (!uid) return undefined;
@@ -369,7 +372,9 @@ function importUpstream(c: Ctx, at: string, v: Obj, id: string | undefined, refs
       out.tls = o;
     }
   }
-  for (const [k, reason] of Object.entries(UPSTREAM_DROPS)) if (v[k] !== undefined) c.note(where, `${k} dropped: ${reason}`);
+  for (const [k, reason] of Object.entries(UPSTREAM_DROPS)) {
+    if (v[k] !== undefined) c.note(where, `${k} dropped: ${reason}`);
+  }
   for (const k of Object.keys(v)) {
     const known = ['id', 'name', 'desc', 'labels', 'scheme', 'nodes', 'type', 'pass_host', 'upstream_host', 'timeout',
       'tls', 'create_time', 'update_time'];
@@ -398,7 +403,8 @@ function mapUri(c: Ctx, where: string, uri: unknown): string | undefined {
   }
   const star = uri.indexOf('*');
   if (uri.includes('/:') || (star >= 0 && star !== uri.length - 1)) {
-    return void c.note(where, `uri ${JSON.stringify(uri)} dropped: parameters and inner "*" have no tlsgate equivalent`);
+    return void c.note(where,
+      `uri ${JSON.stringify(uri)} dropped: parameters and inner "*" have no tlsgate equivalent`);
   }
   if (star === uri.length - 1) {
     const prefix = uri.slice(0, -1);
@@ -412,11 +418,15 @@ function mapUri(c: Ctx, where: string, uri: unknown): string | undefined {
   return uri;
 }
 
-function importRoute(c: Ctx, at: string, v: Obj, ups: Map<string, string>, inline: Obj[], usedIds: Set<string>): Obj | undefined {
+function importRoute(
+  c: Ctx, at: string, v: Obj, ups: Map<string, string>, inline: Obj[], usedIds: Set<string>,
+): Obj | undefined {
   const where = `routes ${label(at, v)}`;
   const id = mapId(c, where, v.id);
   if (!id) return undefined;
-  if (v.status === 0) return void c.note(where, 'not imported: disabled in APISIX (status 0), tlsgate routes have no status');
+  if (v.status === 0) {
+    return void c.note(where, 'not imported: disabled in APISIX (status 0), tlsgate routes have no status');
+  }
   const out: Obj = { id };
   meta(c, where, v, out);
   const hosts = Array.isArray(v.hosts) ? v.hosts : typeof v.host === 'string' ? [v.host] : undefined;
@@ -439,9 +449,13 @@ function importRoute(c: Ctx, at: string, v: Obj, ups: Map<string, string>, inlin
     const respond: Obj = {};
     if (typeof conf.response_status === 'number') respond.status = conf.response_status;
     if (typeof conf.response_example === 'string') respond.body = conf.response_example;
-    else if (conf.response_schema !== undefined) c.note(where, 'mocking.response_schema dropped: give a response_example');
+    else if (conf.response_schema !== undefined) {
+      c.note(where, 'mocking.response_schema dropped: give a response_example');
+    }
     const headers: Obj = isObj(conf.response_headers) ? { ...conf.response_headers } : {};
-    headers['content-type'] = typeof conf.content_type === 'string' ? conf.content_type : 'application/json;charset=utf8';
+    // APISIX's default content_type for mocking.
+    headers['content-type'] = typeof conf.content_type === 'string' ? conf.content_type
+      : 'application/json;charset=utf8';
     respond.headers = headers;
     for (const k of ['delay', 'with_mock_header']) if (conf[k] !== undefined) c.note(where, `mocking.${k} dropped`);
     out.respond = respond;
@@ -464,10 +478,14 @@ function importRoute(c: Ctx, at: string, v: Obj, ups: Map<string, string>, inlin
       out.upstream = uid;
     }
   } else return void c.error(where, 'has no upstream, upstream_id or mocking plugin');
-  for (const [k, reason] of Object.entries(ROUTE_DROPS)) if (v[k] !== undefined) c.note(where, `${k} dropped: ${reason}`);
+  for (const [k, reason] of Object.entries(ROUTE_DROPS)) {
+    if (v[k] !== undefined) c.note(where, `${k} dropped: ${reason}`);
+  }
   const known = ['id', 'name', 'desc', 'labels', 'host', 'hosts', 'uri', 'uris', 'methods', 'plugins', 'upstream_id',
     'upstream', 'status', 'create_time', 'update_time'];
-  for (const k of Object.keys(v)) if (!known.includes(k) && !(k in ROUTE_DROPS)) c.note(where, `${k} dropped: no tlsgate equivalent`);
+  for (const k of Object.keys(v)) {
+    if (!known.includes(k) && !(k in ROUTE_DROPS)) c.note(where, `${k} dropped: no tlsgate equivalent`);
+  }
   return out;
 }
 
@@ -504,7 +522,9 @@ export function translateApisix(input: ApisixInput, opts: ImportOptions = {}): I
     const cert = checkCerts(c, `${p.where}.tls.client_cert`, p.cert);
     const key = decryptKey(c, `${p.where}.tls.client_key`, p.key);
     if (cert && key) {
-      ssls.push({ id: p.id, type: 'client', cert: c.file(`${p.id}.crt`, cert, false), key: c.file(`${p.id}.key`, key, true) });
+      ssls.push({
+        id: p.id, type: 'client', cert: c.file(`${p.id}.crt`, cert, false), key: c.file(`${p.id}.key`, key, true),
+      });
     }
   }
   const listener: Obj = { name: 'main', listen: opts.listen ?? '0.0.0.0:9443' };
