@@ -100,7 +100,8 @@ before(async () => {
     cert: P.upServer.cert, key: P.upServer.key, ca: P.upCa.cert, requestCert: true, rejectUnauthorized: true,
   }, (req, res) => {
     const peer = (req.socket as TLSSocket).getPeerCertificate();
-    res.end(`secure ${req.url} host=${req.headers.host} client=${peer.subject?.CN}`);
+    const sni = (req.socket as TLSSocket).servername;
+    res.end(`secure ${req.url} host=${req.headers.host} sni=${String(sni)} client=${peer.subject?.CN}`);
   });
   for (const s of [web, secure]) {
     servers.push(s);
@@ -173,7 +174,7 @@ describe('import --from apisix: a standalone file', () => {
         assert.equal(ping.headers['content-type'], 'text/plain');
         const sec = await get(port, '/secure/x', { servername: 'a.shop.test', ca: P.ca.cert });
         assert.equal(sec.status, 200, sec.body);
-        assert.equal(sec.body, 'secure /secure/x host=api.internal client=gateway');
+        assert.equal(sec.body, 'secure /secure/x host=api.internal sni=api.internal client=gateway');
         const off = await get(port, '/off/x', { servername: 'a.shop.test', ca: P.ca.cert });
         assert.equal(off.body, 'web GET /off/x host=a.shop.test'); // the disabled route is not there: "/" answers
         if (mtls) {

@@ -360,6 +360,16 @@ function importUpstream(
         o.verify = false;
         c.note(where, 'tls.verify: false carried over (APISIX does not verify upstream certificates by default); ' +
           'set tls.ca and remove verify: false to verify them');
+      } else {
+        c.note(where, 'tls.verify: true carried over: tlsgate verifies against the system CAs unless tls.ca is set ' +
+          '(APISIX used apisix.ssl.ssl_trusted_certificate)');
+      }
+      // APISIX sends the Host it forwards as SNI; tlsgate sends the node name unless tls.sni is set.
+      const name = typeof out.host === 'string' ? out.host.replace(/:\d+$/, '') : '';
+      if (/^[A-Za-z0-9.-]+$/.test(name) && !/^[\d.]+$/.test(name)) o.sni = name;
+      else if (pass === 'pass') {
+        c.note(where, "SNI: APISIX sends the client's Host as SNI to the upstream; tlsgate sends the node host " +
+          'name (none for an IP): set tls.sni if the upstream needs one');
       }
       if (tls.client_cert_id !== undefined) {
         const ref = refs.get(String(tls.client_cert_id));
