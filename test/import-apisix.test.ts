@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import {
-  existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+  existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -307,6 +307,21 @@ describe('import --from apisix: hostile or broken input', () => {
     assert.equal(lstatSync(keyPath).isSymbolicLink(), false);
     assert.equal(lstatSync(keyPath).mode & 0o777, 0o600);
     rmSync(first.dir, { recursive: true });
+  });
+
+  it('a certs/ directory that is a symlink is refused (the keys would land where it points)', () => {
+    const dir = tmp();
+    const f = join(dir, 'in.json');
+    writeFileSync(f, JSON.stringify(base()));
+    const elsewhere = join(dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    mkdirSync(join(dir, 'out'));
+    symlinkSync(elsewhere, join(dir, 'out', 'certs'));
+    const r = run(['--from', 'apisix', f, '--out', join(dir, 'out')]);
+    assert.equal(r.status, 1);
+    assert.match(r.err, /certs exists and is not a directory \[TLSGATE_E_IMPORT_EXISTS\]/);
+    assert.deepEqual(readdirSync(elsewhere), []);
+    rmSync(dir, { recursive: true });
   });
 
   it('an output that does not validate says why (SNI not covered by the certificate)', () => {

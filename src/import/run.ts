@@ -1,6 +1,6 @@
 // `tlsgate import --from apisix FILE… [--out DIR]`: translate, write, then validate the result in-process.
 import {
-  closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, writeFileSync,
+  chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -67,7 +67,15 @@ export async function runImport(o: ImportRun, out: Write, err: Write): Promise<n
     for (const t of existing) err(`error: ${t} exists; pass --force to overwrite [TLSGATE_E_IMPORT_EXISTS]\n`);
     return 1;
   }
-  mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
+  const certs = join(dir, 'certs');
+  const st = lstatSync(certs, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) {
+    // A symlinked certs/ would put the keys wherever it points.
+    err(`error: ${certs} exists and is not a directory [TLSGATE_E_IMPORT_EXISTS]\n`);
+    return 1;
+  }
+  mkdirSync(certs, { recursive: true, mode: 0o700 });
+  chmodSync(certs, 0o700);
   // --force unlinks first: a replaced key gets mode 0600 and a symlink planted there is not followed.
   // `wx` then refuses anything created in between.
   const flag = 'wx';
