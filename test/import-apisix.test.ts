@@ -3,7 +3,8 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import {
-  existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+  existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -138,6 +139,7 @@ describe('import --from apisix: a standalone file', () => {
         assert.match(r.out, /type "least_conn" dropped/);
         assert.match(r.out, /\(id 4\): not imported: disabled in APISIX/);
         assert.match(r.out, /uri "\/ping" is an exact match in APISIX; imported as a prefix/);
+        assert.match(r.out, /\(id 1\): uri "\/\*" translated to the path prefix "\/" \(same paths\)/);
         if (mtls) {
           assert.match(r.out, /client\.skip_mtls_uri_regex dropped/);
           assert.match(r.out, /ssl_protocols TLSv1\.1 dropped/);

@@ -417,11 +417,11 @@ function mapUri(c: Ctx, where: string, uri: unknown): string | undefined {
       `uri ${JSON.stringify(uri)} dropped: parameters and inner "*" have no tlsgate equivalent`);
   }
   if (star === uri.length - 1) {
-    const prefix = uri.slice(0, -1);
-    if (!prefix.endsWith('/')) {
-      c.note(where, `uri ${JSON.stringify(uri)} → prefix ${JSON.stringify(prefix || '/')} (a plain string prefix)`);
-    }
-    return prefix || '/';
+    const prefix = uri.slice(0, -1) || '/';
+    // "/a/*" and the prefix "/a/" match the same paths; "/a*" becomes the string prefix "/a" (also "/ab").
+    c.note(where, `uri ${JSON.stringify(uri)} translated to the path prefix ${JSON.stringify(prefix)}` +
+      (prefix.endsWith('/') ? ' (same paths)' : ' (a string prefix: also matches longer segments)'));
+    return prefix;
   }
   c.note(where, `uri ${JSON.stringify(uri)} is an exact match in APISIX; imported as a prefix (also matches ` +
     `${JSON.stringify(uri.endsWith('/') ? uri + 'x' : uri + 'x')})`);
