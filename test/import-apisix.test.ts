@@ -1,6 +1,6 @@
 // tlsgate import --from apisix: real CLI process, real files, then the real gateway serving the result.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import {
   existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync,
@@ -13,10 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { CLI, freePort, Gateway, get } from './helpers/gateway';
 import { client, createCA, server, type Issued } from './helpers/pki';
 
+const execFileP = promisify(execFile);
 const KEYRING = 'k3y-0123456789ab';
 const encrypt = (pem: string, k = KEYRING): string => {
   const c = createCipheriv('aes-128-cbc', Buffer.from(k), Buffer.from(k));
@@ -170,6 +172,12 @@ describe('import --from apisix: a standalone file', () => {
         const site = await get(port, '/hello', { servername: 'a.shop.test', ca: P.ca.cert });
         assert.equal(site.status, 200);
         assert.equal(site.body, 'web GET /hello host=a.shop.test');
+        // curl, as a migrating user would check it, verifying the imported wildcard certificate.
+        writeFileSync(join(gw.dir, 'ca.pem'), P.ca.cert);
+        // Async: the upstream lives in this process, a blocking spawn would starve it.
+        const curl = await execFileP('curl', ['-sS', '--max-time', '10', '--cacert', join(gw.dir, 'ca.pem'),
+          '--resolve', `c.shop.test:${port}:127.0.0.1`, `https://c.shop.test:${port}/from-curl`]);
+        assert.equal(curl.stdout, 'web GET /from-curl host=c.shop.test:' + String(port));
         const ping = await get(port, '/ping', { servername: 'b.shop.test', ca: P.ca.cert });
         assert.equal(ping.status, 200);
         assert.equal(ping.body, 'pong');
