@@ -9,6 +9,8 @@ import { createLogger } from './log';
 
 const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGHUP reloads, SIGTERM drains)
        tlsgate validate -c, --config FILE   check a config: exit 0 valid, 1 refused (every problem)
+       tlsgate import --from apisix FILE... [--out DIR] [--force] [--keyring K1,K2] [--listen ADDR]
+                      [--engine node|uws]   APISIX config → tlsgate config + PEM files, then validated
        tlsgate -h, --help                   this text
        tlsgate -v, --version                the version
 exit 2: a usage error (unknown command or option, missing --config)`;
@@ -50,6 +52,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const [cmd, ...extra] = positionals;
   if (cmd === undefined) return usageError('a command is required');
+  if (cmd === 'import') return importCommand(values, extra);
+  const importOnly = IMPORT_OPTIONS.find((k) => values[k] !== undefined);
+  if (importOnly) return usageError(`--${importOnly} is an option of import`);
   if (cmd !== 'start' && cmd !== 'validate') return usageError(`unknown command '${cmd}'`);
   if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`);
   if (values.config === undefined || values.config === '') return usageError(`${cmd} needs --config FILE`);
@@ -67,8 +72,33 @@ function parseCli(argv: string[]) {
       config: { type: 'string', short: 'c' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
+      from: { type: 'string' },
+      out: { type: 'string' },
+      force: { type: 'boolean' },
+      keyring: { type: 'string' },
+      listen: { type: 'string' },
+      engine: { type: 'string' },
     },
   });
+}
+
+const IMPORT_OPTIONS = ['from', 'out', 'force', 'keyring', 'listen', 'engine'] as const;
+
+async function importCommand(values: ReturnType<typeof parseCli>['values'], files: string[]): Promise<number> {
+  if (values.from === undefined) return usageError('import needs --from apisix');
+  if (files.length === 0) return usageError('import needs a FILE');
+  if (values.config !== undefined) return usageError('import writes its config in --out DIR; --config is not used');
+  const engine = values.engine;
+  if (engine !== undefined && engine !== 'node' && engine !== 'uws') return usageError('--engine is node or uws');
+  const { runImport } = await import('./import/run');
+  const keyring = values.keyring === undefined ? [] : values.keyring.split(',').filter((k) => k !== '');
+  // APISIX keys are 16 bytes; never echo one, say which.
+  const bad = keyring.findIndex((k) => Buffer.byteLength(k) !== 16);
+  if (bad >= 0) return usageError(`--keyring entry ${bad + 1} is not 16 characters (APISIX keyring keys are)`);
+  return runImport({
+    from: values.from, files, out: values.out ?? 'tlsgate-import', force: values.force === true, keyring,
+    ...(values.listen !== undefined ? { listen: values.listen } : {}), ...(engine ? { engine } : {}),
+  }, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
 }
 
 /** A config that references the dev files (`$file://dev/localhost.crt`, …) gets the missing ones made next to it. */

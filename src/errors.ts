@@ -66,6 +66,10 @@ export const ErrorCodes = {
   TLSGATE_E_HEADERS_TOO_LARGE: 'the request has more headers, or more header bytes, than the listener allows (431)',
   TLSGATE_E_URI_TOO_LONG: 'the request line is longer than the listener allows (414)',
   TLSGATE_E_REQUEST_TIMEOUT: 'the request headers did not arrive within the request-header timeout (408)',
+  TLSGATE_E_IMPORT_INPUT: 'import: the input cannot be read, is too large, or is not an APISIX config',
+  TLSGATE_E_IMPORT_OBJECT:
+    'import: an APISIX object cannot be translated (its id, PEM, key or reference); nothing written',
+  TLSGATE_E_IMPORT_EXISTS: 'import: an output file exists (pass --force) or cannot be written',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
