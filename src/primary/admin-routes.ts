@@ -7,8 +7,13 @@ import { SniMap } from '../routing/sni-map';
 import { publicProviderConfig } from '../secrets/providers';
 import type { SslDetails } from '../snapshot/compile';
 import type { Primary } from './primary';
+import { writeRoutes } from '../store/admin-writes';
 
-export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open: Record<string, Handler> } {
+export function adminRoutes(p: Primary): {
+  routes: Record<string, Handler>;
+  open: Record<string, Handler>;
+  writes: Record<string, Handler>;
+} {
   let sniCache: { version: number; map: SniMap } | undefined;
   const sniMap = (): SniMap => {
     const cur = p.current!;
@@ -19,6 +24,8 @@ export function adminRoutes(p: Primary): { routes: Record<string, Handler>; open
   const view = (d: SslDetails): SslView => sslView(p, d);
 
   return {
+    // PUT / DELETE /v1/<collection>/:id into the config store (src/store/admin-writes.ts).
+    writes: writeRoutes(p),
     open: {
       'GET /healthz': async () => ({ status: 200, body: { ok: true, version: p.status().version } }),
     },

@@ -27,6 +27,8 @@ import { parseValue } from '../secrets/reference';
 import { readLocalFile } from '../secrets/resolve';
 import { PrimaryMetrics } from './metrics';
 import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
+import { openConfigStore } from '../store/open';
+import type { EtcdStore, StoreStatus } from '../store/etcd-store';
 
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
@@ -107,6 +109,8 @@ export class Primary {
   private expiryTimer: NodeJS.Timeout | undefined;
   readonly metrics = new PrimaryMetrics();
   adminAddress: { host: string; port: number } | undefined;
+  /** config_store.etcd: where ssls, upstreams, routes and secret_providers come from (src/store/). */
+  configStore: EtcdStore | undefined;
 
   constructor(
     readonly configPath: string,
@@ -141,6 +145,16 @@ export class Primary {
   /** Load, validate, fork, wait for every worker to listen; throws on any start problem. */
   async start(): Promise<void> {
     let built: { compiled: Current; warnings: ConfigIssue[] };
+    // ---- config store (issue 14): its objects are part of the first build; each change it
+    // validated rebuilds. The lead wires onApplied to the delta entry point.
+    this.configStore = await openConfigStore({
+      configPath: this.configPath,
+      log: this.log,
+      secrets: this.store,
+      validator: this.validator,
+      onApplied: (rev) => void this.reload('config-store', `etcd:${rev}`),
+    });
+    // ---- end config store
     const initial = this.build();
     // A reload asked for while the first build runs (a secret refresh) waits for it.
     this.initial = initial.catch(() => undefined);
@@ -210,7 +224,7 @@ export class Primary {
 
   private async build(): Promise<{ compiled: Current; warnings: ConfigIssue[] }> {
     const t0 = performance.now();
-    const loaded = await loadConfigFile(this.configPath, this.loaded);
+    const loaded = await loadConfigFile(this.configPath, this.loaded, this.configStore?.overlay());
     this.loaded = loaded;
     const engineIssues = engineLoadIssues(loaded.config.listeners.map((l) => ({ name: l.name, engine: l.engine })));
     if (engineIssues.length)
@@ -575,12 +589,14 @@ export class Primary {
     workers: Array<{ pid: number; version: number }>;
     last_reload: ReloadResult | undefined;
     stale_secrets: ReturnType<SecretStore['stale']>;
+    store: StoreStatus | { kind: 'file'; file: string };
   } {
     return {
       version: this.version,
       workers: [...this.slots.values()].map((s) => ({ pid: s.pid, version: s.version })),
       last_reload: this.lastReload,
       stale_secrets: this.store.stale(),
+      store: this.configStore?.status() ?? { kind: 'file', file: resolvePath(this.configPath) },
     };
   }
 
@@ -691,6 +707,7 @@ export class Primary {
     await Promise.race([Promise.all(exits), cap]);
     for (const s of this.slots.values()) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
     await this.admin?.close();
+    await this.configStore?.close();
     await this.validator.close();
     await this.store.close();
     await this.audit.flush();
@@ -735,6 +752,7 @@ function needsRestart(cur: Current, next: Current): ConfigIssue[] {
   };
   check('workers', a.workers, b.workers);
   check('log', a.log, b.log);
+  check('config_store', a.config_store, b.config_store);
   check('admin', a.admin === undefined ? 'absent' : 'present', b.admin === undefined ? 'absent' : 'present');
   if (a.admin && b.admin) {
     check('admin.listen', a.admin.listen, b.admin.listen);
