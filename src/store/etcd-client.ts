@@ -14,8 +14,9 @@ export const BACKOFF_MAX_MS = 1_000;
 
 /** Runs each call once: tlsgate's own loop retries (the default breaker would hold calls for 5 s). */
 const once = {
-  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
-    Promise.resolve(fn({ signal: signal ?? new AbortController().signal })),
+  // async: etcd3 reports a failure by a callback that throws, and expects a rejection back.
+  execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
+    fn({ signal: signal ?? new AbortController().signal }),
   onSuccess: () => ({ dispose: () => undefined }),
   onFailure: () => ({ dispose: () => undefined }),
 } as unknown as Policy;

@@ -7,7 +7,7 @@ import { type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import type { Overlay, StoredCollection } from '../config/load';
 import { BACKOFF_FIRST_MS, BACKOFF_MAX_MS, createClient, diagnoseTls } from './etcd-client';
-import { blame, keyOf, parseStored, readablePath, toOverlay, type StoredObject } from './objects';
+import { blame, keyOf, parseStored, readablePath, readableText, toOverlay, type StoredObject } from './objects';
 import type { EtcdSettings } from './settings';
 
 /** Error issues of building the config with these objects (empty: it builds). */
@@ -127,7 +127,7 @@ export class EtcdStore {
     this.latest = latest;
     this.revision = Number(res.header.revision);
     this.found();
-    this.log.info({ revision: this.revision, keys: latest.size, prefix: this.prefix }, 'config store listed');
+    this.log.info({ revision: this.revision, objects: latest.size, prefix: this.prefix }, 'config store listed');
   }
 
   private read(kv: IKeyValue): Latest {
@@ -194,8 +194,9 @@ export class EtcdStore {
     this.connected = false;
     const endpoint = this.settings.endpoints[0]!;
     let message = (err as Error).message ?? String(err);
-    // gRPC hides TLS failures behind "UNAVAILABLE": find the cause with a handshake of our own.
-    if (/UNAVAILABLE|No connection|ECONNREFUSED|handshake|certificate|TLS|SSL/i.test(message) && this.secure()) {
+    // gRPC hides TLS failures behind "UNAVAILABLE" (or a stream that just ended): find the
+    // cause with a handshake of our own.
+    if (this.secure()) {
       const cause = await diagnoseTls(endpoint, this.settings).catch(() => null);
       if (cause) message = cause;
     }
@@ -256,13 +257,16 @@ export class EtcdStore {
       const blamed = new Map<string, string[]>();
       for (const i of issues) {
         const b = blame(i, overlay);
-        if (b && pending.has(b.key)) blamed.set(b.key, [...(blamed.get(b.key) ?? []), show(i, b.inner)]);
+        if (b && pending.has(b.key))
+          blamed.set(b.key, [...(blamed.get(b.key) ?? []), readableText(show(i, b.inner), overlay, this.prefix)]);
       }
       if (blamed.size === 0) {
         // The problems sit in objects that did not change or in the file: a delete left a
         // reference dangling, or the file itself is wrong. Refuse deletes first, then all.
         const deletes = [...pending].filter(([, v]) => v === null).map(([k]) => k);
-        const why = issues.map((i) => `${readablePath(i, overlay, this.prefix)}: ${i.message}`).join('; ');
+        const why = issues
+          .map((i) => readableText(`${readablePath(i, overlay, this.prefix)}: ${i.message}`, overlay, this.prefix))
+          .join('; ');
         for (const k of deletes.length ? deletes : [...pending.keys()]) blamed.set(k, [why]);
       }
       for (const [k, msgs] of blamed) {
@@ -283,7 +287,11 @@ export class EtcdStore {
     if (this.refused.get(key)?.modRevision === modRevision) return;
     const kept = this.accepted.has(key) ? 'its last good version keeps serving' : 'it is not served';
     this.refused.set(key, { modRevision, message: `${message} (${kept})` });
-    this.log.warn({ code: 'TLSGATE_E_STORE_OBJECT', key, mod_revision: modRevision, error: message }, `config store object refused: ${kept}`);
+    // `store_key`: the logger censors any field named `key`.
+    this.log.warn(
+      { code: 'TLSGATE_E_STORE_OBJECT', store_key: key, mod_revision: modRevision, error: message },
+      `config store object refused: ${kept}`,
+    );
   }
 
   private resolveWaiters(): void {
@@ -328,7 +336,11 @@ export class EtcdStore {
           error: {
             code: issues[0]!.code,
             message: `${collection}/${id} refused, ${issues.length} problem(s); nothing was written`,
-            issues: issues.map((i) => ({ path: readablePath(i, overlay, this.prefix), message: i.message, code: i.code })),
+            issues: issues.map((i) => ({
+              path: readablePath(i, overlay, this.prefix),
+              message: readableText(i.message, overlay, this.prefix),
+              code: i.code,
+            })),
           },
         },
       };

@@ -85,6 +85,14 @@ export function readablePath(issue: ConfigIssue, overlay: { keys: string[][] }, 
   return b.inner ? `${name}${b.inner.startsWith('[') ? '' : '.'}${b.inner}` : name;
 }
 
+/** `… in ssls[0].cert …` inside a message → `… in ssls/web.cert …`. */
+export function readableText(text: string, overlay: { keys: string[][] }, prefix: string): string {
+  return text.replace(/\b(ssls|upstreams|routes|secret_providers)\[(\d+)\]/g, (all, c: string, n: string) => {
+    const key = overlay.keys[STORED_COLLECTIONS.indexOf(c as StoredCollection)]?.[Number(n)];
+    return key === undefined ? all : key.slice(prefix.length + 1);
+  });
+}
+
 export interface Referrer {
   collection: 'listeners' | StoredCollection;
   id: string;
