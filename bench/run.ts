@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,etcd-convergence] [--targets nginx,haproxy,node-https,tlsgate]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -16,12 +16,13 @@ import { keepalive } from './scenarios/keepalive';
 import { rotation } from './scenarios/rotation';
 import { scale } from './scenarios/scale';
 import { streaming } from './scenarios/streaming';
+import { etcdConvergence } from './scenarios/etcd-convergence';
 import { gatewayTarget } from './targets/gateway';
 import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming];
+export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, etcdConvergence];
 
 export function allTargets(): Target[] {
   return [

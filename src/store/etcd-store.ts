@@ -55,6 +55,10 @@ export class EtcdStore {
   private settling: Promise<void> | undefined;
   private dirty = false;
   private appliedWaiters: Array<{ rev: number; done: () => void }> = [];
+  /** Bumped whenever `accepted` changes: a check made on one generation holds for it only. */
+  private generation = 0;
+  /** The value a PUT through this node validated: its watch event needs no second check. */
+  private prechecked: { key: string; text: string; generation: number } | undefined;
 
   constructor(
     readonly settings: EtcdSettings,
@@ -250,7 +254,11 @@ export class EtcdStore {
       else candidate.delete(k);
     };
     for (const [k, v] of pending) put(k, v);
-    for (let round = 0; pending.size > 0 && round <= pending.size + 1; round++) {
+    const pc = this.prechecked;
+    const [only] = pending.size === 1 ? [...pending] : [];
+    const checked =
+      !!only?.[1] && pc?.key === only[0] && pc.generation === this.generation && JSON.stringify(only[1].value) === pc.text;
+    for (let round = 0; !checked && pending.size > 0 && round <= pending.size + 1; round++) {
       const overlay = toOverlay(candidate.values(), `check:${rev}:${round}`);
       const issues = (await this.check(overlay)).filter((i) => i.severity === 'error');
       if (issues.length === 0) break;
@@ -277,6 +285,7 @@ export class EtcdStore {
       }
     }
     for (const k of pending.keys()) this.refused.delete(k);
+    if (pending.size) this.generation++;
     this.accepted = candidate;
     this.applied = rev;
     this.resolveWaiters();
@@ -346,6 +355,7 @@ export class EtcdStore {
       };
     }
     const text = JSON.stringify({ id, ...value });
+    this.prechecked = { key, text, generation: this.generation };
     const res = await this.client
       .if(key, 'Mod', '==', expected)
       .then(this.client.put(key).value(text))
