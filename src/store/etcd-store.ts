@@ -50,6 +50,7 @@ export class EtcdStore {
   private revision = 0;
   private applied = 0;
   private connected = false;
+  private lostSeq = 0;
   private watcher: Watcher | undefined;
   private closed = false;
   private settling: Promise<void> | undefined;
@@ -196,6 +197,7 @@ export class EtcdStore {
   private async lost(err: unknown): Promise<void> {
     const was = this.connected;
     this.connected = false;
+    const seq = ++this.lostSeq;
     const endpoint = this.settings.endpoints[0]!;
     let message = (err as Error).message ?? String(err);
     // gRPC hides TLS failures behind "UNAVAILABLE" (or a stream that just ended): find the
@@ -204,6 +206,8 @@ export class EtcdStore {
       const cause = await diagnoseTls(endpoint, this.settings).catch(() => null);
       if (cause) message = cause;
     }
+    // Reconnected while the handshake ran, or a newer failure is being explained: this one is stale.
+    if (this.connected || seq !== this.lostSeq) return;
     const changedMsg = this.connError?.message !== message;
     this.connError = { key: endpoint, message };
     if (was || changedMsg)
