@@ -27,7 +27,9 @@ before(async () => {
   await etcd.put('/tlsgate/ssls/site', { snis: ['site.test'], cert: site.cert, key: site.key });
   await etcd.put('/tlsgate/ssls/svc', { type: 'client', cert: svc.cert, key: svc.key });
   await etcd.put('/tlsgate/upstreams/backend', {
-    scheme: 'https', nodes: [{ host: '127.0.0.1', port: 9 }], tls: { client_ssl: 'svc', verify: false },
+    scheme: 'https',
+    nodes: [{ host: '127.0.0.1', port: 9 }],
+    tls: { client_ssl: 'svc', verify: false },
   });
   await etcd.put('/tlsgate/routes/api', { paths: ['/api'], upstream: 'backend' });
   [port, gw.adminPort, plain.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
@@ -58,16 +60,19 @@ const put = (path: string, body: unknown, headers: Record<string, string> = {}) 
 const del = (path: string, headers: Record<string, string> = {}) =>
   adminWrite(gw.adminPort, gw.apiKey, 'DELETE', path, undefined, headers);
 
-test('PUT validates before writing: a key that is not the certificate’s → 400 with issues, nothing in etcd', async () => {
+test('PUT validates before writing: a key not the certificate’s → 400 with issues, nothing in etcd', async () => {
   const r = await put('/v1/ssls/web', { snis: ['web.test'], cert: web.cert, key: other.key });
   assert.equal(r.status, 400);
   assert.equal(r.body.error.code, 'TLSGATE_E_CERT_KEY_MISMATCH');
-  assert.ok(r.body.error.issues.some((i: { path: string }) => i.path === 'ssls/web.key'), JSON.stringify(r.body));
+  assert.ok(
+    r.body.error.issues.some((i: { path: string }) => i.path === 'ssls/web.key'),
+    JSON.stringify(r.body),
+  );
   assert.ok(!JSON.stringify(r.body).includes('PRIVATE KEY'));
   assert.equal(await etcd.get('/tlsgate/ssls/web'), undefined);
 });
 
-test('PUT refusals: an SNI another object claims, an unknown upstream, a reference that does not resolve, a bad id', async () => {
+test('PUT refusals: a claimed SNI, an unknown upstream, an unresolved reference, a bad id', async () => {
   const cases: Array<[string, unknown, RegExp]> = [
     ['/v1/ssls/web', { snis: ['site.test'], cert: site.cert, key: site.key }, /TLSGATE_E_SNI_CONFLICT/],
     ['/v1/routes/x', { paths: ['/x'], upstream: 'nope' }, /TLSGATE_E_REF_UNKNOWN/],
@@ -95,10 +100,18 @@ test('PUT creates (201), If-Match updates (200), a stale If-Match or a concurren
   assert.equal(c.status, 201, JSON.stringify(c.body));
   assert.equal(c.body.object.id, 'web');
   assert.equal(c.body.object.key, '<redacted>');
-  await waitFor(async () => (await handshake(port, { servername: 'web.test' })).cert?.fingerprint256 ===
-    new X509Certificate(web.cert).fingerprint256, 'web.test served');
+  await waitFor(
+    async () =>
+      (await handshake(port, { servername: 'web.test' })).cert?.fingerprint256 ===
+      new X509Certificate(web.cert).fingerprint256,
+    'web.test served',
+  );
   const first = c.etag!;
-  const u = await put('/v1/ssls/web', { snis: ['web.test'], cert: web.cert, key: web.key, status: 'enabled' }, { 'if-match': first });
+  const u = await put(
+    '/v1/ssls/web',
+    { snis: ['web.test'], cert: web.cert, key: web.key, status: 'enabled' },
+    { 'if-match': first },
+  );
   assert.equal(u.status, 200, JSON.stringify(u.body));
   assert.notEqual(u.etag, first);
   const stale = await put('/v1/ssls/web', { snis: ['web.test'], cert: web.cert, key: web.key }, { 'if-match': first });
@@ -109,7 +122,7 @@ test('PUT creates (201), If-Match updates (200), a stale If-Match or a concurren
   await etcd.put('/tlsgate/ssls/web', { snis: ['web.test'], cert: web.cert, key: web.key, ssl_protocols: ['TLSv1.3'] });
   const lost = await put('/v1/ssls/web', { snis: ['web.test'], cert: web.cert, key: web.key }, { 'if-match': u.etag! });
   assert.equal(lost.status, 412);
-  assert.match(await etcd.get('/tlsgate/ssls/web') ?? '', /TLSv1\.3/);
+  assert.match((await etcd.get('/tlsgate/ssls/web')) ?? '', /TLSv1\.3/);
   assert.equal((await put('/v1/ssls/web', {}, { 'if-match': '*' })).status, 400);
 });
 
@@ -136,15 +149,22 @@ test('DELETE: 404 unknown, 409 with the referrers, 200 and gone otherwise', asyn
   const ok = await del('/v1/ssls/web', { 'if-match': `"${rev}"` });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(await etcd.get('/tlsgate/ssls/web'), undefined);
-  await waitFor(async () => (await handshake(port, { servername: 'web.test' })).cert?.fingerprint256 ===
-    new X509Certificate(site.cert).fingerprint256, 'web.test falls back to default_ssl');
+  await waitFor(
+    async () =>
+      (await handshake(port, { servername: 'web.test' })).cert?.fingerprint256 ===
+      new X509Certificate(site.cert).fingerprint256,
+    'web.test falls back to default_ssl',
+  );
   // A route deletes freely (nothing references a route).
   assert.equal((await put('/v1/routes/gone', { paths: ['/gone'], respond: { body: 'g' } })).status, 201);
   assert.equal((await del('/v1/routes/gone')).status, 200);
 });
 
 test('without config_store the Admin API is read-only: writes answer 409 saying how to enable them', async () => {
-  for (const [method, body] of [['PUT', { respond: { body: 'x' } }], ['DELETE', undefined]] as const) {
+  for (const [method, body] of [
+    ['PUT', { respond: { body: 'x' } }],
+    ['DELETE', undefined],
+  ] as const) {
     const r = await adminWrite(plain.adminPort, plain.apiKey, method, '/v1/routes/r', body);
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'TLSGATE_E_STORE_READ_ONLY');
@@ -158,16 +178,20 @@ test('without config_store the Admin API is read-only: writes answer 409 saying 
 function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (e, out, err) =>
-      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }));
+      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    );
   });
 }
 
-test('validate: a file with config_store may not also list stored collections; with the store it validates', async () => {
+test('validate: a config_store file may not list stored collections; with the store it validates', async () => {
   const listed = join(gw.dir, 'listed.yaml');
-  writeFileSync(listed, `${storeBlock(etcd, gw.dir)}
+  writeFileSync(
+    listed,
+    `${storeBlock(etcd, gw.dir)}
 listeners: [{ name: public, listen: 127.0.0.1:1 }]
 routes: [{ id: r, respond: { body: ok } }]
-`);
+`,
+  );
   const bad = await cli('validate', '--config', listed);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /routes: .*live in the store, not in the file.*TLSGATE_E_STORE_COLLECTION/);
@@ -179,22 +203,31 @@ routes: [{ id: r, respond: { body: ok } }]
 test('push: a file’s objects are validated, then copied into etcd', async () => {
   const prefix = '/pushed';
   const node = join(gw.dir, 'node.yaml');
-  writeFileSync(node, `${storeBlock(etcd, gw.dir).replace('    tls:', `    prefix: ${prefix}\n    tls:`)}
+  writeFileSync(
+    node,
+    `${storeBlock(etcd, gw.dir).replace('    tls:', `    prefix: ${prefix}\n    tls:`)}
 listeners: [{ name: public, listen: 127.0.0.1:1 }]
-`);
+`,
+  );
   const old = join(gw.dir, 'old.yaml');
   writeFileSync(join(gw.dir, 'other.crt'), other.cert);
   writeFileSync(join(gw.dir, 'other.key'), other.key);
-  writeFileSync(old, `
+  writeFileSync(
+    old,
+    `
 listeners: [{ name: public, listen: 127.0.0.1:1, default_ssl: other }]
 ssls: [{ id: other, snis: [other.test], cert: $file://other.crt, key: $file://other.key }]
 routes: [{ id: r, respond: { body: ok } }]
-`);
+`,
+  );
   const broken = join(gw.dir, 'broken.yaml');
-  writeFileSync(broken, `
+  writeFileSync(
+    broken,
+    `
 listeners: [{ name: public, listen: 127.0.0.1:1 }]
 ssls: [{ id: other, snis: [other.test], cert: $file://other.crt, key: $file://missing.key }]
-`);
+`,
+  );
   const refused = await cli('push', '--config', broken, '--store', node);
   assert.equal(refused.code, 1);
   assert.equal(await etcd.get(`${prefix}/ssls/other`), undefined);

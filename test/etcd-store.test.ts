@@ -42,10 +42,7 @@ before(async () => {
   await etcd.put('/tlsgate/routes/hello', { id: 'hello', paths: ['/'], respond: { status: 200, body: 'hello' } });
   [ports.a, ports.b, a.adminPort, b.adminPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   // Node B runs the uws engine and reaches etcd through a forwarder the test can cut.
-  await Promise.all([
-    a.start(nodeConfig(a, ports.a, 'node')),
-    b.start(nodeConfig(b, ports.b, 'uws', cut.endpoint)),
-  ]);
+  await Promise.all([a.start(nodeConfig(a, ports.a, 'node')), b.start(nodeConfig(b, ports.b, 'uws', cut.endpoint))]);
 });
 
 function gwKeyFiles(): void {
@@ -63,7 +60,7 @@ after(async () => {
   await etcd?.close();
 });
 
-test('a listener default_ssl and a route stored in etcd serve on both nodes ($file:// from each node dir)', async () => {
+test('default_ssl and a route stored in etcd serve on both nodes ($file:// from each node dir)', async () => {
   for (const port of [ports.a, ports.b]) {
     assert.ok(await serves(port, 'site.test', site.cert));
     const r = await get(port, '/', { servername: 'site.test' });
@@ -87,21 +84,34 @@ test('a PUT through node A is served by new handshakes on A and B', async () => 
   await waitFor(() => serves(ports.a, 'extra.test', extra.cert), 'node A serves extra.test');
   await waitFor(() => serves(ports.b, 'extra.test', extra.cert), 'node B serves extra.test');
   // An update with the ETag: both nodes move to the new certificate.
-  const u = await adminWrite(a.adminPort, a.apiKey, 'PUT', '/v1/ssls/extra', { ...body, cert: extra2.cert, key: extra2.key }, {
-    'if-match': r.etag!,
-  });
+  const u = await adminWrite(
+    a.adminPort,
+    a.apiKey,
+    'PUT',
+    '/v1/ssls/extra',
+    { ...body, cert: extra2.cert, key: extra2.key },
+    {
+      'if-match': r.etag!,
+    },
+  );
   assert.equal(u.status, 200, JSON.stringify(u.body));
   await waitFor(() => serves(ports.a, 'extra.test', extra2.cert), 'node A serves the updated extra.test');
   await waitFor(() => serves(ports.b, 'extra.test', extra2.cert), 'node B serves the updated extra.test');
 });
 
-test('an invalid object written with etcdctl is refused alone: it keeps its last good version, the others apply', async () => {
+test('an invalid object put with etcdctl is refused alone: it keeps its last good version, others apply', async () => {
   // extra with a key that is not its certificate's, garbage JSON, and a valid new route.
   await etcd.put('/tlsgate/ssls/extra', { snis: ['extra.test'], cert: extra.cert, key: other.key });
   await etcd.put('/tlsgate/upstreams/junk', '{not json');
   await etcd.put('/tlsgate/routes/two', { paths: ['/two'], respond: { status: 200, body: 'two' } });
-  for (const [gw, port] of [[a, ports.a], [b, ports.b]] as const) {
-    await waitFor(async () => (await get(port, '/two', { servername: 'site.test' })).body === 'two', 'route two served');
+  for (const [gw, port] of [
+    [a, ports.a],
+    [b, ports.b],
+  ] as const) {
+    await waitFor(
+      async () => (await get(port, '/two', { servername: 'site.test' })).body === 'two',
+      'route two served',
+    );
     const s = await waitFor(async () => {
       const st = (await gw.admin('GET', '/v1/status')).body.store;
       return st.errors.length >= 2 ? st : undefined;
@@ -111,12 +121,19 @@ test('an invalid object written with etcdctl is refused alone: it keeps its last
     assert.match(byKey.get('/tlsgate/ssls/extra') ?? '', /last good version keeps serving/);
     assert.match(byKey.get('/tlsgate/upstreams/junk') ?? '', /not JSON/);
     assert.ok(await serves(port, 'extra.test', extra2.cert), 'the last good extra.test keeps serving');
-    assert.ok(gw.logs.some((l) => l.level === 40 && l.store_key === '/tlsgate/ssls/extra' && l.code === 'TLSGATE_E_STORE_OBJECT'));
+    assert.ok(
+      gw.logs.some(
+        (l) => l.level === 40 && l.store_key === '/tlsgate/ssls/extra' && l.code === 'TLSGATE_E_STORE_OBJECT',
+      ),
+    );
   }
   // Fixed (and the junk removed): the errors clear.
   await etcd.put('/tlsgate/ssls/extra', { snis: ['extra.test'], cert: extra.cert, key: extra.key });
   await etcd.ctl('del', '/tlsgate/upstreams/junk');
-  for (const [gw, port] of [[a, ports.a], [b, ports.b]] as const) {
+  for (const [gw, port] of [
+    [a, ports.a],
+    [b, ports.b],
+  ] as const) {
     await waitFor(() => serves(port, 'extra.test', extra.cert), 'fixed extra.test served');
     await waitFor(async () => (await gw.admin('GET', '/v1/status')).body.store.errors.length === 0, 'errors cleared');
   }
@@ -161,7 +178,10 @@ test('etcd stopped and restarted under load: 0 failed requests; a change after i
   await waitFor(() => ok > 20, 'load running');
   await etcd.stop();
   for (const g of [a, b])
-    await waitFor(async () => (await g.admin('GET', '/v1/status')).body.store.connected === false, 'node sees etcd down');
+    await waitFor(
+      async () => (await g.admin('GET', '/v1/status')).body.store.connected === false,
+      'node sees etcd down',
+    );
   await waitFor(async () => {
     const s = (await a.admin('GET', '/v1/status')).body.store;
     return s.errors.some((e: { message: string }) => /cannot be reached \(ECONNREFUSED\)/.test(e.message));
@@ -170,8 +190,15 @@ test('etcd stopped and restarted under load: 0 failed requests; a change after i
   await waitFor(() => ok > during + 100, '100 requests served while etcd is down', 60_000);
   await etcd.run();
   for (const g of [a, b])
-    await waitFor(async () => (await g.admin('GET', '/v1/status')).body.store.connected === true, 'node reconnected', 15_000);
-  const r = await adminWrite(b.adminPort, b.apiKey, 'PUT', '/v1/routes/three', { paths: ['/three'], respond: { body: 'three' } });
+    await waitFor(
+      async () => (await g.admin('GET', '/v1/status')).body.store.connected === true,
+      'node reconnected',
+      15_000,
+    );
+  const r = await adminWrite(b.adminPort, b.apiKey, 'PUT', '/v1/routes/three', {
+    paths: ['/three'],
+    respond: { body: 'three' },
+  });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   for (const port of [ports.a, ports.b])
     await waitFor(async () => (await get(port, '/three', { servername: 'site.test' })).body === 'three', 'route three');

@@ -75,7 +75,11 @@ ${storeBlock(etcd, g.dir)}
             await sleep(2);
           }
         });
-        const res = await adminWrite(a.adminPort, a.apiKey, 'PUT', '/v1/ssls/conv', { snis: [SNI], cert: c.cert, key: c.key });
+        const res = await adminWrite(a.adminPort, a.apiKey, 'PUT', '/v1/ssls/conv', {
+          snis: [SNI],
+          cert: c.cert,
+          key: c.key,
+        });
         putMs.push(performance.now() - t0);
         if (res.status !== 200) throw new Error(`PUT ${i}: ${res.status} ${JSON.stringify(res.body)}`);
         try {

@@ -135,7 +135,13 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type?: string, headers?: Record<string, string>): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  type?: string,
+  headers?: Record<string, string>,
+): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, {
     ...headers,

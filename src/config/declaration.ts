@@ -448,7 +448,8 @@ export function readProvider(r: Reader, raw: unknown, path: string): ProviderCon
 
 /** `host:port` or `http(s)://host:port` of an etcd member. */
 function etcdEndpoint(v: string): string | null {
-  return /^(https?:\/\/)?[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(v) ? null : `"${v}" is not an etcd endpoint (https://host:port)`;
+  const ok = /^(https?:\/\/)?[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(v);
+  return ok ? null : `"${v}" is not an etcd endpoint (https://host:port)`;
 }
 
 const CONFIG_STORE = obj({
@@ -457,7 +458,8 @@ const CONFIG_STORE = obj({
       required: true, shape: 'https://host:port', nonEmpty: 'must hold at least one endpoint', doc: 'etcd members',
     }),
     prefix: str({
-      default: '/tlsgate', pattern: /^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/, hint: 'must start with "/" and not end with one',
+      default: '/tlsgate', pattern: /^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/,
+      hint: 'must start with "/" and not end with one',
       type: 'key prefix', doc: 'objects live at <prefix>/<collection>/<id>',
     }),
     tls: obj({

@@ -30,13 +30,7 @@ export function writeRoutes(t: WriteTarget): Record<string, Handler> {
 
 type Op = (s: EtcdStore, t: WriteTarget, req: IncomingMessage, c: StoredCollection, id: string) => Promise<Reply>;
 
-async function guarded(
-  t: WriteTarget,
-  req: IncomingMessage,
-  url: URL,
-  c: StoredCollection,
-  op: Op,
-): Promise<Reply> {
+async function guarded(t: WriteTarget, req: IncomingMessage, url: URL, c: StoredCollection, op: Op): Promise<Reply> {
   const s = t.configStore;
   if (!s) {
     req.resume();
@@ -79,9 +73,12 @@ const put: Op = async (s, _t, req, c, id) => {
     return fail(400, 'TLSGATE_E_CONFIG_INVALID', 'the body must be one JSON object, as in the YAML file');
   const obj = v as Record<string, unknown>;
   if (obj.id !== undefined && obj.id !== id)
-    return fail(400, 'TLSGATE_E_CONFIG_INVALID', `the body's id ${JSON.stringify(obj.id)} differs from the URL's "${id}"`, [
-      { path: 'id', message: `must be "${id}" (or absent)` },
-    ]);
+    return fail(
+      400,
+      'TLSGATE_E_CONFIG_INVALID',
+      `the body's id ${JSON.stringify(obj.id)} differs from the URL's "${id}"`,
+      [{ path: 'id', message: `must be "${id}" (or absent)` }],
+    );
   const r = await s.put(c, id, obj, ifMatch(req));
   if (r.status < 300) {
     const b = r.body as { object: unknown };

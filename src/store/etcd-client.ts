@@ -82,7 +82,9 @@ export function diagnoseTls(endpoint: string, s: EtcdSettings, timeoutMs = 2_000
     const timer = setTimeout(() => done(`no TLS answer from ${host}:${port} within ${timeoutMs} ms`), timeoutMs);
     sock.once('secureConnect', () => {
       // Preface + an empty SETTINGS frame: a server that accepted our certificate answers with its SETTINGS.
-      sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+      sock.write(
+        Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]),
+      );
     });
     sock.once('data', () => done(null));
     sock.once('error', (err: NodeJS.ErrnoException) => done(explainTls(err, host, port, s)));
@@ -96,9 +98,15 @@ function explainTls(err: NodeJS.ErrnoException, host: string, port: number, s: E
   if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')
     return `etcd ${host}:${port} cannot be reached (${code})`;
   if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|HANDSHAKE_FAILURE/i.test(code) && !s.tls?.cert)
-    return `${at}: etcd asks for a client certificate and none is configured (config_store.etcd.tls.cert/key) [${code}]`;
+    return (
+      `${at}: etcd asks for a client certificate and none is configured ` +
+      `(config_store.etcd.tls.cert/key) [${code}]`
+    );
   if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|DECRYPT_ERROR/i.test(code))
-    return `${at}: etcd refused our client certificate (config_store.etcd.tls.cert is not signed by a CA etcd trusts) [${code}]`;
+    return (
+      `${at}: etcd refused our client certificate ` +
+      `(config_store.etcd.tls.cert is not signed by a CA etcd trusts) [${code}]`
+    );
   if (/SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|CERT_UNTRUSTED|LEAF_SIGNATURE/.test(code))
     return `${at}: the etcd server certificate does not chain to config_store.etcd.tls.ca [${code}]`;
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')

@@ -238,6 +238,7 @@ export class EtcdStore {
    */
   private async settle(notify: boolean): Promise<void> {
     const rev = this.revision;
+    const t0 = performance.now();
     const pending = new Map<string, StoredObject | null>();
     for (const [key, l] of this.latest) {
       const a = this.accepted.get(key);
@@ -261,7 +262,10 @@ export class EtcdStore {
     const pc = this.prechecked;
     const [only] = pending.size === 1 ? [...pending] : [];
     const checked =
-      !!only?.[1] && pc?.key === only[0] && pc.generation === this.generation && JSON.stringify(only[1].value) === pc.text;
+      !!only?.[1] &&
+      pc?.key === only[0] &&
+      pc.generation === this.generation &&
+      JSON.stringify(only[1].value) === pc.text;
     for (let round = 0; !checked && pending.size > 0 && round <= pending.size + 1; round++) {
       const overlay = toOverlay(candidate.values(), `check:${rev}:${round}`);
       const issues = (await this.check(overlay)).filter((i) => i.severity === 'error');
@@ -293,6 +297,16 @@ export class EtcdStore {
     this.accepted = candidate;
     this.applied = rev;
     this.resolveWaiters();
+    if (pending.size > 0)
+      this.log.info(
+        {
+          revision: rev,
+          changed: pending.size,
+          refused: this.refused.size,
+          check_ms: Math.round(performance.now() - t0),
+        },
+        'config store changes validated',
+      );
     if (notify && pending.size > 0) this.onApplied(rev);
   }
 
@@ -332,7 +346,12 @@ export class EtcdStore {
    * Validate `value` as `collection/id` with the running objects, then write it if its mod
    * revision is still `expected` (If-Match, or the one validated against).
    */
-  async put(collection: StoredCollection, id: string, value: Record<string, unknown>, ifMatch?: string): Promise<WriteOutcome> {
+  async put(
+    collection: StoredCollection,
+    id: string,
+    value: Record<string, unknown>,
+    ifMatch?: string,
+  ): Promise<WriteOutcome> {
     const key = keyOf(this.prefix, collection, id);
     const now = this.latest.get(key);
     // Our view may lag etcd (a write through another node not yet watched): etcd's compare decides.
@@ -401,7 +420,8 @@ export class EtcdStore {
 }
 
 function conflict(key: string, expected: string, actual: string | undefined): WriteOutcome {
-  const now = actual === undefined ? 'it changed meanwhile' : actual === '0' ? 'it does not exist' : `it is at ${actual}`;
+  const now =
+    actual === undefined ? 'it changed meanwhile' : actual === '0' ? 'it does not exist' : `it is at ${actual}`;
   return {
     status: 412,
     body: {

@@ -67,10 +67,7 @@ export function toOverlay(objects: Iterable<StoredObject>, revision: string): Ov
 const AT = /^(ssls|upstreams|routes|secret_providers)\[(\d+)\](.*)$/;
 
 /** The store key an issue is about (`ssls[3].cert` → its key), and the path inside that object. */
-export function blame(
-  issue: ConfigIssue,
-  overlay: { keys: string[][] },
-): { key: string; inner: string } | undefined {
+export function blame(issue: ConfigIssue, overlay: { keys: string[][] }): { key: string; inner: string } | undefined {
   const m = AT.exec(issue.path);
   if (!m) return undefined;
   const key = overlay.keys[STORED_COLLECTIONS.indexOf(m[1] as StoredCollection)]?.[Number(m[2])];
@@ -103,7 +100,8 @@ export interface Referrer {
 export function referrers(c: GatewayConfig, collection: StoredCollection, id: string): Referrer[] {
   const out: Referrer[] = [];
   if (collection === 'ssls') {
-    for (const l of c.listeners) if (l.default_ssl === id) out.push({ collection: 'listeners', id: l.name, path: 'default_ssl' });
+    for (const l of c.listeners)
+      if (l.default_ssl === id) out.push({ collection: 'listeners', id: l.name, path: 'default_ssl' });
     for (const u of c.upstreams)
       if (u.tls?.client_ssl === id) out.push({ collection: 'upstreams', id: u.id, path: 'tls.client_ssl' });
   }

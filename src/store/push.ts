@@ -62,5 +62,7 @@ async function unavailable(s: EtcdSettings, err: unknown): Promise<ConfigError> 
   const secure = !!s.tls || s.endpoints.some((e) => e.startsWith('https://'));
   const cause = secure ? await diagnoseTls(s.endpoints[0]!, s).catch(() => null) : null;
   const message = cause ?? `etcd did not answer: ${(err as Error).message}`;
-  return new ConfigError([{ path: 'config_store.etcd', code: 'TLSGATE_E_STORE_UNAVAILABLE', message, severity: 'error' }]);
+  return new ConfigError([
+    { path: 'config_store.etcd', code: 'TLSGATE_E_STORE_UNAVAILABLE', message, severity: 'error' },
+  ]);
 }

@@ -48,9 +48,10 @@ export async function readStoreDecl(path: string): Promise<StoreDecl | undefined
 /** `log` of a config file as declared; the defaults when it does not read (start reports why). */
 export async function readLogSettings(path: string): Promise<{ level: string; file?: string }> {
   try {
-    const raw = parseDocument(await readFile(resolvePath(path), 'utf8')).toJS({ maxAliasCount: 100 }) as
-      | Record<string, unknown>
-      | null;
+    const raw = parseDocument(await readFile(resolvePath(path), 'utf8')).toJS({ maxAliasCount: 100 }) as Record<
+      string,
+      unknown
+    > | null;
     const log = CONFIG.fields!.log!.read(new Reader(), raw?.log ?? {}, 'log') as { level: string; file?: string };
     return log ?? { level: 'info' };
   } catch {

@@ -55,22 +55,49 @@ export class Etcd {
     this.proc = spawn(
       ETCD_BIN,
       [
-        '--name', 't', '--data-dir', join(d, 'data'),
-        '--listen-client-urls', this.endpoint, '--advertise-client-urls', this.endpoint,
-        '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `t=${peer}`,
-        '--cert-file', join(d, 'server.pem'), '--key-file', join(d, 'server.key'),
-        '--trusted-ca-file', join(d, 'ca.pem'), '--client-cert-auth',
-        '--logger', 'zap', '--log-level', 'error',
+        '--name',
+        't',
+        '--data-dir',
+        join(d, 'data'),
+        '--listen-client-urls',
+        this.endpoint,
+        '--advertise-client-urls',
+        this.endpoint,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `t=${peer}`,
+        '--cert-file',
+        join(d, 'server.pem'),
+        '--key-file',
+        join(d, 'server.key'),
+        '--trusted-ca-file',
+        join(d, 'ca.pem'),
+        '--client-cert-auth',
+        '--logger',
+        'zap',
+        '--log-level',
+        'error',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.proc.stderr!.on('data', (b: Buffer) => (this.stderr = (this.stderr + b).slice(-20_000)));
     const proc = this.proc;
-    await waitFor(async () => {
-      if (proc.exitCode !== null) throw new Error(`etcd exited ${proc.exitCode}: ${this.stderr}`);
-      // `endpoint health` reports on stderr in 3.4: a read that succeeds is the check.
-      return this.ctl('get', '/health-probe').then(() => true, () => false);
-    }, 'etcd healthy', 20_000, 100);
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`etcd exited ${proc.exitCode}: ${this.stderr}`);
+        // `endpoint health` reports on stderr in 3.4: a read that succeeds is the check.
+        return this.ctl('get', '/health-probe').then(
+          () => true,
+          () => false,
+        );
+      },
+      'etcd healthy',
+      20_000,
+      100,
+    );
   }
 
   /** SIGTERM and wait for the exit; the data dir stays. */
@@ -93,7 +120,8 @@ export class Etcd {
         ETCDCTL_BIN,
         [...tls, '--key', join(d, 'client.key'), '--command-timeout', '5s', ...args],
         { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 },
-        (err, stdout, stderr) => (err ? reject(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)),
+        (err, stdout, stderr) =>
+          err ? reject(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
       );
     });
   }
@@ -137,7 +165,10 @@ export class Cut {
       }
       const up = connect(target, '127.0.0.1');
       // Either side gone (etcd down: the connect fails): the other goes too, as with no forwarder.
-      for (const [s, peer] of [[c, up], [up, c]] as const) {
+      for (const [s, peer] of [
+        [c, up],
+        [up, c],
+      ] as const) {
         this.socks.add(s);
         s.on('close', () => (this.socks.delete(s), peer.destroy()));
         s.on('error', () => peer.destroy());
