@@ -359,8 +359,10 @@ export class EtcdStore {
     const obj: StoredObject = { key, collection, id, value: { ...value, id }, modRevision: 'candidate' };
     const candidate = new Map(this.accepted);
     candidate.set(key, obj);
+    const t0 = performance.now();
     const overlay = toOverlay(candidate.values(), `put:${key}:${Date.now()}`);
     const issues = (await this.check(overlay)).filter((i) => i.severity === 'error');
+    const t1 = performance.now();
     if (issues.length) {
       return {
         status: 400,
@@ -386,7 +388,19 @@ export class EtcdStore {
       .commit();
     const rev = String(res.header.revision);
     if (!res.succeeded) return conflict(key, expected, actualRev(res));
+    const t2 = performance.now();
     await this.waitApplied(Number(rev));
+    const ms = (x: number, y: number): number => Math.round(y - x);
+    this.log.info(
+      {
+        store_key: key,
+        mod_revision: Number(rev),
+        check_ms: ms(t0, t1),
+        write_ms: ms(t1, t2),
+        seen_ms: ms(t2, performance.now()),
+      },
+      'config store object written',
+    );
     return {
       status: expected === '0' ? 201 : 200,
       body: { collection, id, mod_revision: Number(rev), object: obj.value },
