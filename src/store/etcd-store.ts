@@ -103,7 +103,7 @@ export class EtcdStore {
 
   /** The validated objects, for the config build. */
   overlay(): Overlay {
-    return toOverlay(this.accepted.values(), `etcd:${this.applied}:${this.accepted.size}`);
+    return toOverlay(this.accepted.values(), `etcd:${this.generation}`);
   }
 
   status(): StoreStatus {
