@@ -11,6 +11,9 @@ const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGH
        tlsgate validate -c, --config FILE   check a config: exit 0 valid, 1 refused (every problem)
        tlsgate import --from apisix FILE... [--out DIR] [--force] [--keyring K1,K2] [--listen ADDR]
                       [--engine node|uws]   APISIX config → tlsgate config + PEM files, then validated
+       tlsgate push     -c, --config FILE --store NODE_FILE
+                                            copy FILE's ssls, upstreams, routes, secret_providers (validated
+                                            first) into the etcd that NODE_FILE's config_store names
        tlsgate -h, --help                   this text
        tlsgate -v, --version                the version
 exit 2: a usage error (unknown command or option, missing --config)`;
@@ -55,10 +58,14 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'import') return importCommand(values, extra);
   const importOnly = IMPORT_OPTIONS.find((k) => values[k] !== undefined);
   if (importOnly) return usageError(`--${importOnly} is an option of import`);
-  if (cmd !== 'start' && cmd !== 'validate') return usageError(`unknown command '${cmd}'`);
+  if (cmd !== 'start' && cmd !== 'validate' && cmd !== 'push') return usageError(`unknown command '${cmd}'`);
   if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`);
   if (values.config === undefined || values.config === '') return usageError(`${cmd} needs --config FILE`);
   const file = resolve(values.config);
+  if (cmd === 'push') {
+    if (!values.store) return usageError('push needs --store NODE_FILE (a config file with config_store)');
+    return push(file, resolve(values.store));
+  }
   await ensureDevFiles(file);
   return cmd === 'validate' ? validate(file) : start(file);
 }
@@ -70,6 +77,7 @@ function parseCli(argv: string[]) {
     allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
+      store: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
       from: { type: 'string' },
@@ -130,7 +138,16 @@ async function validate(file: string): Promise<number> {
     baseDir: dirname(file),
   });
   try {
-    const loaded = await loadConfigFile(file);
+    // config_store: the objects come from etcd (listed once) and are checked with the file.
+    const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
+    const decl = await readStoreDecl(file);
+    let overlay: import('./config/load').Overlay | undefined;
+    if (decl) {
+      const listed = await (await import('./store/push')).listOnce(await resolveStoreSettings(decl, file));
+      if (listed.issues.length) throw new ConfigError(listed.issues);
+      overlay = listed.overlay;
+    }
+    const loaded = await loadConfigFile(file, undefined, overlay ? { overlay } : {});
     const { engineLoadIssues } = await import('./engines/uws-load');
     const engineIssues = engineLoadIssues(loaded.config.listeners);
     if (engineIssues.length)
@@ -156,12 +173,8 @@ async function validate(file: string): Promise<number> {
 
 async function start(file: string): Promise<number> {
   const { Primary } = await import('./primary/primary');
-  const { loadConfigFile } = await import('./config/load');
   // The log settings come from the file; a broken file is reported by start() below.
-  const level = await loadConfigFile(file, undefined, { sslDirs: false }).then(
-    (l) => l.config.log,
-    () => ({ level: 'info' as const, file: undefined }),
-  );
+  const level = await import('./store/settings').then((m) => m.readLogSettings(file));
   const log = createLogger({ level: level.level, ...(level.file ? { file: level.file } : {}), name: 'primary' });
   const primary = new Primary(file, log);
   let stopping = false;
@@ -180,6 +193,27 @@ async function start(file: string): Promise<number> {
     log.fatal({ err }, 'tlsgate cannot start');
     printError(err);
     await primary.shutdown();
+    return 1;
+  }
+}
+
+/** Validate FILE as `validate` does, then copy its stored collections into NODE_FILE's etcd. */
+async function push(file: string, nodeFile: string): Promise<number> {
+  const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
+  try {
+    const decl = await readStoreDecl(nodeFile);
+    if (!decl) {
+      process.stderr.write(`tlsgate: ${nodeFile} has no config_store: nothing to push to\n`);
+      return 1;
+    }
+    if ((await validate(file)) !== 0) return 1;
+    const settings = await resolveStoreSettings(decl, nodeFile);
+    const counts = await (await import('./store/push')).pushFile(file, settings);
+    const what = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ');
+    process.stdout.write(`${file}: pushed ${what} to ${settings.endpoints.join(',')} under ${settings.prefix}/\n`);
+    return 0;
+  } catch (err) {
+    printError(err);
     return 1;
   }
 }

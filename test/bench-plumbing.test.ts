@@ -149,8 +149,11 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
     assert.ok(results.machine.openssl);
     assert.deepEqual(
       results.scenarios.map((s) => s.name),
-      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation'],
+      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation', 'etcd-convergence'],
     );
+    // Two gateways on a real etcd: every PUT converged on both nodes (or etcd is absent, said so).
+    const conv = results.scenarios.find((s) => s.name === 'etcd-convergence')!;
+    if (conv.skipped.length === 0) assert.equal(conv.rows[0]?.metrics.failed, 0);
     for (const s of results.scenarios) assert.ok(run!.markdown.includes(`### ${s.title}`));
   });
 

@@ -14,7 +14,7 @@ export type Handler = (
   req: IncomingMessage,
   url: URL,
   ctx: AdminContext,
-) => Promise<{ status: number; body: unknown; type?: string }>;
+) => Promise<{ status: number; body: unknown; type?: string; headers?: Record<string, string> }>;
 
 /** A request refused by role (403): mutating ones are audited. */
 export interface Denied {
@@ -35,13 +35,20 @@ export interface AdminOptions {
   open: Record<string, Handler>;
   /** Told of every 403 (after it is answered). */
   onDenied?: (d: Denied) => void;
+  /** Routes that change the config store (PUT/DELETE): one place to wrap a write check. */
+  writes?: Record<string, Handler>;
 }
 
 export class AdminServer {
   private readonly server: Server;
   private keys: KeyTable;
+  /** Reads and writes together; `writeHandlers` tells a write apart. */
+  private readonly routes: Record<string, Handler>;
+  private readonly writeHandlers: Set<Handler>;
 
   constructor(private readonly o: AdminOptions) {
+    this.routes = { ...o.routes, ...o.writes };
+    this.writeHandlers = new Set(Object.values(o.writes ?? {}));
     this.keys = new KeyTable(o.apiKeys);
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
     this.server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttp(handler);
@@ -75,7 +82,7 @@ export class AdminServer {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const key = `${method} ${path}`;
     const open = this.o.open[key];
-    const route = open ?? this.o.routes[key] ?? this.matchParam(key);
+    const route = open ?? this.routes[key] ?? this.matchParam(key);
     let caller: Principal | null = null;
     try {
       if (!open) {
@@ -112,8 +119,9 @@ export class AdminServer {
         const message = `${key}: allowed methods are ${allow.join(', ')}`;
         return send(res, 405, { error: { code: 'TLSGATE_E_METHOD_NOT_ALLOWED', message } });
       }
+      if (this.writeHandlers.has(route)) this.o.log.debug({ endpoint: key }, 'admin write');
       const r = await route(req, url, { caller });
-      send(res, r.status, r.body, r.type);
+      send(res, r.status, r.body, r.type, r.headers);
     } catch (err) {
       this.o.log.error({ err, endpoint: key }, 'admin endpoint failed');
       send(res, 500, {
@@ -125,7 +133,7 @@ export class AdminServer {
   /** Methods that have an endpoint at this path (for 405 + Allow). */
   private allowed(path: string): string[] {
     const methods = new Set<string>();
-    for (const pattern of [...Object.keys(this.o.open), ...Object.keys(this.o.routes)]) {
+    for (const pattern of [...Object.keys(this.o.open), ...Object.keys(this.routes)]) {
       const [method, p] = pattern.split(' ') as [string, string];
       const base = p.endsWith('/:id') ? p.slice(0, -3) : undefined;
       const hit = p === path || (base !== undefined && path.startsWith(base) && !path.slice(base.length).includes('/'));
@@ -137,7 +145,7 @@ export class AdminServer {
 
   /** `GET /v1/ssls/:id` style routes. */
   private matchParam(key: string): Handler | undefined {
-    for (const [pattern, h] of Object.entries(this.o.routes)) {
+    for (const [pattern, h] of Object.entries(this.routes)) {
       if (!pattern.endsWith('/:id')) continue;
       const base = pattern.slice(0, -3);
       if (key.startsWith(base) && !key.slice(base.length).includes('/')) return h;
@@ -153,9 +161,16 @@ export class AdminServer {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  type?: string,
+  headers?: Record<string, string>,
+): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, {
+    ...headers,
     'content-type': type ?? 'application/json',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',

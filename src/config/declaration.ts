@@ -580,6 +580,47 @@ export function readProvider(r: Reader, raw: unknown, path: string): ProviderCon
   return PROVIDER.read(r, raw, path);
 }
 
+// ---- config_store (issue 14) -----------------------------------------------------------
+
+/** `host:port` or `http(s)://host:port` of an etcd member. */
+function etcdEndpoint(v: string): string | null {
+  const ok = /^(https?:\/\/)?[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(v);
+  return ok ? null : `"${v}" is not an etcd endpoint (https://host:port)`;
+}
+
+const CONFIG_STORE = obj({
+  etcd: obj({
+    endpoints: list(str({ format: etcdEndpoint, type: 'https://host:port', doc: '' }), {
+      required: true, shape: 'https://host:port', nonEmpty: 'must hold at least one endpoint', doc: 'etcd members',
+    }),
+    prefix: str({
+      default: '/tlsgate', pattern: /^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/,
+      hint: 'must start with "/" and not end with one',
+      type: 'key prefix', doc: 'objects live at <prefix>/<collection>/<id>',
+    }),
+    tls: obj({
+      ca: credential({ doc: 'PEM CA(s) of the etcd server certificates' }),
+      cert: credential({ doc: 'client certificate (etcd --client-cert-auth)' }),
+      key: credential({ sensitive: true, doc: 'its key' }),
+    }, {
+      optional: true, doc: 'TLS to etcd (https:// endpoints)',
+      rule: (r, t, _raw, p) => {
+        if ((t.cert === undefined) !== (t.key === undefined)) {
+          r.error(join(p, t.cert === undefined ? 'cert' : 'key'), 'tls.cert and tls.key go together');
+        }
+      },
+    }),
+    auth: obj({
+      username: credential({ required: true, doc: 'etcd user' }),
+      password: credential({ required: true, sensitive: true, doc: 'its password' }),
+    }, { optional: true, doc: 'etcd authentication (absent: none)' }),
+    start_timeout: duration({ min: 100, default: 10_000, doc: 'start waits this long for the first list' }),
+  }, { required: true, doc: 'etcd v3' }),
+}, {
+  optional: true,
+  doc: 'ssls, upstreams, routes and secret_providers live in a store, not in this file',
+});
+
 const perCore = (): number => Math.max(1, availableParallelism());
 
 export const CONFIG = obj({
@@ -602,6 +643,7 @@ export const CONFIG = obj({
     default: 60_000, doc: '$file:// values re-read in the background (0: never), besides the watcher',
   }),
   admin: ADMIN,
+  config_store: CONFIG_STORE,
   audit: obj({ path: str({ required: true, type: 'path', doc: 'JSON-lines audit log of every reload' }) }, {
     optional: true, doc: 'audit log',
   }),

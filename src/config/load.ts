@@ -19,6 +19,8 @@ export interface Loaded {
   sslDirs: SslDirState | undefined;
   /** Directories to watch, with their signature when read. */
   watchDirs: WatchedDir[];
+  /** Revision of the config store objects merged in (config_store), if any. */
+  overlay?: string;
 }
 
 export interface LoadOptions {
@@ -26,7 +28,19 @@ export interface LoadOptions {
   sslDirs?: boolean;
   /** Certificate checks of new `ssl_dirs` files (the primary's pool); default in-line. */
   validate?: Validate;
+  /** config_store: the objects listed from etcd, merged into the file's. */
+  overlay?: Overlay;
 }
+
+/** Objects of a config store (config_store.etcd), merged into the file's parse. */
+export interface Overlay {
+  /** Changes whenever the objects do: a parse is reused only for the same text and revision. */
+  revision: string;
+  collections: Record<StoredCollection, unknown[]>;
+}
+
+export const STORED_COLLECTIONS = ['ssls', 'upstreams', 'routes', 'secret_providers'] as const;
+export type StoredCollection = (typeof STORED_COLLECTIONS)[number];
 
 /**
  * Read + parse + schema. Throws ConfigError with every problem. No secret is resolved here.
@@ -49,9 +63,11 @@ export async function loadConfigFile(path: string, previous?: Loaded, o: LoadOpt
       },
     ]);
   }
-  const same = previous && previous.text === text && previous.config.file === file;
-  const parsed = same ? previous.parsed : parseConfigText(text, file);
-  if (o.sslDirs === false) return { ...parsed, text, parsed, sslDirs: undefined, watchDirs: [] };
+  const same =
+    previous && previous.text === text && previous.config.file === file && previous.overlay === o.overlay?.revision;
+  const parsed = same ? previous.parsed : parseConfigText(text, file, o.overlay);
+  const overlay = o.overlay ? { overlay: o.overlay.revision } : {};
+  if (o.sslDirs === false) return { ...parsed, text, parsed, sslDirs: undefined, watchDirs: [], ...overlay };
   // Read on every load, config text changed or not: a file added to a directory changes no text.
   const dirs = await expandSslDirs(parsed.config, previous?.sslDirs, o.validate ? { validate: o.validate } : {});
   return {
@@ -61,10 +77,15 @@ export async function loadConfigFile(path: string, previous?: Loaded, o: LoadOpt
     parsed,
     sslDirs: dirs.state,
     watchDirs: dirs.watch,
+    ...overlay,
   };
 }
 
-export function parseConfigText(text: string, file: string): { config: GatewayConfig; issues: ConfigIssue[] } {
+export function parseConfigText(
+  text: string,
+  file: string,
+  overlay?: Overlay,
+): { config: GatewayConfig; issues: ConfigIssue[] } {
   // linePos is only filled by prettyErrors, which also rewrites the message with a source
   // excerpt (it could echo a key): the LineCounter gives the position without that.
   const lineCounter = new LineCounter();
@@ -79,9 +100,31 @@ export function parseConfigText(text: string, file: string): { config: GatewayCo
       })),
     );
   }
-  const { config, issues } = validateConfig(doc.toJS({ maxAliasCount: 100 }), file);
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  const { config, issues } = validateConfig(withStoreObjects(raw, file, overlay), file);
   if (!config) throw new ConfigError(issues);
   return { config, issues };
+}
+
+/**
+ * With config_store set the stored collections come from the store only: a file that also
+ * lists them is refused (two sources of one object would disagree after the first write).
+ */
+function withStoreObjects(raw: unknown, file: string, overlay: Overlay | undefined): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const r = raw as Record<string, unknown>;
+  if (r.config_store === undefined || r.config_store === null) return raw;
+  const listed = STORED_COLLECTIONS.filter((k) => r[k] !== undefined);
+  if (listed.length)
+    throw new ConfigError(
+      listed.map((k) => ({
+        path: k,
+        code: 'TLSGATE_E_STORE_COLLECTION' as const,
+        severity: 'error' as const,
+        message: `${file} sets config_store: ${k} live in the store, not in the file (tlsgate push copies them there)`,
+      })),
+    );
+  return overlay ? { ...r, ...overlay.collections } : raw;
 }
 
 function position(lc: LineCounter, offset: number): string {

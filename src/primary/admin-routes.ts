@@ -8,11 +8,13 @@ import type { SslDetails } from '../snapshot/compile';
 import { labelKeyProblem, labelValueProblem } from '../config/declaration';
 import { auditWrite } from './audit';
 import type { Primary } from './primary';
+import { writeRoutes } from '../store/admin-writes';
 
 export function adminRoutes(p: Primary): {
   routes: Record<string, Handler>;
   open: Record<string, Handler>;
   onDenied: (d: Denied) => void;
+  writes: Record<string, Handler>;
 } {
   let sniCache: { version: number; map: SniMap } | undefined;
   const sniMap = (): SniMap => {
@@ -31,6 +33,8 @@ export function adminRoutes(p: Primary): {
       auditWrite({ audit: p.audit, caller: d.caller, method: d.method, collection, status: 403,
         ...(id !== undefined ? { id: safeDecode(id) } : {}), error: 'TLSGATE_E_ADMIN_FORBIDDEN' });
     },
+    // PUT / DELETE /v1/<collection>/:id into the config store (src/store/admin-writes.ts).
+    writes: writeRoutes(p),
     open: {
       'GET /healthz': async () => ({ status: 200, body: { ok: true, version: p.status().version } }),
     },

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { loadConfigFile, type Loaded } from '../config/load';
+import { loadConfigFile, type Loaded, type LoadOptions } from '../config/load';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
 import { defaults } from '../config/defaults';
@@ -31,6 +31,8 @@ import { parseValue, type SecretRef } from '../secrets/reference';
 import { readLocalFile } from '../secrets/resolve';
 import { PrimaryMetrics } from './metrics';
 import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
+import { openConfigStore } from '../store/open';
+import type { EtcdStore, StoreStatus } from '../store/etcd-store';
 
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
@@ -113,6 +115,11 @@ export class Primary {
   private readonly compileCache = new CompileCache();
   /** ssl_dirs: new or changed certificate files are checked on the same pool (~1 ms CPU each, measured). */
   private readonly validateDir = (i: ValidateInput[]) => this.validator.validate(i);
+
+  private loadOptions(): LoadOptions {
+    const overlay = this.configStore?.overlay();
+    return { validate: this.validateDir, ...(overlay ? { overlay } : {}) };
+  }
   /** `$file://` paths named by file events since the last reload started; 'all': re-read every file. */
   private changedFiles: Set<string> | 'all' | undefined;
   private compose: (fileConfig: GatewayConfig) => GatewayConfig | Promise<GatewayConfig> = (c) => c;
@@ -150,6 +157,8 @@ export class Primary {
   private expiryTimer: NodeJS.Timeout | undefined;
   readonly metrics = new PrimaryMetrics();
   adminAddress: { host: string; port: number } | undefined;
+  /** config_store.etcd: where ssls, upstreams, routes and secret_providers come from (src/store/). */
+  configStore: EtcdStore | undefined;
 
   constructor(
     readonly configPath: string,
@@ -184,7 +193,16 @@ export class Primary {
   /** Load, validate, fork, wait for every worker to listen; throws on any start problem. */
   async start(): Promise<void> {
     let built: { compiled: Current; warnings: ConfigIssue[] };
-    const initial = loadConfigFile(this.configPath, undefined, { validate: this.validateDir }).then(async (loaded) => {
+    // Config store (issue 14): its objects are part of the first build; each change it
+    // validated is a reload, which goes through the same delta path as a file change.
+    this.configStore = await openConfigStore({
+      configPath: this.configPath,
+      log: this.log,
+      secrets: this.store,
+      validator: this.validator,
+      onApplied: (rev) => void this.reload('config-store', `etcd:${rev}`),
+    });
+    const initial = loadConfigFile(this.configPath, undefined, this.loadOptions()).then(async (loaded) => {
       this.loaded = loaded;
       return this.build({ config: await this.compose(loaded.config), warnings: loaded.issues });
     });
@@ -594,7 +612,7 @@ export class Primary {
     this.changedFiles = undefined;
     let loaded: Loaded;
     try {
-      loaded = await loadConfigFile(this.configPath, this.loaded, { validate: this.validateDir });
+      loaded = await loadConfigFile(this.configPath, this.loaded, this.loadOptions());
       this.loaded = loaded;
     } catch (err) {
       this.armWatch();
@@ -783,12 +801,14 @@ export class Primary {
     workers: Array<{ pid: number; version: number }>;
     last_reload: ReloadResult | undefined;
     stale_secrets: ReturnType<SecretStore['stale']>;
+    store: StoreStatus | { kind: 'file'; file: string };
   } {
     return {
       version: this.version,
       workers: [...this.slots.values()].map((s) => ({ pid: s.pid, version: s.version })),
       last_reload: this.lastReload,
       stale_secrets: this.store.stale(),
+      store: this.configStore?.status() ?? { kind: 'file', file: resolvePath(this.configPath) },
     };
   }
 
@@ -903,6 +923,7 @@ export class Primary {
     await Promise.race([Promise.all(exits), cap]);
     for (const s of this.slots.values()) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
     await this.admin?.close();
+    await this.configStore?.close();
     await this.validator.close();
     await this.store.close();
     await this.audit.flush();
@@ -986,6 +1007,7 @@ function needsRestart(cur: Current, next: Current): ConfigIssue[] {
   };
   check('workers', a.workers, b.workers);
   check('log', a.log, b.log);
+  check('config_store', a.config_store, b.config_store);
   check('admin', a.admin === undefined ? 'absent' : 'present', b.admin === undefined ? 'absent' : 'present');
   if (a.admin && b.admin) {
     check('admin.listen', a.admin.listen, b.admin.listen);

@@ -1,0 +1,105 @@
+// config_store settings of a config file: read before the first build (the store's objects
+// are part of that build), their references resolved here with $env:// and $file:// only.
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, type ConfigIssue } from '../errors';
+import { CONFIG } from '../config/declaration';
+import type { Infer } from '../config/decl';
+import { Reader } from '../config/reader';
+import { parseValue } from '../secrets/reference';
+import { SecretStore } from '../secrets/store';
+
+export type StoreDecl = NonNullable<Infer<typeof CONFIG>['config_store']>;
+
+/** Resolved connection settings: values, never references. */
+export interface EtcdSettings {
+  endpoints: string[];
+  prefix: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  auth?: { username: string; password: string };
+  startTimeout: number;
+  /** `config_store` as written (references as text), for status and restart checks. */
+  declared: StoreDecl;
+}
+
+/**
+ * `config_store` of the file at `path`, or undefined when it has none. A file that does not
+ * parse gives undefined too: the build that follows reports it with every other problem.
+ */
+export async function readStoreDecl(path: string): Promise<StoreDecl | undefined> {
+  let text: string;
+  try {
+    text = await readFile(resolvePath(path), 'utf8');
+  } catch {
+    return undefined;
+  }
+  // A file-only config skips a second YAML parse (≈0.15 ms per object line: seconds at 10k objects).
+  if (!text.includes('config_store')) return undefined;
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length) return undefined;
+  const raw = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
+  if (typeof raw !== 'object' || raw === null || raw.config_store === undefined) return undefined;
+  const r = new Reader();
+  const decl = CONFIG.fields!.config_store!.read(r, raw.config_store, 'config_store') as StoreDecl | undefined;
+  const errors = r.issues.filter((i) => i.severity === 'error');
+  if (errors.length || !decl) throw new ConfigError(errors.length ? errors : r.issues);
+  return decl;
+}
+
+/** `log` of a config file as declared; the defaults when it does not read (start reports why). */
+export async function readLogSettings(path: string): Promise<{ level: string; file?: string }> {
+  try {
+    const raw = parseDocument(await readFile(resolvePath(path), 'utf8')).toJS({ maxAliasCount: 100 }) as Record<
+      string,
+      unknown
+    > | null;
+    const log = CONFIG.fields!.log!.read(new Reader(), raw?.log ?? {}, 'log') as { level: string; file?: string };
+    return log ?? { level: 'info' };
+  } catch {
+    return { level: 'info' };
+  }
+}
+
+/** Resolve the `$env://` / `$file://` values of `decl` (relative to the config file's directory). */
+export async function resolveStoreSettings(decl: StoreDecl, configPath: string): Promise<EtcdSettings> {
+  const e = decl.etcd;
+  const fields: Array<[string, string]> = [];
+  if (e.tls?.ca) fields.push(['config_store.etcd.tls.ca', e.tls.ca]);
+  if (e.tls?.cert) fields.push(['config_store.etcd.tls.cert', e.tls.cert]);
+  if (e.tls?.key) fields.push(['config_store.etcd.tls.key', e.tls.key]);
+  if (e.auth) fields.push(['config_store.etcd.auth.username', e.auth.username]);
+  if (e.auth) fields.push(['config_store.etcd.auth.password', e.auth.password]);
+  const refs = fields.filter(([, v]) => parseValue(v).ok && (parseValue(v) as { ref: unknown }).ref !== null);
+  const store = new SecretStore({ logger: { warn: () => undefined }, baseDir: dirname(resolvePath(configPath)) });
+  const values = new Map<string, string>();
+  try {
+    const applied = await store.apply({ providers: [], references: refs.map(([, v]) => v), fileRefreshInterval: 0 });
+    if (!applied.ok) {
+      const issues: ConfigIssue[] = applied.errors.map((err) => ({
+        path: refs.find(([, v]) => v === err.reference)?.[0] ?? 'config_store',
+        code: err.code,
+        message: err.message,
+        severity: 'error',
+      }));
+      throw new ConfigError(issues);
+    }
+    for (const [path, v] of fields) values.set(path, applied.values.get(v) ?? v);
+  } finally {
+    await store.close();
+  }
+  const v = (p: string): string | undefined => values.get(`config_store.etcd.${p}`);
+  const tls = e.tls ? { ca: v('tls.ca'), cert: v('tls.cert'), key: v('tls.key') } : undefined;
+  return {
+    endpoints: e.endpoints,
+    prefix: e.prefix,
+    ...(tls ? { tls: dropUndefined(tls) } : {}),
+    ...(e.auth ? { auth: { username: v('auth.username')!, password: v('auth.password')! } } : {}),
+    startTimeout: e.start_timeout,
+    declared: decl,
+  };
+}
+
+function dropUndefined<T extends Record<string, string | undefined>>(o: T): { [K in keyof T]?: string } {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as { [K in keyof T]?: string };
+}
