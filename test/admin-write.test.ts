@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI, Gateway, freePort, handshake, waitFor } from './helpers/gateway';
 import { Etcd, storeBlock } from './helpers/etcd';
@@ -18,6 +19,8 @@ const web = server(ca, ['web.test']);
 const other = server(ca, ['other.test']);
 const svc = client(ca, 'svc');
 let etcd: Etcd;
+const VIEWER_KEY = 'viewer-key-5f1e0c9a7b';
+const EDITOR_KEY = 'editor-key-2d8b4e6c1a';
 const gw = new Gateway('tlsgate-write-');
 const plain = new Gateway('tlsgate-write-file-');
 let port = 0;
@@ -37,7 +40,13 @@ before(async () => {
   await Promise.all([
     gw.start(`
 workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+admin:
+  listen: 127.0.0.1:${gw.adminPort}
+  api_keys:
+    - "${gw.apiKey}"
+    - { key: "${VIEWER_KEY}", role: viewer, id: watcher }
+    - { key: "${EDITOR_KEY}", role: editor, id: ci-bot }
+audit: { path: audit.jsonl }
 listeners: [{ name: public, listen: 127.0.0.1:${port}, default_ssl: site }]
 ${storeBlock(etcd, gw.dir)}
 `),
@@ -238,4 +247,47 @@ ssls: [{ id: other, snis: [other.test], cert: $file://other.crt, key: $file://mi
   assert.equal(stored.id, 'other');
   assert.equal(stored.key, '$file://other.key');
   assert.equal((await cli('push', '--config', old)).code, 2);
+});
+
+test('writes need an editor key and are audited with its id and content hashes, never a key', async () => {
+  const route = { paths: ['/audited'], respond: { body: 'audited' } };
+  const viewer = await adminWrite(gw.adminPort, VIEWER_KEY, 'PUT', '/v1/routes/audited', route);
+  assert.equal(viewer.status, 403, JSON.stringify(viewer.body));
+  assert.equal(await etcd.get('/tlsgate/routes/audited'), undefined);
+  const created = await adminWrite(gw.adminPort, EDITOR_KEY, 'PUT', '/v1/routes/audited', route);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const deleted = await adminWrite(gw.adminPort, EDITOR_KEY, 'DELETE', '/v1/routes/audited');
+  assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+  // A literal key in a PUT: only a hash of it may reach the audit log.
+  const withKey = await adminWrite(gw.adminPort, EDITOR_KEY, 'PUT', '/v1/ssls/web', {
+    snis: ['web.test'], cert: web.cert, key: web.key,
+  });
+  assert.equal(withKey.status, 201, JSON.stringify(withKey.body));
+  type Entry = { action: string; key_id: string; method: string; object: string; id?: string; status: number;
+    before: string | null; after: string | null; revision?: number };
+  const file = join(gw.dir, 'audit.jsonl');
+  let entries: Entry[] = [];
+  await waitFor(async () => {
+    entries = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)
+      .map((l) => JSON.parse(l) as Entry).filter((e) => e.action === 'write');
+    return entries.some((e) => e.object === 'ssls' && e.id === 'web' && e.status === 201);
+  }, 'the audit log records the writes');
+  // Earlier tests wrote other routes with the admin key: this test's entries are the 'audited' ones.
+  const find = (method: string, object: string, status: number) =>
+    entries.find((e) => e.method === method && e.object === object && e.status === status && e.id === 'audited');
+  const denied = find('PUT', 'routes', 403);
+  assert.equal(denied?.key_id, 'watcher');
+  const put = find('PUT', 'routes', 201);
+  assert.equal(put?.key_id, 'ci-bot');
+  assert.equal(put?.id, 'audited');
+  assert.equal(put?.before, null);
+  assert.match(put?.after ?? '', /^sha256:[0-9a-f]{64}$/);
+  assert.equal(put?.revision, created.body.mod_revision);
+  const gone = find('DELETE', 'routes', 200);
+  assert.equal(gone?.before, put?.after, 'the DELETE starts from what the PUT stored');
+  assert.equal(gone?.after, null);
+  const text = await readFile(file, 'utf8');
+  for (const secret of [EDITOR_KEY, VIEWER_KEY, gw.apiKey, 'PRIVATE KEY', web.key.split('\n')[1]!]) {
+    assert.ok(!text.includes(secret), 'the audit log holds no key material');
+  }
 });
