@@ -4,9 +4,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { Gateway, freePort, get } from './helpers/gateway';
 import { client, createCA, server } from './helpers/pki';
+import { h2Request, h2Session } from './helpers/h2-client';
 
 describe('ssl_dirs: a directory file cannot carve a name out of an mTLS wildcard', () => {
   const ca = createCA('Carve server CA');
@@ -62,5 +64,91 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     const st = (await gw.admin('GET', '/v1/status')).body;
     const text = JSON.stringify(st);
     assert.match(text, /admin\.corp\.test/);
+  });
+});
+
+describe('delta: a worker patched by deltas refuses what a fresh worker refuses', () => {
+  const ca = createCA('Delta server CA');
+  const clientCa = createCA('Delta client CA');
+  const alice = client(clientCa, 'alice');
+  const shop = server(ca, ['*.shop.test']);
+  const mid = server(ca, ['mid.shop.test', 'spare.shop.test']);
+  const secure = server(ca, ['secure.shop.test', 'mid.shop.test']);
+  const gw = new Gateway();
+  let port = 0;
+
+  /** midOn: which object holds mid.shop.test; dflt: the listener's default_ssl. */
+  const config = (midOn: 'mid' | 'secure', dflt: 'shop' | 'secure'): string => `
+workers: 1
+admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
+listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: node, default_ssl: ${dflt} }]
+ssls:
+  - { id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }
+  - { id: mid, snis: [${midOn === 'mid' ? 'mid.shop.test' : 'spare.shop.test'}], cert: "$file://mid.crt",
+      key: "$file://mid.key" }
+  - id: secure
+    snis: [secure.shop.test${midOn === 'secure' ? ', mid.shop.test' : ''}]
+    cert: "$file://secure.crt"
+    key: "$file://secure.key"
+    client: { ca: "$file://clients.pem" }
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`;
+  const reload = async (midOn: 'mid' | 'secure', dflt: 'shop' | 'secure'): Promise<void> => {
+    gw.write('gateway.yaml', config(midOn, dflt));
+    const r = await gw.admin('POST', '/v1/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  };
+
+  before(async () => {
+    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+    for (const [n, v] of [['shop', shop], ['mid', mid], ['secure', secure]] as const) {
+      gw.write(`${n}.crt`, v.cert);
+      gw.write(`${n}.key`, v.key);
+    }
+    gw.write('clients.pem', clientCa.cert);
+    await gw.start(config('mid', 'shop'));
+  });
+  after(() => gw.stop());
+
+  test('a name moved plain → mTLS → plain, and default_ssl switched to mTLS, on kept h1 and h2 connections', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    // An h2 client coalesces only onto a connection whose certificate covers the name.
+    const s = await h2Session(port, { servername: 'mid.shop.test' });
+    const noSni = await h2Session(port, { servername: '' });
+    try {
+      const h1 = (host: string): Promise<number> =>
+        get(port, '/', { servername: 'www.shop.test', host, agent }).then((r) => r.status);
+      const h2 = async (host: string, on = s): Promise<number> =>
+        (await h2Request(on, { ':path': '/', ':authority': host })).status;
+      const fresh = (sni: string, host = sni): Promise<number | string> =>
+        get(port, '/', { servername: sni, host }).then((r) => r.status, () => 'refused');
+      assert.equal(await h1('mid.shop.test'), 200);
+      assert.equal(await h2('mid.shop.test'), 200);
+
+      await reload('secure', 'shop');
+      assert.equal(await h1('mid.shop.test'), 421, 'h1 kept connection, name now mTLS');
+      assert.equal(await h2('mid.shop.test'), 421, 'h2 kept connection, name now mTLS');
+      assert.equal(await fresh('mid.shop.test'), 'refused', 'fresh handshake without a certificate');
+      const verified = await get(port, '/', { servername: 'mid.shop.test', cert: alice.cert, key: alice.key });
+      assert.equal(verified.status, 200);
+
+      await reload('mid', 'shop');
+      assert.equal(await h1('mid.shop.test'), 200);
+      assert.equal(await h2('mid.shop.test'), 200);
+      assert.equal(await fresh('mid.shop.test'), 200);
+      assert.equal(await fresh('spare.shop.test'), 200);
+
+      // default_ssl → the mTLS object: an unclaimed name needs its certificate, also on a
+      // connection made (without SNI) while the default was plain.
+      assert.equal(await h2('unclaimed.test', noSni), 200);
+      await reload('mid', 'secure');
+      assert.equal(await h2('unclaimed.test', noSni), 421);
+      assert.equal(await h1('unclaimed.test'), 421);
+      assert.equal(await fresh('', 'unclaimed.test'), 'refused');
+    } finally {
+      agent.destroy();
+      s.close();
+      noSni.close();
+    }
   });
 });
