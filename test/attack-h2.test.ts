@@ -23,10 +23,16 @@ const alice = client(clientCa, 'alice');
 const gw = new Gateway();
 let port = 0;
 const seen: string[] = [];
+const got: Array<{ url: string; headers: IncomingMessage['headers']; body: string }> = [];
 const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   seen.push(`${String(req.headers.host)} ${String(req.url)}`);
-  req.resume();
-  res.end('from upstream');
+  let body = '';
+  req.setEncoding('latin1');
+  req.on('data', (d: string) => (body += d));
+  req.on('end', () => {
+    got.push({ url: String(req.url), headers: req.headers, body });
+    res.end('from upstream');
+  });
 });
 
 function config(secureSnis: string): string {
@@ -42,7 +48,10 @@ ssls:
     cert: "$file://secure.crt"
     key: "$file://secure.key"
     client: { ca: "$file://clients.pem" }
-upstreams: [{ id: app, nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }] }]
+upstreams:
+  - id: app
+    nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }]
+    client_identity_headers: true
 routes:
   - { id: ping, paths: [/ping], respond: { status: 200, body: pong } }
   - { id: app, paths: [/], upstream: app }
@@ -192,3 +201,35 @@ for (const engine of ['node'] as const) {
     assert.ok(pri.length === 0 || pri[0]!.status === 400, `got ${pri[0]?.status}`);
   });
 }
+
+test('h2 → HTTP/1.1 upstream: forged identity and forwarding headers dropped, a body past content-length never sent', async () => {
+  const c = await H2Raw.connect(port, plain);
+  try {
+    const forged: Fields = [['x-client-verify', 'SUCCESS'], ['x_client_cert_subject', 'CN=admin'],
+      ['x-client-cert-fingerprint', 'AA'], ['x-forwarded-for', '10.0.0.1'], ['x-forwarded-host', 'secure.shop.test']];
+    c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1,
+      block([...GET, [':authority', 'www.shop.test'], [':path', '/forged'], ...forged])));
+    await c.waitFrame((x) => x.stream === 1 && x.type === FRAME.HEADERS, 'forged answer');
+    const f = got.find((g) => g.url === '/forged');
+    assert.ok(f, 'reached the upstream');
+    assert.notEqual(f.headers['x-client-verify'], 'SUCCESS');
+    assert.equal(f.headers['x-client-cert-subject'], undefined);
+    assert.equal(f.headers.x_client_cert_subject, undefined);
+    assert.equal(f.headers['x-client-cert-fingerprint'], undefined);
+    assert.match(String(f.headers['x-forwarded-for']), /, 127\.0\.0\.1$/, 'appended (README)');
+    assert.equal(f.headers['x-forwarded-host'], 'www.shop.test');
+    // content-length: 3, then 3 bytes and a second request in the same DATA: nghttp2 resets
+    // the stream (RFC 9113 §8.1.1); nothing past the 3 bytes may reach the upstream.
+    const post: Fields = [[':method', 'POST'], [':scheme', 'https'], [':authority', 'www.shop.test'],
+      [':path', '/cl'], ['content-length', '3']];
+    c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, block(post)),
+      frame(FRAME.DATA, FLAG.END_STREAM, 3, Buffer.from('abcGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n')));
+    await c.waitFrame((x) => x.stream === 3 && (x.type === FRAME.RST_STREAM || x.type === FRAME.HEADERS), 'cl');
+    c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 5,
+      block([...GET, [':authority', 'www.shop.test'], [':path', '/after']])));
+    await c.waitFrame((x) => x.stream === 5 && (x.type === FRAME.HEADERS || x.type === FRAME.RST_STREAM), 'after');
+  } finally {
+    c.close();
+  }
+  assert.ok(!got.some((g) => g.url.includes('smuggled') || g.body.includes('smuggled')), JSON.stringify(got));
+});
