@@ -110,7 +110,8 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   });
   after(() => gw.stop());
 
-  test('a name moved plain → mTLS → plain, and default_ssl switched to mTLS, on kept h1 and h2 connections', async () => {
+  const moved = 'a name moved plain → mTLS → plain, and default_ssl switched to mTLS, on kept h1 and h2 connections';
+  test(moved, async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     // An h2 client coalesces only onto a connection whose certificate covers the name.
     const s = await h2Session(port, { servername: 'mid.shop.test' });
