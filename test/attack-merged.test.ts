@@ -5,6 +5,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { Gateway, freePort, get } from './helpers/gateway';
 import { client, createCA, server } from './helpers/pki';
@@ -151,5 +152,88 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
       s.close();
       noSni.close();
     }
+  });
+});
+
+describe('admin roles: request forms that might lift a viewer or editor key', () => {
+  const ca = createCA('Admin attack CA');
+  const site = server(ca, ['site.test']);
+  const gw = new Gateway();
+  const VIEWER = 'viewer-' + Math.random().toString(36).slice(2);
+  const EDITOR = 'editor-' + Math.random().toString(36).slice(2);
+  let port = 0;
+
+  before(async () => {
+    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
+    gw.write('site.crt', site.cert);
+    gw.write('site.key', site.key);
+    await gw.start(`
+workers: 1
+admin:
+  listen: 127.0.0.1:${gw.adminPort}
+  api_keys:
+    - "${gw.apiKey}"
+    - { id: dash, key: "${VIEWER}", role: viewer }
+    - { id: ci, key: "${EDITOR}", role: editor }
+listeners: [{ name: public, listen: 127.0.0.1:${port} }]
+ssls: [{ id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key", labels: { team: a } }]
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`);
+  });
+  after(() => gw.stop());
+
+  /** Exact bytes to the admin port; the status line of the answer. */
+  const raw = (request: string): Promise<{ status: number; text: string }> =>
+    new Promise((resolve, reject) => {
+      const s = netConnect(gw.adminPort, '127.0.0.1');
+      let text = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (text += d));
+      s.on('error', reject);
+      s.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+      s.write(request);
+    });
+
+  test('method override headers, absolute-form and network-path targets, odd methods: no reload, no secrets', async () => {
+    const before = (await gw.status()).version;
+    const req = (line: string, key: string, extra = ''): string =>
+      `${line}\r\nHost: admin\r\nX-API-KEY: ${key}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`;
+    const tries: Array<[string, string]> = [
+      [req('GET /v1/reload HTTP/1.1', VIEWER, 'X-HTTP-Method-Override: POST\r\n'), 'GET + override'],
+      [req('POST /v1/reload HTTP/1.1', VIEWER, 'X-HTTP-Method-Override: GET\r\nX-Method-Override: GET\r\n'),
+        'POST + override GET'],
+      [req('POST http://admin/v1/reload HTTP/1.1', EDITOR), 'absolute-form'],
+      [req('POST //admin/v1/reload HTTP/1.1', EDITOR), 'network-path'],
+      [req('POST /v1/%72eload HTTP/1.1', EDITOR), 'encoded letter'],
+      [req('POST /v1/ssls/../reload HTTP/1.1', EDITOR), 'dot segment from an editor collection'],
+      [req('POST /v1/ssls/%2e%2e/reload HTTP/1.1', EDITOR), 'encoded dot segment'],
+      [req('POST /v1/ssls%2F..%2Freload HTTP/1.1', EDITOR), 'encoded slashes'],
+      [req('POST /v1/ssls\\..\\reload HTTP/1.1', EDITOR), 'backslashes'],
+      [req('OPTIONS /v1/reload HTTP/1.1', VIEWER), 'OPTIONS'],
+      [req('get /v1/secret_providers HTTP/1.1', VIEWER), 'lower-case method'],
+      [req('GET //admin/v1/secret_providers HTTP/1.1', VIEWER), 'network-path read of the secrets area'],
+      [req('GET http://admin/v1/secret_providers HTTP/1.1', VIEWER), 'absolute-form read of the secrets area'],
+      [req('GET /v1/secret_providers%2F HTTP/1.1', VIEWER), 'trailing encoded slash'],
+      [req('GET /v1/secret_providers;x HTTP/1.1', VIEWER), 'matrix param'],
+    ];
+    for (const [request, what] of tries) {
+      const r = await raw(request);
+      assert.ok(r.status === 0 || r.status >= 400, `${what}: ${r.status}`);
+      assert.doesNotMatch(r.text, /"providers"|"ok": true/, what);
+    }
+    assert.equal((await gw.status()).version, before, 'no reload happened');
+  });
+
+  test('label filters: prototype keys and odd values match nothing and leak nothing', async () => {
+    for (const q of ['label=__proto__', 'label=constructor', 'label=hasOwnProperty', 'label=team:a%00',
+      'label=team:a&label=__proto__:x', 'label=team%3Aa']) {
+      const r = await gw.admin('GET', `/v1/ssls?${q}`, VIEWER);
+      assert.ok(r.status === 400 || (r.status === 200 && JSON.stringify(r.body).indexOf('"site"') < 0) ||
+        q === 'label=team%3Aa', `${q}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+      assert.doesNotMatch(JSON.stringify(r.body), /PRIVATE KEY/);
+    }
+    const ok = await gw.admin('GET', '/v1/ssls?label=team:a', VIEWER);
+    assert.equal(ok.status, 200);
+    assert.match(JSON.stringify(ok.body), /"site"/);
   });
 });
