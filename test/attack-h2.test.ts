@@ -190,14 +190,37 @@ test('a verified mTLS h2 connection serves its own name only, in every spelling 
   }
 });
 
-for (const engine of ['node'] as const) {
-  test(`${engine}: HTTP/1.1 Upgrade: h2c and the h2 preface on a TLS h1 connection are not honoured`, async () => {
-    const up = await rawRequest(port,
+// uws refuses a snapshot with an mTLS object: its own gateway, plain objects only.
+const plainGw = new Gateway();
+let uwsPort = 0;
+before(async () => {
+  [uwsPort, plainGw.adminPort] = await Promise.all([freePort(), freePort()]);
+  plainGw.write('shop.crt', shop.cert);
+  plainGw.write('shop.key', shop.key);
+  await plainGw.start(`
+workers: 1
+admin: { listen: 127.0.0.1:${plainGw.adminPort}, api_keys: ["${plainGw.apiKey}"] }
+listeners: [{ name: u, listen: 127.0.0.1:${uwsPort}, engine: uws, default_ssl: shop }]
+ssls: [{ id: shop, snis: ["*.shop.test"], cert: "$file://shop.crt", key: "$file://shop.key" }]
+routes: [{ id: ping, paths: [/], respond: { status: 200, body: pong } }]
+`);
+});
+after(() => plainGw.stop());
+
+for (const engine of ['node', 'uws'] as const) {
+  test(`${engine}: HTTP/1.1 Upgrade (h2c, websocket) and the h2 preface on TLS h1 are not honoured`, async () => {
+    const p = engine === 'node' ? port : uwsPort;
+    const o = { servername: 'www.shop.test', responses: 1 };
+    const up = await rawRequest(p,
       'GET /ping HTTP/1.1\r\nHost: www.shop.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n' +
-      'HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n', { servername: 'www.shop.test', responses: 1 });
-    assert.notEqual(up[0]?.status, 101);
+      'HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n', o);
+    assert.ok(up.length === 1 && up[0]!.status !== 101, up.raw.slice(0, 200));
+    const ws = await rawRequest(p,
+      'GET /ping HTTP/1.1\r\nHost: www.shop.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', o);
+    assert.ok(ws.length === 1 && ws[0]!.status !== 101, ws.raw.slice(0, 200));
     // The h2 preface over a connection whose ALPN chose http/1.1 (no ALPN sent): a bad request.
-    const pri = await rawRequest(port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', { servername: 'www.shop.test' });
+    const pri = await rawRequest(p, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', { servername: 'www.shop.test' });
     assert.ok(pri.length === 0 || pri[0]!.status === 400, `got ${pri[0]?.status}`);
   });
 }
