@@ -44,8 +44,9 @@ ssls:
     key: "$file://corp.key"
     client: { ca: "$file://clients.pem" }
 ssl_dirs:
-  - { id: secure, path: secure, client: { ca: "$file://clients.pem" } }
+  # The plain directory first: its files are given their names before the mTLS directory's.
   - { id: drop, path: drop }
+  - { id: secure, path: secure, client: { ca: "$file://clients.pem" } }
 routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
 `);
   });
