@@ -15,7 +15,7 @@ import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { splitPem, validateSsl, type ValidateInput, type ValidateOutput } from '../certs/validate';
 import { ConfigError, SecretError, type ConfigIssue, type ErrorCode } from '../errors';
 import { readLocalFile } from '../secrets/resolve';
-import { normalizePattern } from '../routing/names';
+import { normalizePattern, wildcardParent } from '../routing/names';
 import { DEFAULT_CIPHERS } from './declaration';
 import { wildcardOverPublicSuffix } from './formats';
 import type { GatewayConfig, SslConfig, SslDirConfig } from './types';
@@ -249,6 +249,7 @@ export async function expandSslDirs(
   for (const s of config.ssls) {
     if (s.type === 'server' && s.status === 'enabled') for (const n of s.snis) owner.set(n, s.id);
   }
+  const wild = wildcardRules(config, found, previous);
   const ssls: SslConfig[] = [];
   const sources: Record<string, string> = {};
   for (const { i, name, file, entry } of found) {
@@ -278,9 +279,17 @@ export async function expandSslDirs(
     const id = `dir:${d.id ?? i}:${name}`;
     let snis: string[] = [];
     if (d.type === 'server') {
+      const rule = clientRule(d.client);
       for (const n of m.sans) {
         const prev = owner.get(n);
-        if (prev === undefined) {
+        // An exact name beats a wildcard in the SNI map: a file naming `admin.corp` would take it
+        // from an mTLS `*.corp` and serve it without (or with another) client certificate rule.
+        const parent = n.startsWith('*.') ? null : wildcardParent(n);
+        const above = parent === null ? undefined : wild.get(`*.${parent}`);
+        if (prev === undefined && above !== undefined && above.rule !== '' && above.rule !== rule) {
+          const msg = `"${n}" is beneath "*.${parent}" of mTLS SSL object "${above.id}"; this file does not serve it`;
+          issues.push(warning(where, 'TLSGATE_E_SNI_CONFLICT', msg));
+        } else if (prev === undefined) {
           owner.set(n, id);
           snis.push(n);
         } else {
@@ -447,4 +456,37 @@ function issue(path: string, code: ErrorCode, message: string): ConfigIssue {
 
 function warning(path: string, code: ErrorCode, message: string): ConfigIssue {
   return { path, code, message, severity: 'warning' };
+}
+
+/** A client certificate rule as compared between objects ('' for none). */
+function clientRule(client: SslConfig['client'] | undefined): string {
+  return client ? JSON.stringify(client) : '';
+}
+
+/**
+ * Each wildcard SNI's holder and client rule: listed objects first, then the files in order,
+ * as the owners are given out. A file refused this time counts with its last good version,
+ * or with this version when it has none (so a refused mTLS wildcard keeps its names beneath
+ * it from being taken without mTLS: the safe side).
+ */
+function wildcardRules(
+  config: GatewayConfig,
+  found: ReadonlyArray<{ i: number; name: string; file: string; entry: FileEntry }>,
+  previous: SslDirState | undefined,
+): Map<string, { id: string; rule: string }> {
+  const out = new Map<string, { id: string; rule: string }>();
+  for (const s of config.ssls) {
+    if (s.type !== 'server' || s.status !== 'enabled') continue;
+    for (const n of s.snis) if (n.startsWith('*.')) out.set(n, { id: s.id, rule: clientRule(s.client) });
+  }
+  for (const { i, name, file, entry } of found) {
+    const d = config.ssl_dirs[i]!;
+    if (d.type !== 'server') continue;
+    const id = `dir:${d.id ?? i}:${name}`;
+    const sans = entry.outcome.ok ? entry.outcome.m.sans : previous?.good.get(file)?.sans ?? [];
+    for (const n of sans) {
+      if (n.startsWith('*.') && !out.has(n)) out.set(n, { id, rule: clientRule(d.client) });
+    }
+  }
+  return out;
 }
