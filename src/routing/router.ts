@@ -12,6 +12,9 @@
 // costs one Map probe per `/` in the path (plus one for the exact table) and then, per probe, a Map
 // probe by host, by `*.` parent and the any-host list: it does not grow with the number of routes
 // of other hosts or other paths, only with routes sharing one host and one path (O(routes per host)).
+// Up to SCAN_MAX entries one sorted array is scanned instead, with the same answers (the map probes
+// and string slices cost ~1.1 µs/lookup where a scan of 3 routes costs ~0.33 µs; at 100 routes the
+// maps take ~0.7 µs, at 10 000 ~1.5-1.8 µs, where the old linear scan took 2.3 µs and 174 µs).
 import type { RouteSnapshot } from '../snapshot/types';
 import { wildcardParent } from './names';
 
@@ -51,6 +54,10 @@ export function parsePath(raw: string, exact: boolean): PathPattern | string {
 
 interface Entry {
   route: RouteSnapshot;
+  exact: boolean;
+  key: string;
+  /** The host name, the `*.` parent, or '' (any host), by rank. */
+  host: string;
   bare: boolean;
   priority: number;
   /** 0 exact host, 1 wildcard host, 2 any host */
@@ -67,12 +74,18 @@ interface Bucket {
 
 const better = (a: Entry, b: Entry): number => b.priority - a.priority || a.rank - b.rank || a.order - b.order;
 
+/** Below this many entries a scan of one sorted array is cheaper than the map probes (measured: ~3x at 3 routes). */
+const SCAN_MAX = 24;
+
 export class Router {
   private readonly exact = new Map<string, Bucket>();
   private readonly prefix = new Map<string, Bucket>();
+  /** Small tables: every entry, most specific level first, then best first (see `level`). */
+  private readonly scan: Entry[] | null;
 
   constructor(routes: RouteSnapshot[]) {
     let order = 0;
+    const all: Entry[] = [];
     for (const route of routes) {
       const priority = route.priority ?? 0;
       for (const raw of route.paths) {
@@ -82,9 +95,11 @@ export class Router {
         const table = pat.exact ? this.exact : this.prefix;
         let b = table.get(pat.key);
         if (b === undefined) table.set(pat.key, (b = { byHost: new Map(), byParent: new Map(), any: [] }));
-        const base = { route, bare: pat.bare, priority, order: order++ };
+        const base = { route, exact: pat.exact, key: pat.key, bare: pat.bare, priority, order: order++ };
         if (route.hosts === undefined) {
-          b.any.push({ ...base, rank: 2 });
+          const e = { ...base, host: '', rank: 2 };
+          b.any.push(e);
+          all.push(e);
           continue;
         }
         for (const h of route.hosts) {
@@ -93,7 +108,9 @@ export class Router {
           const k = wild ? h.slice(2) : h;
           let list = map.get(k);
           if (list === undefined) map.set(k, (list = []));
-          list.push({ ...base, rank: wild ? 1 : 0 });
+          const e = { ...base, host: k, rank: wild ? 1 : 0 };
+          list.push(e);
+          all.push(e);
         }
       }
     }
@@ -104,6 +121,7 @@ export class Router {
         for (const l of b.byParent.values()) l.sort(better);
       }
     }
+    this.scan = all.length <= SCAN_MAX ? all.sort((a, b) => level(a, b) || better(a, b)) : null;
   }
 
   /**
@@ -113,40 +131,78 @@ export class Router {
   match(host: string | null, path: string, method?: string): RouteSnapshot | undefined {
     if (path.charCodeAt(0) !== 47 /* / */) return undefined;
     path = matchPath(path);
+    if (this.scan !== null) return scanMatch(this.scan, host, path, method);
     const parent = host === null ? null : wildcardParent(host);
-    const lists = (b: Bucket): Array<Entry[] | undefined> => [
-      host === null ? undefined : b.byHost.get(host), parent === null ? undefined : b.byParent.get(parent), b.any,
-    ];
-    const pick = (b: Bucket | undefined, bareOnly: boolean): RouteSnapshot | undefined => {
-      if (b === undefined) return undefined;
-      let best: Entry | undefined;
-      let refused: Entry | undefined;
-      for (const list of lists(b)) {
-        if (list === undefined) continue;
-        for (const e of list) {
-          if (bareOnly && !e.bare) continue;
-          if (method === undefined || allows(e.route, method)) {
-            if (best === undefined || better(e, best) < 0) best = e;
-            break;
-          }
-          if (refused === undefined || better(e, refused) < 0) refused = e;
-        }
-      }
-      return (best ?? refused)?.route;
-    };
-    const ex = pick(this.exact.get(path), false);
-    if (ex !== undefined) return ex;
+    const ex = this.exact.get(path);
+    if (ex !== undefined) {
+      const r = pick(ex, false, host, parent, method);
+      if (r !== undefined) return r;
+    }
     // `/api` (no trailing slash) is matched by the bare prefixes `/api` and `/api/`.
     if (path.charCodeAt(path.length - 1) !== 47) {
-      const r = pick(this.prefix.get(path + '/'), true);
+      const b = this.prefix.get(path + '/');
+      const r = b === undefined ? undefined : pick(b, true, host, parent, method);
       if (r !== undefined) return r;
     }
     for (let i = path.lastIndexOf('/'); i >= 0; i = i === 0 ? -1 : path.lastIndexOf('/', i - 1)) {
-      const r = pick(this.prefix.get(path.slice(0, i + 1)), false);
+      const b = this.prefix.get(path.slice(0, i + 1));
+      const r = b === undefined ? undefined : pick(b, false, host, parent, method);
       if (r !== undefined) return r;
     }
     return undefined;
   }
+}
+
+/** Exact paths first, then longer prefixes; one key's entries together. */
+function level(a: Entry, b: Entry): number {
+  if (a.exact !== b.exact) return a.exact ? -1 : 1;
+  if (a.key.length !== b.key.length) return b.key.length - a.key.length;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/** The same answer as the maps, by one pass over the sorted entries. */
+function scanMatch(
+  all: Entry[], host: string | null, path: string, method: string | undefined,
+): RouteSnapshot | undefined {
+  let refused: Entry | undefined;
+  for (const e of all) {
+    // The first level with a match decides: a refused method there is a 405, never a shorter path.
+    if (refused !== undefined && level(e, refused) !== 0) break;
+    if (e.exact ? path !== e.key
+      : !path.startsWith(e.key) && !(e.bare && path.length === e.key.length - 1 && e.key.startsWith(path))) continue;
+    if (e.rank !== 2) {
+      if (host === null) continue;
+      if (e.rank === 0 ? host !== e.host : wildcardParent(host) !== e.host) continue;
+    }
+    if (method === undefined || allows(e.route, method)) {
+      // Entries of one level are sorted best first; an allowed entry after a refused one is still this level's.
+      return e.route;
+    }
+    refused ??= e;
+  }
+  return refused?.route;
+}
+
+/** The best route of one path key for this host and method; else the best refusing the method (405). */
+function pick(
+  b: Bucket, bareOnly: boolean, host: string | null, parent: string | null, method: string | undefined,
+): RouteSnapshot | undefined {
+  let best: Entry | undefined;
+  let refused: Entry | undefined;
+  for (let k = 0; k < 3; k++) {
+    const list = k === 0 ? (host === null ? undefined : b.byHost.get(host))
+      : k === 1 ? (parent === null ? undefined : b.byParent.get(parent)) : b.any;
+    if (list === undefined) continue;
+    for (const e of list) {
+      if (bareOnly && !e.bare) continue;
+      if (method === undefined || allows(e.route, method)) {
+        if (best === undefined || better(e, best) < 0) best = e;
+        break;
+      }
+      if (refused === undefined || better(e, refused) < 0) refused = e;
+    }
+  }
+  return (best ?? refused)?.route;
 }
 
 /**
