@@ -83,7 +83,8 @@ export class Router {
   /** Small tables: every entry, most specific level first, then best first (see `level`). */
   private readonly scan: Entry[] | null;
 
-  constructor(routes: RouteSnapshot[]) {
+  /** scanMax: tests compare both lookups on the same routes; the gateway uses the default. */
+  constructor(routes: RouteSnapshot[], scanMax = SCAN_MAX) {
     let order = 0;
     const all: Entry[] = [];
     for (const route of routes) {
@@ -121,7 +122,7 @@ export class Router {
         for (const l of b.byParent.values()) l.sort(better);
       }
     }
-    this.scan = all.length <= SCAN_MAX ? all.sort((a, b) => level(a, b) || better(a, b)) : null;
+    this.scan = all.length <= scanMax ? all.sort((a, b) => level(a, b) || better(a, b)) : null;
   }
 
   /**
