@@ -4,6 +4,8 @@
 import { availableParallelism } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { normalizePattern } from '../routing/names';
+import { parsePath } from '../routing/router';
+import { normalizePath } from '../proxy/request-check';
 import {
   bool, credential, custom, duration, hostPort, int, list, obj, oneOf, overrides, readFields, secret, size, str,
   tagged, unlimitedSize, type Field, type Infer, type ObjOf,
@@ -403,6 +405,26 @@ const RESPOND = obj({
   },
 });
 
+const EXACT_TWICE = 'has "=" while the route has exact: true; use one of them';
+// RFC 3986 pchar and "/", plus "=" and " " for the "= /p" form ("*" is checked by parsePath).
+const PATH_CHARS = /^[A-Za-z0-9._~!$&'()*+,;=:@%/ -]+$/;
+
+/** Null when `v` is a valid `paths` entry; else why not. */
+function pathProblem(v: string): string | null {
+  if (!PATH_CHARS.test(v)) return 'holds a character that is not allowed in a path (RFC 3986 pchar)';
+  const pat = parsePath(v, false);
+  if (typeof pat === 'string') return pat;
+  const bare = pat.exact || pat.key === '/' ? pat.key : pat.key.slice(0, -1);
+  if (bare.includes(' ')) return 'holds a space (only "= /p" has one)';
+  const norm = normalizePath(bare);
+  // Requests are matched on their normalized path: a path that is not normalized could never match.
+  if (norm !== bare) {
+    return norm === null ? 'is not a valid path (bad escape, %00 or a hidden dot segment)'
+      : `is not normalized (requests are matched on their normalized path): write ${JSON.stringify(norm)}`;
+  }
+  return null;
+}
+
 const ROUTE = obj({
   id: id('route id'),
   ...META,
@@ -410,10 +432,17 @@ const ROUTE = obj({
     const n = h === '*' ? '*' : typeof h === 'string' ? normalizePattern(h) : null;
     return n ?? void r.error(p, `${JSON.stringify(h)} is not a host name, "*." pattern or "*"`);
   }), { shape: 'host names, "*." patterns or "*"', defDoc: 'any', doc: 'Host patterns ("*": any)' }),
-  paths: list(custom({ type: 'path prefix', doc: '' }, (r, v, p) =>
-    typeof v === 'string' && v.startsWith('/') ? v
-      : void r.error(p, `${JSON.stringify(v)} must be a path prefix starting with "/"`)),
-  { default: ['/'], shape: 'path prefixes', doc: 'path prefixes; the longest wins' }),
+  paths: list(custom({ type: 'path prefix', doc: '' }, (r, v, p) => {
+    const bad = typeof v === 'string' ? pathProblem(v) : 'must be a path prefix starting with "/"';
+    return bad === null ? (v as string) : void r.error(p, `${JSON.stringify(v)} ${bad}`);
+  }), {
+    default: ['/'], shape: 'path prefixes',
+    doc: '"/p" (also /p/…), "/p/*", "= /p" (exact); exact beats prefix, longest prefix wins: see "Route matching"',
+  }),
+  exact: bool({ default: false, doc: 'every path is an exact path (as "= /p")' }),
+  priority: int({
+    default: 0, min: -1_000_000, max: 1_000_000, doc: 'higher first among routes with the same path',
+  }),
   upstream: str({ type: 'upstream id', doc: 'upstream to proxy to' }),
   respond: RESPOND,
   methods: list(custom({ type: 'method', doc: '' }, (r, m, p) =>
@@ -427,6 +456,11 @@ const ROUTE = obj({
   doc: 'routing',
   rule: (r, rt, raw, p) => {
     if (rt.hosts?.includes('*')) delete rt.hosts;
+    if (rt.exact === true) {
+      rt.paths?.forEach((v, j) => {
+        if (v.startsWith('=')) r.error(join(join(p, 'paths'), j), `${JSON.stringify(v)} ${EXACT_TWICE}`);
+      });
+    }
     if (raw.upstream != null && raw.respond != null) r.error(p, 'has both upstream and respond; a route does one');
     if (raw.upstream == null && raw.respond == null && rt.id !== undefined) {
       r.error(p, 'needs an upstream or a respond block');

@@ -394,7 +394,6 @@ function importUpstream(
 }
 
 const ROUTE_DROPS: Record<string, string> = {
-  priority: 'tlsgate picks the longest matching path prefix; ties are not ordered by priority',
   vars: 'no request-variable conditions in tlsgate',
   filter_func: 'no Lua filter in tlsgate',
   remote_addrs: 'no client-address condition in tlsgate',
@@ -406,7 +405,7 @@ const ROUTE_DROPS: Record<string, string> = {
   script: 'no Lua script in tlsgate',
 };
 
-/** APISIX radixtree path → tlsgate prefix, or undefined when it cannot be carried. */
+/** APISIX radixtree path → tlsgate path (README "Route matching"), or undefined when it cannot be carried. */
 function mapUri(c: Ctx, where: string, uri: unknown): string | undefined {
   if (typeof uri !== 'string' || !uri.startsWith('/')) {
     return void c.note(where, `uri ${JSON.stringify(uri)} dropped: not a path`);
@@ -416,16 +415,13 @@ function mapUri(c: Ctx, where: string, uri: unknown): string | undefined {
     return void c.note(where,
       `uri ${JSON.stringify(uri)} dropped: parameters and inner "*" have no tlsgate equivalent`);
   }
-  if (star === uri.length - 1) {
-    const prefix = uri.slice(0, -1) || '/';
-    // "/a/*" and the prefix "/a/" match the same paths; "/a*" becomes the string prefix "/a" (also "/ab").
-    c.note(where, `uri ${JSON.stringify(uri)} translated to the path prefix ${JSON.stringify(prefix)}` +
-      (prefix.endsWith('/') ? ' (same paths)' : ' (a string prefix: also matches longer segments)'));
-    return prefix;
-  }
-  c.note(where, `uri ${JSON.stringify(uri)} is an exact match in APISIX; imported as a prefix (also matches ` +
-    `${JSON.stringify(uri.endsWith('/') ? uri + 'x' : uri + 'x')})`);
-  return uri;
+  // "/a/*" and "/*" mean the same in both; a full-match uri becomes an exact path.
+  if (star < 0) return `= ${uri}`;
+  if (uri.endsWith('/*')) return uri;
+  const prefix = uri.slice(0, -1);
+  c.note(where, `uri ${JSON.stringify(uri)} translated to the segment prefix ${JSON.stringify(prefix)}: it matches ` +
+    `${prefix} and ${prefix}/…, not ${prefix}x… as APISIX's string prefix does`);
+  return prefix;
 }
 
 function importRoute(
@@ -446,6 +442,7 @@ function importRoute(
   if (paths.length === 0) return void c.note(where, 'not imported: none of its uris can be carried');
   out.paths = paths;
   if (Array.isArray(v.methods) && v.methods.length) out.methods = v.methods;
+  if (typeof v.priority === 'number' && v.priority !== 0) out.priority = v.priority;
   const plugins = isObj(v.plugins) ? v.plugins : {};
   for (const [name, conf] of Object.entries(plugins)) {
     if (name !== 'mocking' || !isObj(conf)) {
@@ -491,8 +488,8 @@ function importRoute(
   for (const [k, reason] of Object.entries(ROUTE_DROPS)) {
     if (v[k] !== undefined) c.note(where, `${k} dropped: ${reason}`);
   }
-  const known = ['id', 'name', 'desc', 'labels', 'host', 'hosts', 'uri', 'uris', 'methods', 'plugins', 'upstream_id',
-    'upstream', 'status', 'create_time', 'update_time'];
+  const known = ['id', 'name', 'desc', 'labels', 'host', 'hosts', 'uri', 'uris', 'methods', 'priority', 'plugins',
+    'upstream_id', 'upstream', 'status', 'create_time', 'update_time'];
   for (const k of Object.keys(v)) {
     if (!known.includes(k) && !(k in ROUTE_DROPS)) c.note(where, `${k} dropped: no tlsgate equivalent`);
   }

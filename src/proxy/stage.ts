@@ -54,7 +54,7 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     sendError(ex, 421, 'TLSGATE_E_MISDIRECTED', msg);
     return;
   }
-  const route = state.router.match(req.host, req.path);
+  const route = state.router.match(req.host, req.path, req.method);
   if (route === undefined) {
     countRequest('-', 404);
     sendError(ex, 404, 'TLSGATE_E_NO_ROUTE', 'no route matches this request');

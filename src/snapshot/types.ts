@@ -79,8 +79,12 @@ export interface RouteSnapshot {
   id: string;
   /** Normalised; undefined = any host. `*` alone also means any host. */
   hosts?: string[];
-  /** Path prefixes. */
+  /** As written in the config: `= /exact`, `/prefix`, `/prefix/*` (routing/router.ts parses them). */
   paths: string[];
+  /** Every path of the route is exact. */
+  exact?: boolean;
+  /** Higher first among routes with the same path (default 0). */
+  priority?: number;
   upstream?: string;
   respond?: RespondSnapshot;
   /** Upper-case methods; absent = any method but TRACE. */
