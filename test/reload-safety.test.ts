@@ -315,10 +315,15 @@ ${lines.join('\n')}
     await stopAll();
     run();
     await waitFor(async () => (await handshake(port, { servername: 'site.test' })).ok, 'data port serving', 30_000, 2);
+    const before = (await gw.status()).version;
     const v3 = server(ca, ['site.test']);
     gw.write('site.key', v3.key);
     gw.write('site.crt', v3.cert);
     await waitFor(async () => (await handshake(port, { servername: 'site.test' })).cert?.fingerprint256 === fp(v3.cert), 'v3 served', 20_000);
+    // One handshake can reach the worker that applied v3 first: the other may still be applying
+    // it (a uws generation swap on a loaded machine). A version past `before` is committed only
+    // once every worker acked it, and only the v3 pair can make a good reload here.
+    await gw.waitVersion(before + 1, 20_000);
     for (let i = 0; i < 6; i++) assert.equal((await handshake(port, { servername: 'site.test' })).cert?.fingerprint256, fp(v3.cert));
   });
 });
