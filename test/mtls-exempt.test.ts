@@ -353,6 +353,10 @@ test('validate: skip_mtls_paths are route paths, never every path; uws listeners
   assert.match(bad.out, /"\/" exempts every path/);
   for (let i = 2; i <= 6; i++) assert.match(bad.out, at(i));
   assert.match(bad.out, /"\/a\/\.\.\/b" is not normalized/);
+  // ssl_dirs share the client block: the same checks.
+  const dirs = await validate(config(SKIP).replace('upstreams:',
+    'ssl_dirs: [{ path: ., client: { ca: "$file://clients.pem", skip_mtls_paths: ["/*"] } }]\nupstreams:'));
+  assert.match(dirs.out, /ssl_dirs\[0\]\.client\.skip_mtls_paths\[0\]: "\/\*" exempts every path/);
   const empty = await validate(config(', skip_mtls_paths: []'));
   assert.match(empty.out, /skip_mtls_paths: must hold at least one path/);
   const good = await validate(config(SKIP));
