@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match] [--targets nginx,haproxy,node-https,tlsgate]
 //   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -18,6 +18,7 @@ import { h2 } from './scenarios/h2';
 import { handshake } from './scenarios/handshake';
 import { keepalive } from './scenarios/keepalive';
 import { rotation } from './scenarios/rotation';
+import { routeMatch } from './scenarios/route-match';
 import { scale } from './scenarios/scale';
 import { streaming } from './scenarios/streaming';
 import { etcdConvergence } from './scenarios/etcd-convergence';
@@ -26,7 +27,9 @@ import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence];
+export const SCENARIOS: Scenario[] = [
+  handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence, routeMatch,
+];
 
 export function allTargets(): Target[] {
   return [

@@ -61,6 +61,7 @@ export const ErrorCodes = {
   TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
   TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
   TLSGATE_E_MISDIRECTED: 'the request authority needs a connection verified for its mTLS SSL object (421)',
+  TLSGATE_E_CLIENT_CERT_REQUIRED: 'no verified client certificate, on a path skip_mtls_paths does not exempt (400)',
   TLSGATE_E_ROUTE_METHOD: 'the route does not allow the request method; TRACE only where a route lists it (405)',
   TLSGATE_E_BODY_TOO_LARGE: 'the request body is larger than max_body_size (413)',
   TLSGATE_E_UPSTREAM_CONNECT: 'the upstream refused or failed the connection (502)',

@@ -21,7 +21,9 @@ export const dataPlane = {
   }),
   refused: new Counter({
     name: 'tlsgate_requests_refused_total',
-    help: 'Requests refused before routing, by reason (misdirected_mtls, misdirected_host, misdirected_cert)',
+    help:
+      'Requests refused before routing, by reason (misdirected_mtls, misdirected_host, misdirected_cert, ' +
+      'mtls_required)',
     labelNames: ['listener', 'reason'] as const,
   }),
   requests: new Counter({

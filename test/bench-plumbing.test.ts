@@ -149,7 +149,7 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
     assert.ok(results.machine.openssl);
     assert.deepEqual(
       results.scenarios.map((s) => s.name),
-      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation', 'etcd-convergence'],
+      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation', 'etcd-convergence', 'route-match'],
     );
     // Two gateways on a real etcd: every PUT converged on both nodes (or etcd is absent, said so).
     const conv = results.scenarios.find((s) => s.name === 'etcd-convergence')!;

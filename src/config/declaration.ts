@@ -235,6 +235,16 @@ const CLIENT_CA = obj({
   ca: secret({ required: true, doc: 'PEM CA(s) client certificates must chain to' }),
   depth: int({ min: 0, max: 10, default: 1, doc: 'intermediates allowed between a client certificate and the CA' }),
   crl: secret({ doc: 'PEM CRLs, one per CA of the client chain' }),
+  skip_mtls_paths: list(custom({ type: 'path prefix', doc: '' }, (r, v, p) => {
+    let bad = typeof v === 'string' ? pathProblem(v) : 'must be a path prefix starting with "/"';
+    // `/` and `/*` would exempt every path: the object would have no mTLS left.
+    if (bad === null && (v === '/' || v === '/*')) bad = 'exempts every path: remove client instead';
+    return bad === null ? (v as string) : void r.error(p, `${JSON.stringify(v)} ${bad}`);
+  }), {
+    shape: 'path prefixes', repeat: 'drop', nonEmpty: 'must hold at least one path (omit it to require a certificate)',
+    doc: 'paths served without a client certificate ("/p", "/p/*", "= /p" as in routes); the handshake ' +
+      'then asks for one without requiring it: see "mTLS exemptions"',
+  }),
 }, { optional: true, doc: 'mTLS: verify client certificates (type server)' });
 
 const SSL = obj({

@@ -149,6 +149,14 @@ function crossChecks(r: Reader, root: Obj, c: GatewayConfig): void {
           `per-SNI CA), but SSL object "${s.id}" has client.ca: use engine: node for this listener`,
         'TLSGATE_E_ENGINE_UNSUPPORTED',
       );
+      if (s.client?.skip_mtls_paths === undefined) continue;
+      r.error(
+        `ssls[${sslAt.get(s.id)}].client.skip_mtls_paths`,
+        `listener "${l.name}" has engine uws, which cannot serve mTLS exemptions: uWS 20.30 gives a request ` +
+          'no access to the client certificate, so a verified request cannot be told from one without a ' +
+          'certificate; use engine: node for this listener',
+        'TLSGATE_E_ENGINE_UNSUPPORTED',
+      );
     }
     // uWS exposes no protocol bounds per context: BoringSSL serves TLSv1.2 and TLSv1.3 on every one.
     for (const s of c.ssls) {

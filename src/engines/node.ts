@@ -28,7 +28,9 @@ import { H2Front } from './h2';
 
 const SSL = Symbol('tlsgate.ssl');
 const CONN = Symbol('tlsgate.conn');
-type GateSocket = TLSSocket & { [SSL]?: SslSnapshot; [CONN]?: NodeConn; [CLOSING]?: boolean };
+/** A certificate that failed the check of an object with exemptions: the connection stays, unverified. */
+const UNVERIFIED = Symbol('tlsgate.unverified');
+type GateSocket = TLSSocket & { [SSL]?: SslSnapshot; [CONN]?: NodeConn; [CLOSING]?: boolean; [UNVERIFIED]?: true };
 
 /** A connection's facts for the request stage: one per connection, read lazily. */
 class NodeConn implements ConnFacts {
@@ -40,9 +42,13 @@ class NodeConn implements ConnFacts {
   get ssl(): SslSnapshot | undefined {
     return this.#socket[SSL];
   }
-  /** Only a connection whose mTLS check passed (onSecure destroys the others) is verified. */
+  /**
+   * Only a connection whose mTLS check passed is verified: onSecure destroys the others, or,
+   * for an object with skip_mtls_paths, keeps them unverified (UNVERIFIED: a chain too deep).
+   */
   get authorized(): boolean {
-    return this.#socket[SSL]?.clientCa !== undefined && this.#socket.authorized;
+    const s = this.#socket;
+    return s[SSL]?.clientCa !== undefined && s.authorized && s[UNVERIFIED] !== true;
   }
   get remoteAddress(): string {
     return this.#socket.remoteAddress ?? '';
@@ -256,7 +262,9 @@ export class NodeEngine implements Engine {
         ...contextOptions(ssl, { tickets, ...(keys ? { ticketKeys: keys } : {}) }),
         handshakeTimeout: this.listener.timeouts.handshakeMs,
         requestCert: ssl.clientCa !== undefined,
-        rejectUnauthorized: ssl.clientCa !== undefined,
+        // With exemptions (skip_mtls_paths) a certificate is asked for, not required (nginx
+        // `ssl_verify_client optional`): the stage serves an unverified connection only the exempt paths.
+        rejectUnauthorized: ssl.clientCa !== undefined && ssl.skipMtls === undefined,
         ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'],
       });
       server.on('secureConnection', (s: TLSSocket) => this.onSecure(s as GateSocket));
@@ -283,16 +291,14 @@ export class NodeEngine implements Engine {
       return;
     }
     if (ssl.clientCa) {
-      if (!socket.authorized) {
-        this.fail('mtls_invalid');
+      const problem =
+        !socket.authorized ? 'mtls_invalid' : intermediates(socket) > ssl.clientDepth ? 'mtls_depth' : null;
+      if (problem !== null && ssl.skipMtls === undefined) {
+        this.fail(problem);
         socket.destroy();
         return;
       }
-      if (intermediates(socket) > ssl.clientDepth) {
-        this.fail('mtls_depth');
-        socket.destroy();
-        return;
-      }
+      if (problem !== null) socket[UNVERIFIED] = true;
     }
     socket[SSL] = ssl;
     this.accepted(socket);

@@ -258,8 +258,10 @@ function importSsl(c: Ctx, at: string, v: Obj): Obj | undefined {
     if (typeof v.client.depth === 'number') client.depth = v.client.depth;
     for (const k of Object.keys(v.client)) {
       if (k === 'skip_mtls_uri_regex') {
-        c.note(where, 'client.skip_mtls_uri_regex dropped: tlsgate has no mTLS exemption by path; every request of ' +
-          'these SNIs needs a client certificate');
+        // A regex is not translated: an unanchored `/health` also matches `/x/health`, `^/health` matches
+        // `/healthx`; a guessed path list would exempt more or less than the user meant.
+        c.note(where, 'client.skip_mtls_uri_regex dropped: tlsgate exempts paths, not regexes; every request of ' +
+          'these SNIs needs a client certificate until you write client.skip_mtls_paths (e.g. ["= /health"])');
       } else if (k !== 'ca' && k !== 'depth') c.note(where, `client.${k} dropped: no tlsgate equivalent`);
     }
     out.client = client;

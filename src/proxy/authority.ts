@@ -41,7 +41,13 @@ export function checkAuthority(
     cache?.set(host, serving);
   }
   if (serving === null || serving.clientCa === undefined) return null;
-  if (!conn.authorized || own === undefined || own.clientCa === undefined) return 'misdirected_mtls';
+  if (!conn.authorized) {
+    // An object with exemptions (skip_mtls_paths) serves its own names to a connection without
+    // a verified certificate; the stage then serves it only the exempt paths (mtls-exempt.ts).
+    const optional = own !== undefined && own.id === serving.id && serving.skipMtls !== undefined;
+    return optional ? null : 'misdirected_mtls';
+  }
+  if (own === undefined || own.clientCa === undefined) return 'misdirected_mtls';
   // Same object (by id: a rotation gives it a new snapshot), or one whose whole client rule
   // is the same: CA, CRL and depth. The CA alone is not enough: a certificate revoked only
   // in the serving object's CRL, or a chain longer than its depth, passes a `*.corp` object

@@ -11,6 +11,7 @@ import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { checkRequest } from './request-check';
 import { countRequest } from './request-metrics';
+import { refuseUnverified } from './mtls-exempt';
 import type { UpstreamSet } from './upstream-set';
 import type { ProxyContext } from './options';
 
@@ -54,6 +55,7 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     sendError(ex, 421, 'TLSGATE_E_MISDIRECTED', msg);
     return;
   }
+  if (refuseUnverified(state.sni, listener.name, ex, req.path)) return;
   const route = state.router.match(req.host, req.path, req.method);
   if (route === undefined) {
     countRequest('-', 404);

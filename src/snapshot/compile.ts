@@ -208,6 +208,7 @@ export async function compileSnapshot(
       ...(clientCa ? { clientCa } : {}),
       ...(clientCa && clientCrl ? { clientCrl } : {}),
       clientDepth: s.client?.depth ?? 0,
+      ...(clientCa && s.client?.skip_mtls_paths ? { skipMtls: s.client.skip_mtls_paths } : {}),
       protocols: s.ssl_protocols,
       ciphers: s.ssl_ciphers,
       hash: materialHash([
@@ -215,6 +216,8 @@ export async function compileSnapshot(
         clientCa,
         clientCrl,
         String(s.client?.depth),
+        // Optional verification is another TLS server (requestCert without rejectUnauthorized).
+        ...(s.client?.skip_mtls_paths ? ['skip', ...s.client.skip_mtls_paths] : []),
         s.ssl_protocols.join(','),
         s.ssl_ciphers,
       ]),

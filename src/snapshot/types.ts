@@ -24,10 +24,15 @@ export interface SslSnapshot {
   clientCrl?: string;
   /** Maximum number of intermediates between the client certificate and the CA. */
   clientDepth: number;
+  /**
+   * client.skip_mtls_paths as written (`/p`, `/p/*`, `= /p`): present = the handshake asks for a
+   * certificate without requiring it, and a request without a verified one is served only on these.
+   */
+  skipMtls?: string[];
   protocols: TlsProtocol[];
   /** OpenSSL cipher list for TLS ≤ 1.2 (TLS 1.3 suites by their TLS_ names, else the default three). */
   ciphers: string;
-  /** sha256 over pairs, client CA/CRL/depth, protocols and ciphers: the SecureContext cache key. */
+  /** sha256 over pairs, client CA/CRL/depth/exemptions, protocols and ciphers: the SecureContext cache key. */
   hash: string;
 }
 
