@@ -292,6 +292,9 @@ export async function compileSnapshot(
       ...(tls ? { tls } : {}),
       timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
       ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
+      ...(u.type === 'roundrobin' ? {} : {
+        balance: u.type === 'chash' ? { type: u.type, hashOn: u.hash_on, key: u.key ?? 'remote_addr' } : { type: u.type },
+      }),
     };
     const clientSsl = tls?.clientSsl ? sslById.get(tls.clientSsl)?.hash : undefined;
     return { ...body, hash: materialHash([JSON.stringify(body), clientSsl]) };
