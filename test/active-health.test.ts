@@ -67,7 +67,7 @@ function checker(onSend?: () => void): { h: ActiveHealth; sent: NodeHealthMessag
 const up = (id: string, ports: number[], o: Partial<UpstreamSnapshot> = {}): UpstreamSnapshot =>
   upstream({ id, nodes: ports.map((port) => ({ host: '127.0.0.1', port, weight: 1 })), ...o });
 
-test('a node is marked down after exactly http_failures failing probes and up after exactly successes good ones', async () => {
+test('down after exactly http_failures failing probes, up after exactly successes good ones', async () => {
   const n = await node(200);
   const other = await node(200);
   // What the node had served when each verdict was sent: the next probe is only scheduled
@@ -128,8 +128,9 @@ test('a status in neither list counts for nothing; tcp failures and timeouts hav
 test('HTTPS probes use the upstream tls settings: CA, SNI and client certificate; a wrong CA fails', async () => {
   const p = pki();
   const seen: Array<string | null> = [];
-  const s = createHttps({ cert: p.upstreamServer.cert, key: p.upstreamServer.key, ca: p.clientCa.cert, requestCert: true,
-    rejectUnauthorized: true }, (req, res) => {
+  const opts = { cert: p.upstreamServer.cert, key: p.upstreamServer.key, ca: p.clientCa.cert, requestCert: true,
+    rejectUnauthorized: true };
+  const s = createHttps(opts, (req, res) => {
     const sock = req.socket as TLSSocket;
     seen.push(`${sock.servername}|${sock.getPeerCertificate().subject?.CN}`);
     res.end();

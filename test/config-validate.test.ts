@@ -358,7 +358,7 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   for (const re of [
     /upstreams\[0\]\.key: "http_" is not a key for hash_on: vars/,
     /upstreams\[1\]\.key: "x user" is not a header name/,
-    /upstreams\[2\]\.type: must be one of roundrobin \| least_conn \| chash, got "least_con"; did you mean "least_conn"\?/,
+    /upstreams\[2\]\.type: must be one of roundrobin \| least_conn \| chash, got "least_con"; did you mean/,
     /upstreams\[3\]\.checks\.active\.type: must be one of http \| https \| tcp/,
     /upstreams\[3\]\.checks\.active\.http_path: must be a path starting with "\/"/,
     /upstreams\[3\]\.checks\.active\.timeout: must be between 10ms and 1m/,

@@ -163,7 +163,7 @@ for (const engine of ENGINES) {
       }
     });
 
-    test('chash: attacker-chosen keys (empty, 4 KiB, odd bytes, repeated header) are answered, never crash', async () => {
+    test('chash: attacker-chosen keys (empty, 4 KiB, odd bytes) are answered, never crash', async () => {
       const keys = ['', ' ', 'x'.repeat(4096), '\u00ff\u00fe%00', '../../etc', '${jndi:x}', 'a,b', '0'];
       for (const k of keys) {
         const r = await ask(engine, '/ch/x', { 'x-user': k });

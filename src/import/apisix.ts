@@ -300,7 +300,7 @@ function importBalance(c: Ctx, where: string, v: Obj, out: Obj): void {
   const type = v.type ?? 'roundrobin';
   if (type === 'least_conn' || type === 'chash') out.type = type;
   else if (type !== 'roundrobin') {
-    c.note(where, `type ${JSON.stringify(type)} dropped: roundrobin instead (tlsgate has roundrobin, least_conn, chash)`);
+    c.note(where, `type ${JSON.stringify(type)} dropped: roundrobin instead (tlsgate: roundrobin, least_conn, chash)`);
   }
   if (type !== 'chash') {
     for (const k of ['hash_on', 'key']) if (v[k] !== undefined) c.note(where, `${k} dropped: type is not chash`);
@@ -322,12 +322,13 @@ function importBalance(c: Ctx, where: string, v: Obj, out: Obj): void {
 function importChecks(c: Ctx, where: string, checks: unknown, out: Obj): void {
   if (!isObj(checks)) return c.note(where, 'checks dropped: not a mapping');
   if (checks.passive !== undefined) {
-    c.note(where, "checks.passive dropped: tlsgate's passive health is its connect-failure back-off (not configurable)");
+    c.note(where, "checks.passive dropped: tlsgate's passive health is its connect-failure back-off (fixed)");
   }
   const a = checks.active;
   if (!isObj(a)) return;
   const o: Obj = {};
-  const secs = (x: unknown): string | undefined => (typeof x === 'number' && x > 0 ? `${Math.round(x * 1000)}ms` : undefined);
+  const secs = (x: unknown): string | undefined =>
+    typeof x === 'number' && x > 0 ? `${Math.round(x * 1000)}ms` : undefined;
   if (a.type !== undefined) o.type = a.type;
   if (secs(a.timeout)) o.timeout = secs(a.timeout);
   for (const k of ['http_path', 'host', 'port']) if (a[k] !== undefined) o[k] = a[k];
@@ -341,7 +342,8 @@ function importChecks(c: Ctx, where: string, checks: unknown, out: Obj): void {
     }
     for (const k of fields) if (x[k] !== undefined) p[k] = x[k];
     for (const k of Object.keys(x)) {
-      if (k !== 'interval' && !fields.includes(k)) c.note(where, `checks.active.${name}.${k} dropped: no tlsgate equivalent`);
+      if (k === 'interval' || fields.includes(k)) continue;
+      c.note(where, `checks.active.${name}.${k} dropped: no tlsgate equivalent`);
     }
     if (Object.keys(p).length > 0) o[name] = p;
   };

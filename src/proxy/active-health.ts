@@ -335,7 +335,8 @@ function probe(
       ...(t.tls ?? {}),
     };
     // The status line decides: the body is not read (the connection is closed at once).
-    req = (t.type === 'https' ? httpsRequest : httpRequest)(opts, (res) => finish('success', res.statusCode ?? 0, null));
+    const send = t.type === 'https' ? httpsRequest : httpRequest;
+    req = send(opts, (res) => finish('success', res.statusCode ?? 0, null));
     req.on('error', failed);
     req.end();
   }

@@ -108,7 +108,8 @@ export class UpstreamPool {
    */
   pick(exclude?: UpstreamNode, t?: PickTicket): UpstreamNode | undefined {
     if (this.type === 'roundrobin' || t === undefined) {
-      if (this.nodes.length === 1 && exclude === undefined) return this.nodes[0]!.weight > 0 ? this.nodes[0] : undefined;
+      const only = this.nodes.length === 1 && exclude === undefined ? this.nodes[0]! : undefined;
+      if (only !== undefined) return only.weight > 0 ? only : undefined;
       return pickSmoothWrr(this.nodes, this.#eligible(), exclude);
     }
     const eligible = this.#eligible();

@@ -78,7 +78,8 @@ export class UpstreamSet implements ForwardHost {
       sendError(ex, 502, code, `upstream ${upstreamId}: not available`);
       return;
     }
-    const t = up.ticket({ rawHeaders: ex.rawHeaders, target, remoteAddress: ctx.remoteAddress, authority: ctx.authority });
+    const { remoteAddress, authority } = ctx;
+    const t = up.ticket({ rawHeaders: ex.rawHeaders, target, remoteAddress, authority });
     const node = up.pick(undefined, t);
     if (node === undefined) {
       this.#o.logger.error(
