@@ -342,6 +342,7 @@ upstreams:
   - { id: a, type: chash, key: "http_", nodes: [{ host: 127.0.0.1, port: 80 }] }
   - { id: b, type: chash, hash_on: header, key: "x user", nodes: [{ host: 127.0.0.1, port: 80 }] }
   - { id: c, type: least_con, nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: e, type: chash, hash_on: cookie, nodes: [{ host: 127.0.0.1, port: 80 }] }
   - id: d
     nodes: [{ host: 127.0.0.1, port: 80 }]
     checks:
@@ -359,17 +360,18 @@ routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
     /upstreams\[0\]\.key: "http_" is not a key for hash_on: vars/,
     /upstreams\[1\]\.key: "x user" is not a header name/,
     /upstreams\[2\]\.type: must be one of roundrobin \| least_conn \| chash, got "least_con"; did you mean/,
-    /upstreams\[3\]\.checks\.active\.type: must be one of http \| https \| tcp/,
-    /upstreams\[3\]\.checks\.active\.http_path: must be a path starting with "\/"/,
-    /upstreams\[3\]\.checks\.active\.timeout: must be between 10ms and 1m/,
-    /upstreams\[3\]\.checks\.active\.healthy\.interval: must be between 100ms and 1h/,
-    /upstreams\[3\]\.checks\.active\.healthy\.successes: must be between 1 and 254, got 0/,
-    /upstreams\[3\]\.checks\.active\.healthy\.http_statuses\[0\]: must be between 200 and 599, got 99/,
-    /upstreams\[3\]\.checks\.active\.unhealthy\.http_failures: must be between 1 and 254, got 255/,
-    /upstreams\[3\]\.checks\.active\.unhealthy\.tcp_failures: must be between 1 and 254, got -1/,
-    /upstreams\[3\]\.checks\.active\.unhealthy\.timeouts: must be an integer/,
-    /upstreams\[3\]\.checks\.active\.unhealthy\.http_statuses\[1\]: must be between 200 and 599, got 600/,
-    /upstreams\[3\]\.checks\.passive: unknown field \(expected one of: active\)/,
+    /upstreams\[3\]\.key: is required with hash_on: cookie/,
+    /upstreams\[4\]\.checks\.active\.type: must be one of http \| https \| tcp/,
+    /upstreams\[4\]\.checks\.active\.http_path: must be a path starting with "\/"/,
+    /upstreams\[4\]\.checks\.active\.timeout: must be between 10ms and 1m/,
+    /upstreams\[4\]\.checks\.active\.healthy\.interval: must be between 100ms and 1h/,
+    /upstreams\[4\]\.checks\.active\.healthy\.successes: must be between 1 and 254, got 0/,
+    /upstreams\[4\]\.checks\.active\.healthy\.http_statuses\[0\]: must be between 200 and 599, got 99/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.http_failures: must be between 1 and 254, got 255/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.tcp_failures: must be between 1 and 254, got -1/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.timeouts: must be an integer/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.http_statuses\[1\]: must be between 200 and 599, got 600/,
+    /upstreams\[4\]\.checks\.passive: unknown field \(expected one of: active\)/,
   ]) {
     assert.match(r.out, re);
   }

@@ -414,6 +414,8 @@ const UPSTREAM = obj({
     } else if (u.key !== undefined) {
       const bad = chashKeyProblem(u.hash_on ?? 'vars', u.key);
       if (bad) r.error(join(p, 'key'), bad);
+    } else if (u.hash_on !== undefined && u.hash_on !== 'vars') {
+      r.error(join(p, 'key'), `is required with hash_on: ${u.hash_on} (the ${u.hash_on} name)`);
     }
   },
 });

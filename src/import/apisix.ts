@@ -311,8 +311,11 @@ function importBalance(c: Ctx, where: string, v: Obj, out: Obj): void {
     return c.note(where, `hash_on ${JSON.stringify(hashOn)} dropped: tlsgate hashes on vars, header or cookie; ` +
       'the client address is the key');
   }
+  if (typeof v.key !== 'string') {
+    if (hashOn !== 'vars') c.note(where, `hash_on ${hashOn} dropped: no key; the client address is the key`);
+    return;
+  }
   if (hashOn !== 'vars') out.hash_on = hashOn;
-  if (typeof v.key !== 'string') return;
   const bad = chashKeyProblem(hashOn, v.key);
   if (bad) c.note(where, `key dropped: ${bad}; the client address is the key`);
   else out.key = v.key;

@@ -81,6 +81,8 @@ export class UpstreamSet implements ForwardHost {
     const { remoteAddress, authority } = ctx;
     const t = up.ticket({ rawHeaders: ex.rawHeaders, target, remoteAddress, authority });
     const node = up.pick(undefined, t);
+    // Wrapped at once: whatever ends the request from here on releases its in-flight count.
+    if (t !== undefined && node !== undefined) ex = new ReleasingExchange(ex, () => up.release(t));
     if (node === undefined) {
       this.#o.logger.error(
         { upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' },
@@ -94,7 +96,6 @@ export class UpstreamSet implements ForwardHost {
     let body = h.hasBody ? ex.body() : null;
     if (body !== null && bodyLimit !== null) body = limitBody(body, bodyLimit);
     const sendContinue = h.expectContinue && ex.expectContinue;
-    if (t !== undefined) ex = new ReleasingExchange(ex, () => up.release(t));
     new Forward(this, up, node, ex, { target, headers: h.headers, body, sendContinue, route, ticket: t }).start();
   }
 
