@@ -85,6 +85,8 @@ export function hash32(s: string): number {
 
 /** Ring points per unit of weight (ketama uses 160 per server). */
 export const POINTS_PER_WEIGHT = 160;
+/** Node indexes packed under each point's hash: up to 2^21 nodes. */
+const OWNER_SPAN = 2 ** 21;
 /** Ring size cap per upstream (8 bytes a point: 2 MiB); beyond it every node's points are scaled down. */
 export const MAX_RING_POINTS = 1 << 18;
 
@@ -106,16 +108,32 @@ export class HashRing {
     let total = 0;
     for (const n of nodes) total += Math.max(0, n.weight) * POINTS_PER_WEIGHT;
     const scale = total > MAX_RING_POINTS ? MAX_RING_POINTS / total : 1;
-    const pts: Array<[number, number]> = [];
+    // hash × 2^21 + owner in a Float64Array: a native numeric sort, no comparator (measured:
+    // 200 nodes of weight 1, 32,000 points, 36 ms with [hash, owner] pairs and a comparator).
+    const packed: number[] = [];
     nodes.forEach((n, i) => {
       if (n.weight <= 0) return;
       const count = Math.max(1, Math.floor(n.weight * POINTS_PER_WEIGHT * scale));
-      for (let j = 0; j < count; j++) pts.push([hash32(`${n.key}#${j}`), i]);
+      for (let j = 0; j < count; j++) packed.push(hash32(`${n.key}#${j}`) * OWNER_SPAN + i);
     });
-    // Equal hashes (rare): the owner order decides, so the ring does not depend on node order.
-    pts.sort((a, b) => a[0] - b[0] || (nodes[a[1]]!.key < nodes[b[1]]!.key ? -1 : 1));
-    this.#points = Uint32Array.from(pts, (p) => p[0]);
-    this.#owner = Uint32Array.from(pts, (p) => p[1]);
+    const sorted = Float64Array.from(packed).sort();
+    this.#points = new Uint32Array(sorted.length);
+    this.#owner = new Uint32Array(sorted.length);
+    for (let k = 0; k < sorted.length; k++) {
+      const v = sorted[k]!;
+      this.#points[k] = Math.floor(v / OWNER_SPAN);
+      this.#owner[k] = v % OWNER_SPAN;
+    }
+    // Equal hashes (a few among 10^5 points): ordered by node key, so the ring does not
+    // depend on the order the nodes are listed in.
+    for (let k = 1; k < sorted.length; k++) {
+      if (this.#points[k] !== this.#points[k - 1]) continue;
+      let end = k + 1;
+      while (end < sorted.length && this.#points[end] === this.#points[k]) end++;
+      const run = Array.from(this.#owner.subarray(k - 1, end)).sort((x, y) => (nodes[x]!.key < nodes[y]!.key ? -1 : 1));
+      this.#owner.set(run, k - 1);
+      k = end - 1;
+    }
   }
 
   get size(): number {
