@@ -332,3 +332,58 @@ routes: [{ id: r, paths: [/], upstream: apl }, { id: r2, paths: [/x], upstream: 
   assert.match(r.out, /routes\[0\]\.upstream: "apl" is not the id of an upstream \(did you mean "api"\?\)/);
   assert.match(r.out, /routes\[1\]\.upstream: "zzzzzz" is not the id of an upstream \[/);
 });
+
+test('balancer and active-check fields: bad values refused with their paths, misplaced ones warned', async () => {
+  const r = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443 }]
+ssls:
+${GOOD}
+upstreams:
+  - { id: a, type: chash, key: "http_", nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: b, type: chash, hash_on: header, key: "x user", nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: c, type: least_con, nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: e, type: chash, hash_on: cookie, nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - id: d
+    nodes: [{ host: 127.0.0.1, port: 80 }]
+    checks:
+      active:
+        type: grpc
+        http_path: "no-slash"
+        timeout: 0ms
+        healthy: { interval: 10ms, successes: 0, http_statuses: [99] }
+        unhealthy: { http_failures: 255, tcp_failures: -1, timeouts: x, http_statuses: [200, 600] }
+      passive: {}
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`);
+  assert.equal(r.code, 1);
+  for (const re of [
+    /upstreams\[0\]\.key: "http_" is not a key for hash_on: vars/,
+    /upstreams\[1\]\.key: "x user" is not a header name/,
+    /upstreams\[2\]\.type: must be one of roundrobin \| least_conn \| chash, got "least_con"; did you mean/,
+    /upstreams\[3\]\.key: is required with hash_on: cookie/,
+    /upstreams\[4\]\.checks\.active\.type: must be one of http \| https \| tcp/,
+    /upstreams\[4\]\.checks\.active\.http_path: must be a path starting with "\/"/,
+    /upstreams\[4\]\.checks\.active\.timeout: must be between 10ms and 1m/,
+    /upstreams\[4\]\.checks\.active\.healthy\.interval: must be between 100ms and 1h/,
+    /upstreams\[4\]\.checks\.active\.healthy\.successes: must be between 1 and 254, got 0/,
+    /upstreams\[4\]\.checks\.active\.healthy\.http_statuses\[0\]: must be between 200 and 599, got 99/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.http_failures: must be between 1 and 254, got 255/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.tcp_failures: must be between 1 and 254, got -1/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.timeouts: must be an integer/,
+    /upstreams\[4\]\.checks\.active\.unhealthy\.http_statuses\[1\]: must be between 200 and 599, got 600/,
+    /upstreams\[4\]\.checks\.passive: unknown field \(expected one of: active\)/,
+  ]) {
+    assert.match(r.out, re);
+  }
+  const w = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443 }]
+ssls:
+${GOOD}
+upstreams:
+  - { id: a, key: uri, nodes: [{ host: 127.0.0.1, port: 80 }] }
+  - { id: b, type: chash, key: arg_user, checks: { active: { type: tcp } }, nodes: [{ host: 127.0.0.1, port: 80 }] }
+routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
+`);
+  assert.equal(w.code, 0, w.out);
+  assert.match(w.out, /upstreams\[0\]\.key: is ignored: type is roundrobin, not chash/);
+});

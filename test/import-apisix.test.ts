@@ -61,7 +61,8 @@ function objects(mtls: boolean): { ssls: Obj[]; upstreams: Obj[]; routes: Obj[] 
   }
   const upstreams: Obj[] = [
     { id: 1, name: 'web', type: 'roundrobin', nodes: { [`127.0.0.1:${webPort}`]: 1 },
-      checks: { active: { http_path: '/' } },
+      checks: { active: { http_path: '/', timeout: 2, concurrency: 5, healthy: { interval: 2, successes: 1 },
+        unhealthy: { interval: 1, http_failures: 2 } }, passive: { unhealthy: { http_failures: 3 } } },
       timeout: { connect: 2, send: 5, read: 10 }, retries: 2 },
     { id: 'secure', scheme: 'https', type: 'least_conn', pass_host: 'rewrite', upstream_host: 'api.internal',
       nodes: [{ host: '127.0.0.1', port: securePort, weight: 3 }], tls: { client_cert_id: 9 } },
@@ -136,18 +137,17 @@ describe('import --from apisix: a standalone file', () => {
         // Route matching carries priority, exact uris and "/*" as they are (issue 17).
         assert.doesNotMatch(r.out, /priority dropped/);
         assert.match(r.out, /plugin limit-count dropped/);
-        assert.match(r.out, /upstreams upstreams\[0\] \(id 1\): checks dropped: health checks/);
+        // Balancer and active checks are carried (issue 17); what has no equivalent is printed.
+        assert.match(r.out, /upstreams upstreams\[0\] \(id 1\): checks\.passive dropped/);
+        assert.match(r.out, /checks\.active\.concurrency dropped: each node has its own probe timer/);
+        assert.doesNotMatch(r.out, /type "(least_conn|chash)" dropped|hash_on dropped|key dropped/);
         assert.match(r.out, /retries dropped/);
         assert.match(r.out, /timeout\.send dropped/);
-        assert.match(r.out, /type "least_conn" dropped/);
         assert.match(r.out, /\(id 4\): not imported: disabled in APISIX/);
         assert.doesNotMatch(r.out, /imported as a prefix|translated to/);
         if (mtls) {
           assert.match(r.out, /client\.skip_mtls_uri_regex dropped/);
           assert.match(r.out, /ssl_protocols TLSv1\.1 dropped/);
-          assert.match(r.out, /type "chash" dropped/);
-          assert.match(r.out,
-            /routes routes\[4\] \(id "partner-api"\) \(inline upstream → route-partner-api\): hash_on dropped/);
         }
         // No key material on either stream.
         for (const s of [r.out, r.err]) {
@@ -170,6 +170,14 @@ describe('import --from apisix: a standalone file', () => {
         assert.deepEqual(routes[1]!.paths, ['= /ping']);
         assert.deepEqual(routes[2]!.paths, ['/secure/*']);
         if (mtls) assert.equal(routes[3]!.upstream, 'route-partner-api');
+        const ups = cfg.upstreams as Obj[];
+        assert.deepEqual(ups[0]!.checks, { active: { timeout: '2000ms', http_path: '/',
+          healthy: { interval: '2000ms', successes: 1 }, unhealthy: { interval: '1000ms', http_failures: 2 } } });
+        assert.equal(ups[1]!.type, 'least_conn');
+        if (mtls) {
+          const inline = ups.find((u) => u.id === 'route-partner-api')!;
+          assert.deepEqual([inline.type, inline.hash_on, inline.key], ['chash', 'header', 'x-user']);
+        }
 
         await gw.start(readFileSync(join(gw.dir, 'gateway.yaml'), 'utf8'));
         const site = await get(port, '/hello', { servername: 'a.shop.test', ca: P.ca.cert });

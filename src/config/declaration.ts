@@ -340,14 +340,59 @@ const IDENTITY = custom<Identity | undefined, { type: string; doc: string }>({
   return out;
 });
 
+// Active health checks, in APISIX's `checks.active` shape (defaults as APISIX's). Probes run
+// in the primary, one per node per interval whatever the worker count (src/proxy/active-health.ts).
+const STATUS = int({ min: 200, max: 599, doc: '' });
+const THRESHOLD = { min: 1, max: 254 };
+const PROBE_INTERVAL = { min: 100, max: 3_600_000 };
+const ACTIVE_CHECK = obj({
+  type: oneOf(['http', 'https', 'tcp'], {
+    doc: 'probe: an HTTP(S) GET, or a TCP connect; https uses the upstream\'s tls settings',
+    defDoc: 'the scheme',
+  }),
+  timeout: duration({ min: 10, max: 60_000, default: 1_000, doc: 'a probe that takes longer is a timeout' }),
+  http_path: str({ default: '/', format: (v) => (v.startsWith('/') && !/[\s\x00-\x1f\x7f]/.test(v) ? null
+    : 'must be a path starting with "/" (no spaces or control characters)'), type: 'path', doc: 'probe path' }),
+  host: str({ format: hostHeader, type: 'host[:port]', doc: 'Host of the probe', defDoc: 'host, else the node' }),
+  port: int({ min: 1, max: 65535, doc: 'probe port', defDoc: "the node's" }),
+  healthy: obj({
+    interval: duration({ ...PROBE_INTERVAL, default: 1_000, doc: 'between probes of a healthy node' }),
+    successes: int({ ...THRESHOLD, default: 2, doc: 'consecutive successes that mark an unhealthy node healthy' }),
+    http_statuses: list(STATUS, { default: [200, 302], shape: 'status codes', doc: 'statuses that are a success' }),
+  }, { doc: 'when a node is healthy again' }),
+  unhealthy: obj({
+    interval: duration({ ...PROBE_INTERVAL, default: 1_000, doc: 'between probes of an unhealthy node' }),
+    http_failures: int({ ...THRESHOLD, default: 5, doc: 'consecutive failing statuses that mark a node unhealthy' }),
+    tcp_failures: int({ ...THRESHOLD, default: 2, doc: 'consecutive connect/TLS failures that mark it unhealthy' }),
+    timeouts: int({ ...THRESHOLD, default: 3, doc: 'consecutive probe timeouts that mark it unhealthy' }),
+    http_statuses: list(STATUS, {
+      default: [429, 404, 500, 501, 502, 503, 504, 505], shape: 'status codes', doc: 'statuses that are a failure',
+    }),
+  }, { doc: 'when a node is unhealthy' }),
+}, { optional: true, doc: 'active health checks (see "Load balancing and health checks")' });
+
+/** The request parts a `chash` key can name with `hash_on: vars` (nginx variable names, as APISIX). */
+export const CHASH_VARS = ['remote_addr', 'uri', 'request_uri', 'query_string', 'host'] as const;
+const CHASH_PREFIXED = /^(http|arg|cookie)_([A-Za-z0-9_-]{1,64})$/;
+const COOKIE_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
+
 const UPSTREAM = obj({
   id: id('upstream id'),
   ...META,
   scheme: oneOf(['http', 'https'], { default: 'http', doc: 'protocol to the nodes' }),
+  type: oneOf(['roundrobin', 'least_conn', 'chash'], {
+    default: 'roundrobin', doc: 'balancer: smooth WRR, fewest in-flight per weight, or consistent hash',
+  }),
+  hash_on: oneOf(['vars', 'header', 'cookie'], { default: 'vars', doc: '(chash) what `key` names' }),
+  key: str({
+    type: 'string', defDoc: 'remote_addr',
+    doc: `(chash) vars: ${CHASH_VARS.join(', ')}, http_<header>, arg_<name>, cookie_<name>; ` +
+      'header / cookie: its name. Absent in a request: the client address',
+  }),
   nodes: list(obj({
     host: str({ required: true, format: connectHost, type: 'host', doc: 'host name or IP address' }),
     port: int({ required: true, min: 1, max: 65535, doc: 'port' }),
-    weight: int({ min: 0, max: 10_000, default: 1, doc: 'smooth weighted round robin per worker' }),
+    weight: int({ min: 0, max: 10_000, default: 1, doc: 'relative share, per worker (0: no traffic)' }),
   }, { doc: '' }), {
     required: true, shape: '{host, port, weight}', nonEmpty: 'must hold at least one node', doc: 'servers',
   }),
@@ -365,14 +410,34 @@ const UPSTREAM = obj({
     read: duration({ min: 1, default: 30_000, doc: 'between bytes of the response → 504' }),
   }, { doc: 'upstream timeouts' }),
   client_identity_headers: IDENTITY,
+  checks: obj({ active: ACTIVE_CHECK }, { optional: true, doc: 'health checks' }),
 }, {
   doc: 'backends',
   rule: (r, u, raw, p) => {
     if (raw.tls != null && u.scheme === 'http') {
       r.error(join(p, 'tls'), 'is set but scheme is http (use scheme: https)');
     }
+    if (u.type !== 'chash') {
+      for (const k of ['hash_on', 'key'] as const) {
+        if (raw[k] != null) r.warn(join(p, k), `is ignored: type is ${u.type ?? 'roundrobin'}, not chash`);
+      }
+    } else if (u.key !== undefined) {
+      const bad = chashKeyProblem(u.hash_on ?? 'vars', u.key);
+      if (bad) r.error(join(p, 'key'), bad);
+    } else if (u.hash_on !== undefined && u.hash_on !== 'vars') {
+      r.error(join(p, 'key'), `is required with hash_on: ${u.hash_on} (the ${u.hash_on} name)`);
+    }
   },
 });
+
+/** Null when `key` can be hashed on with `hashOn`; else why not. */
+export function chashKeyProblem(hashOn: 'vars' | 'header' | 'cookie', key: string): string | null {
+  if (hashOn === 'header') return headerName(key);
+  if (hashOn === 'cookie') return COOKIE_NAME.test(key) ? null : `${JSON.stringify(key)} is not a cookie name`;
+  if ((CHASH_VARS as readonly string[]).includes(key) || CHASH_PREFIXED.test(key)) return null;
+  return `${JSON.stringify(key)} is not a key for hash_on: vars (${CHASH_VARS.join(', ')}, http_<header>, ` +
+    'arg_<name>, cookie_<name>)';
+}
 
 const HEADERS = custom<Record<string, string>, { type: string; doc: string; default: Record<string, string> }>({
   type: 'mapping header-name: value', default: {}, defDoc: '{}', doc: 'response headers (no framing headers)',

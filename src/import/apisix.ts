@@ -4,7 +4,7 @@
 // Key material is never put in a message.
 import { createDecipheriv, createPrivateKey, X509Certificate } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import { labelKeyProblem, labelValueProblem } from '../config/declaration';
+import { chashKeyProblem, labelKeyProblem, labelValueProblem } from '../config/declaration';
 
 type Obj = Record<string, unknown>;
 
@@ -278,12 +278,9 @@ function importSsl(c: Ctx, at: string, v: Obj): Obj | undefined {
 }
 
 const UPSTREAM_DROPS: Record<string, string> = {
-  checks: 'health checks: tlsgate backs off failing nodes passively only (no active checks)',
   retries: 'tlsgate retries a failed connect once, on another node',
   retry_timeout: 'tlsgate retries a failed connect once, on another node',
   keepalive_pool: 'tlsgate keeps its own connection pool per worker (not configurable)',
-  hash_on: 'consistent hashing is not available: smooth weighted round robin instead',
-  key: 'consistent hashing is not available: smooth weighted round robin instead',
   discovery_type: 'service discovery is not available: list the nodes',
   service_name: 'service discovery is not available: list the nodes',
   discovery_args: 'service discovery is not available: list the nodes',
@@ -298,6 +295,75 @@ function parseNode(c: Ctx, where: string, addr: string, weight: unknown, scheme:
   const out: Obj = { host, port };
   if (typeof weight === 'number' && weight !== 1) out.weight = weight;
   return out;
+}
+
+/** `type`, `hash_on`, `key`: the same fields and values in tlsgate (README "Load balancing and health checks"). */
+function importBalance(c: Ctx, where: string, v: Obj, out: Obj): void {
+  const type = v.type ?? 'roundrobin';
+  if (type === 'least_conn' || type === 'chash') out.type = type;
+  else if (type !== 'roundrobin') {
+    c.note(where, `type ${JSON.stringify(type)} dropped: roundrobin instead (tlsgate: roundrobin, least_conn, chash)`);
+  }
+  if (type !== 'chash') {
+    for (const k of ['hash_on', 'key']) if (v[k] !== undefined) c.note(where, `${k} dropped: type is not chash`);
+    return;
+  }
+  const hashOn = v.hash_on ?? 'vars';
+  if (hashOn !== 'vars' && hashOn !== 'header' && hashOn !== 'cookie') {
+    return c.note(where, `hash_on ${JSON.stringify(hashOn)} dropped: tlsgate hashes on vars, header or cookie; ` +
+      'the client address is the key');
+  }
+  if (typeof v.key !== 'string') {
+    if (hashOn !== 'vars') c.note(where, `hash_on ${hashOn} dropped: no key; the client address is the key`);
+    return;
+  }
+  if (hashOn !== 'vars') out.hash_on = hashOn;
+  const bad = chashKeyProblem(hashOn, v.key);
+  if (bad) c.note(where, `key dropped: ${bad}; the client address is the key`);
+  else out.key = v.key;
+}
+
+/** APISIX's `checks.active` (seconds as numbers) → tlsgate's (durations); the rest is printed. */
+function importChecks(c: Ctx, where: string, checks: unknown, out: Obj): void {
+  if (!isObj(checks)) return c.note(where, 'checks dropped: not a mapping');
+  if (checks.passive !== undefined) {
+    c.note(where, "checks.passive dropped: tlsgate's passive health is its connect-failure back-off (fixed)");
+  }
+  const a = checks.active;
+  if (!isObj(a)) return;
+  const o: Obj = {};
+  const secs = (x: unknown): string | undefined =>
+    typeof x === 'number' && x > 0 ? `${Math.round(x * 1000)}ms` : undefined;
+  if (a.type !== undefined) o.type = a.type;
+  if (secs(a.timeout)) o.timeout = secs(a.timeout);
+  for (const k of ['http_path', 'host', 'port']) if (a[k] !== undefined) o[k] = a[k];
+  const part = (name: 'healthy' | 'unhealthy', fields: string[]): void => {
+    const x = a[name];
+    if (!isObj(x)) return;
+    const p: Obj = {};
+    if (x.interval !== undefined) {
+      if (secs(x.interval)) p.interval = secs(x.interval);
+      else c.note(where, `checks.active.${name}.interval ${JSON.stringify(x.interval)} dropped: probes run every 1s`);
+    }
+    for (const k of fields) if (x[k] !== undefined) p[k] = x[k];
+    for (const k of Object.keys(x)) {
+      if (k === 'interval' || fields.includes(k)) continue;
+      c.note(where, `checks.active.${name}.${k} dropped: no tlsgate equivalent`);
+    }
+    if (Object.keys(p).length > 0) o[name] = p;
+  };
+  part('healthy', ['successes', 'http_statuses']);
+  part('unhealthy', ['http_failures', 'tcp_failures', 'timeouts', 'http_statuses']);
+  const why: Record<string, string> = {
+    concurrency: 'each node has its own probe timer',
+    https_verify_certificate: "HTTPS probes verify with the upstream's tls settings",
+    req_headers: 'probes send Host and User-Agent only',
+  };
+  for (const k of Object.keys(a)) {
+    if (['type', 'timeout', 'http_path', 'host', 'port', 'healthy', 'unhealthy'].includes(k)) continue;
+    c.note(where, `checks.active.${k} dropped: ${why[k] ?? 'no tlsgate equivalent'}`);
+  }
+  out.checks = { active: o };
 }
 
 function importUpstream(
@@ -332,9 +398,8 @@ function importUpstream(
     }
   } else if (v.service_name === undefined) return void c.error(where, 'has no nodes');
   out.nodes = nodes;
-  if (v.type !== undefined && v.type !== 'roundrobin') {
-    c.note(where, `type ${JSON.stringify(v.type)} dropped: tlsgate balances by smooth weighted round robin`);
-  }
+  importBalance(c, where, v, out);
+  if (v.checks !== undefined) importChecks(c, where, v.checks, out);
   const pass = v.pass_host ?? 'pass';
   if (pass === 'rewrite') {
     if (typeof v.upstream_host === 'string') out.host = v.upstream_host;
@@ -389,7 +454,7 @@ function importUpstream(
   }
   for (const k of Object.keys(v)) {
     const known = ['id', 'name', 'desc', 'labels', 'scheme', 'nodes', 'type', 'pass_host', 'upstream_host', 'timeout',
-      'tls', 'create_time', 'update_time'];
+      'tls', 'create_time', 'update_time', 'hash_on', 'key', 'checks'];
     if (!known.includes(k) && !(k in UPSTREAM_DROPS)) c.note(where, `${k} dropped: no tlsgate equivalent`);
   }
   return out;

@@ -87,30 +87,49 @@ export function adminRoutes(p: Primary): {
         const stats = await p.collectStats();
         const snap = p.current!.snapshot;
         const meta = new Map(p.current!.resolved.config.upstreams.map((u) => [u.id, u]));
-        const upstreams = snap.upstreams.filter((u) => f.match(meta.get(u.id)?.labels)).map((u) => ({
-          id: u.id,
-          ...metaView(meta.get(u.id)),
-          scheme: u.scheme,
-          nodes: u.nodes.map((n) => {
-            // A node is healthy when no worker has it in back-off.
-            const seen = stats.flatMap((s) =>
-              s.upstreams
-                .filter((h) => h.id === u.id)
-                .flatMap((h) => h.nodes.filter((x) => x.host === n.host && x.port === n.port)),
-            );
-            return {
-              host: n.host,
-              port: n.port,
-              weight: n.weight,
-              healthy: seen.every((x) => x.healthy),
-              failures: seen.reduce((a, x) => a + x.failures, 0),
-              retry_at: seen.reduce<number | null>(
-                (a, x) => (x.retryAt !== null && (a === null || x.retryAt > a) ? x.retryAt : a),
-                null,
-              ),
-            };
-          }),
-        }));
+        const upstreams = snap.upstreams.filter((u) => f.match(meta.get(u.id)?.labels)).map((u) => {
+          const probes = p.checks.view(u.id);
+          const balance = u.balance ?? { type: 'roundrobin' as const };
+          return {
+            id: u.id,
+            ...metaView(meta.get(u.id)),
+            scheme: u.scheme,
+            type: balance.type,
+            ...(balance.type === 'chash' ? { hash_on: balance.hashOn, key: balance.key } : {}),
+            active_checks: probes !== undefined,
+            nodes: u.nodes.map((n) => {
+              // A node is healthy when no worker has it in back-off and active checks (if any) pass.
+              const seen = stats.flatMap((s) =>
+                s.upstreams
+                  .filter((h) => h.id === u.id)
+                  .flatMap((h) => h.nodes.filter((x) => x.host === n.host && x.port === n.port)),
+              );
+              const active = probes?.get(`${n.host}:${n.port}`);
+              return {
+                host: n.host,
+                port: n.port,
+                weight: n.weight,
+                healthy: seen.every((x) => x.healthy) && active?.healthy !== false,
+                failures: seen.reduce((a, x) => a + x.failures, 0),
+                retry_at: seen.reduce<number | null>(
+                  (a, x) => (x.retryAt !== null && (a === null || x.retryAt > a) ? x.retryAt : a),
+                  null,
+                ),
+                // Requests in flight, summed over workers (counted for least_conn and chash upstreams).
+                in_flight: seen.reduce((a, x) => a + (x.inflight ?? 0), 0),
+                active: active === undefined ? null : {
+                  state: active.healthy ? 'healthy' : 'unhealthy',
+                  successes: active.successes,
+                  http_failures: active.http_failures,
+                  tcp_failures: active.tcp_failures,
+                  timeouts: active.timeouts,
+                  probes: active.probes,
+                  last: active.last,
+                },
+              };
+            }),
+          };
+        });
         return { status: 200, body: { version: snap.version, workers: stats.length, upstreams } };
       },
       'GET /v1/routes': async (_req, url) => {

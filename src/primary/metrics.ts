@@ -1,6 +1,7 @@
 // Control-plane metrics (primary's own registry) + the workers' metrics, merged on scrape.
 import { AggregatorRegistry, Gauge, Histogram, Counter, Registry } from 'prom-client';
 import type { SslDetails } from '../snapshot/compile';
+import { PROBE_RESULTS, type ActiveHealthMetrics } from '../proxy/active-health';
 
 export class PrimaryMetrics {
   readonly registry = new Registry();
@@ -34,6 +35,29 @@ export class PrimaryMetrics {
     labelNames: ['ssl'] as const,
     registers: [this.registry],
   });
+
+  readonly nodeHealthy = new Gauge({
+    name: 'tlsgate_upstream_node_healthy',
+    help: 'Active health checks: 1 when the node is healthy, 0 when every worker skips it (checked nodes only)',
+    labelNames: ['upstream', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly healthChecks = new Counter({
+    name: 'tlsgate_upstream_health_checks_total',
+    help: 'Active health probes by result (success, http_failure, tcp_failure, timeout, other)',
+    labelNames: ['upstream', 'node', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  /** The sink of the primary's active health checks (proxy/active-health.ts). */
+  readonly activeHealth: ActiveHealthMetrics = {
+    probed: (upstream, node, result) => this.healthChecks.inc({ upstream, node, result }),
+    state: (upstream, node, healthy) => this.nodeHealthy.set({ upstream, node }, healthy ? 1 : 0),
+    forget: (upstream, node) => {
+      this.nodeHealthy.remove({ upstream, node });
+      for (const result of PROBE_RESULTS) this.healthChecks.remove({ upstream, node, result });
+    },
+  };
 
   setCertificates(details: SslDetails[], now = Date.now()): void {
     this.notAfter.reset();

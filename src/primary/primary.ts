@@ -30,6 +30,7 @@ import { mtlsLoss, mtlsLossIssues } from '../config/mtls-loss';
 import { parseValue, type SecretRef } from '../secrets/reference';
 import { readLocalFile } from '../secrets/resolve';
 import { PrimaryMetrics } from './metrics';
+import { ActiveHealth, type ActiveCheck } from '../proxy/active-health';
 import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
 import { openConfigStore } from '../store/open';
 import type { EtcdStore, StoreStatus } from '../store/etcd-store';
@@ -156,6 +157,8 @@ export class Primary {
   private encodeTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   readonly metrics = new PrimaryMetrics();
+  /** Active health checks of upstream nodes (one probe per node, verdicts sent to every worker). */
+  readonly checks: ActiveHealth;
   adminAddress: { host: string; port: number } | undefined;
   /** config_store.etcd: where ssls, upstreams, routes and secret_providers come from (src/store/). */
   configStore: EtcdStore | undefined;
@@ -165,6 +168,13 @@ export class Primary {
     private readonly log: Logger,
   ) {
     this.audit = new AuditLog(log, undefined);
+    this.checks = new ActiveHealth({
+      log,
+      metrics: this.metrics.activeHealth,
+      broadcast: (m) => {
+        for (const s of this.slots.values()) if (s.ready) send(s.worker, m);
+      },
+    });
     // A value changed at its source (Vault, AWS, a file): a new snapshot, no config edit.
     this.store = new SecretStore({
       logger: log,
@@ -364,6 +374,7 @@ export class Primary {
   private commit(c: Current, source: string, actor: string): void {
     const prev = this.current;
     this.current = c;
+    this.checks.sync(c.snapshot.upstreams, activeChecks(c), c.snapshot.ssls);
     // Kept for a crash rollback: it shares every unchanged object with `c`; its bytes go.
     if (prev) prev.bytes = undefined;
     this.encodeSoon();
@@ -393,6 +404,7 @@ export class Primary {
     this.current = c;
     this.previous = undefined;
     this.broadcast(c);
+    this.checks.sync(c.snapshot.upstreams, activeChecks(c), c.snapshot.ssls);
   }
 
   /** Send `c` to every ready worker: a delta from what each was last sent, one encoding per base. */
@@ -458,6 +470,7 @@ export class Primary {
         slot.ready = true;
         if (this.current) this.sendState(slot, this.current);
         if (this.pending) this.sendState(slot, this.pending);
+        this.checks.replay((h) => send(slot.worker, h));
         return;
       case 'resync': {
         // Full snapshot of the version it asked for if still wanted, else of the newest.
@@ -909,6 +922,7 @@ export class Primary {
     clearTimeout(this.encodeTimer);
     for (const t of this.respawnTimers) clearTimeout(t);
     this.files.close();
+    this.checks.close();
     const timeoutMs = this.config?.drain_timeout ?? defaults.drainTimeout;
     this.log.info({ timeoutMs }, 'draining workers');
     const exits = [...this.slots.values()].map(
@@ -972,6 +986,13 @@ function changedObjects(a: Current, b: Current): { before: AuditState; after: Au
 
 function auditState(c: Current): AuditState {
   return { resolved: c.resolved, details: c.details, ssls: c.snapshot.ssls };
+}
+
+/** `checks.active` of each upstream that has them, by id. */
+function activeChecks(c: Current): Map<string, ActiveCheck> {
+  const m = new Map<string, ActiveCheck>();
+  for (const u of c.resolved.config.upstreams) if (u.checks?.active) m.set(u.id, u.checks.active);
+  return m;
 }
 
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */

@@ -16,7 +16,7 @@ import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { dataPlane } from '../metrics';
 import { countRequest } from './request-metrics';
-import type { UpstreamNode, UpstreamPool } from './upstream-pool';
+import type { PickTicket, UpstreamNode, UpstreamPool } from './upstream-pool';
 
 /** What a Forward needs from the set that started it. */
 export interface ForwardHost {
@@ -49,6 +49,8 @@ export interface ForwardRequest {
   sendContinue: boolean;
   /** Route id, for tlsgate_requests_total. */
   route: string;
+  /** least_conn / chash: the request's place in the pool, handed to the retry's pick. */
+  ticket?: PickTicket | undefined;
 }
 
 export class Forward implements Dispatcher.DispatchHandler {
@@ -56,6 +58,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #ex: Exchange;
   readonly #opts: DispatchOpts;
   readonly #route: string;
+  readonly #ticket: PickTicket | undefined;
   #up: UpstreamPool;
   #node: UpstreamNode;
   #abort: ((err?: Error) => void) | null = null;
@@ -75,6 +78,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#node = node;
     this.#ex = ex;
     this.#route = r.route;
+    this.#ticket = r.ticket;
     this.#sendContinue = r.sendContinue;
     this.#opts = {
       path: r.target,
@@ -230,7 +234,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     // Each node is tried at most once (plus one replay on a stale connection).
     if (this.#retries >= Math.max(1, up.nodes.length - 1)) return undefined;
     const failed = up.nodes.find((n) => n.key === this.#node.key);
-    const next = up.pick(failed);
+    const next = up.pick(failed, this.#ticket);
     if (next !== undefined) return [up, next];
     return phase === 'request' && failed !== undefined ? [up, failed] : undefined;
   }

@@ -1,6 +1,7 @@
 // Passive health: a node that fails to connect is skipped until `retryAt`.
 // The back-off doubles per consecutive failure (2 s, 4 s, … capped at 30 s by
 // default); the first request after `retryAt` is the probe. A response resets it.
+// Active health (`activeDown`) comes from the primary's probes (active-health.ts).
 
 export interface NodeHealthView {
   host: string;
@@ -11,11 +12,17 @@ export interface NodeHealthView {
   failures: number;
   /** Epoch ms until which the node is skipped; null when healthy. */
   retryAt: number | null;
+  /** Marked unhealthy by the primary's active checks: skipped until marked healthy. */
+  activeDown: boolean;
+  /** Requests in flight from this worker (counted for least_conn and chash upstreams). */
+  inflight: number;
 }
 
 export class NodeHealth {
   failures = 0;
   retryAt = 0;
+  /** Set from the primary's active checks (UpstreamPool.setActiveDown), never by requests. */
+  activeDown = false;
 
   available(now: number): boolean {
     return this.retryAt <= now;

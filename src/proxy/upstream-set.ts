@@ -18,6 +18,7 @@ import {
   type ProxyOptions,
   type SslLookup,
 } from './options';
+import { ReleasingExchange } from './released-exchange';
 import { poolIdentity, UpstreamPool, type UpstreamNode } from './upstream-pool';
 
 export interface UpstreamHealthView {
@@ -28,6 +29,8 @@ export interface UpstreamHealthView {
 export class UpstreamSet implements ForwardHost {
   readonly #o: FilledProxyOptions;
   #pools = new Map<string, UpstreamPool>();
+  /** Active-check state from the primary, by upstream id: node `host:port` marked unhealthy. */
+  readonly #activeDown = new Map<string, ReadonlySet<string>>();
   /** Replaced pools still serving in-flight requests. */
   readonly #retiring = new Map<UpstreamPool, Promise<void>>();
   #closing: Promise<void> | null = null;
@@ -75,7 +78,11 @@ export class UpstreamSet implements ForwardHost {
       sendError(ex, 502, code, `upstream ${upstreamId}: not available`);
       return;
     }
-    const node = up.pick();
+    const { remoteAddress, authority } = ctx;
+    const t = up.ticket({ rawHeaders: ex.rawHeaders, target, remoteAddress, authority });
+    const node = up.pick(undefined, t);
+    // Wrapped at once: whatever ends the request from here on releases its in-flight count.
+    if (t !== undefined && node !== undefined) ex = new ReleasingExchange(ex, () => up.release(t));
     if (node === undefined) {
       this.#o.logger.error(
         { upstream: upstreamId, code: 'TLSGATE_E_UPSTREAM_CONNECT' },
@@ -89,7 +96,7 @@ export class UpstreamSet implements ForwardHost {
     let body = h.hasBody ? ex.body() : null;
     if (body !== null && bodyLimit !== null) body = limitBody(body, bodyLimit);
     const sendContinue = h.expectContinue && ex.expectContinue;
-    new Forward(this, up, node, ex, { target, headers: h.headers, body, sendContinue, route }).start();
+    new Forward(this, up, node, ex, { target, headers: h.headers, body, sendContinue, route, ticket: t }).start();
   }
 
   /** node:http objects straight to an upstream (no request stage): for tests of the proxy alone. */
@@ -102,6 +109,17 @@ export class UpstreamSet implements ForwardHost {
     };
     const ex = new NodeExchange(req, res, conn, ctx.expectContinue === true);
     this.forward(ex, upstreamId, '-', req.url ?? '/', ctx);
+  }
+
+  /**
+   * The primary's active health checks for one upstream: the `host:port` of its nodes that
+   * are unhealthy (empty: all healthy, or checks removed). Kept for pools built later.
+   */
+  setActiveDown(upstreamId: string, down: readonly string[]): void {
+    const set = new Set(down);
+    if (set.size === 0) this.#activeDown.delete(upstreamId);
+    else this.#activeDown.set(upstreamId, set);
+    this.#pools.get(upstreamId)?.setActiveDown(set);
   }
 
   /** Per upstream, per node: passive health as the admin API shows it. */
@@ -190,6 +208,7 @@ export class UpstreamSet implements ForwardHost {
       }
       const pool = new UpstreamPool(up, ssl, this.#o);
       if (old !== undefined) pool.inheritHealth(old);
+      pool.setActiveDown(this.#activeDown.get(up.id));
       if (up.scheme === 'https' && up.tls?.verify === false) {
         this.#o.logger.warn({ upstream: up.id }, 'upstream TLS certificate is NOT verified (tls.verify: false)');
       }

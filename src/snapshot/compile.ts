@@ -295,6 +295,12 @@ export async function compileSnapshot(
       ...(tls ? { tls } : {}),
       timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
       ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
+      // roundrobin is left out: the hash (and the pools) of an upstream without `type` stay as they were.
+      ...(u.type === 'roundrobin' ? {} : {
+        balance: u.type === 'chash'
+          ? { type: u.type, hashOn: u.hash_on, key: u.key ?? 'remote_addr' }
+          : { type: u.type },
+      }),
     };
     const clientSsl = tls?.clientSsl ? sslById.get(tls.clientSsl)?.hash : undefined;
     return { ...body, hash: materialHash([JSON.stringify(body), clientSsl]) };

@@ -113,6 +113,12 @@ export interface UpstreamTlsSnapshot {
   sni?: string;
 }
 
+/** How a worker picks a node (src/proxy/balance.ts). */
+export type BalanceSnapshot =
+  | { type: 'roundrobin' }
+  | { type: 'least_conn' }
+  | { type: 'chash'; hashOn: 'vars' | 'header' | 'cookie'; key: string };
+
 export interface UpstreamSnapshot {
   id: string;
   scheme: 'http' | 'https';
@@ -123,6 +129,8 @@ export interface UpstreamSnapshot {
   timeout: { connectMs: number; readMs: number };
   /** Client identity headers for mTLS routes; undefined = not sent. */
   clientIdentityHeaders?: { subject: string; fingerprint: string; verify: string };
+  /** Balancer; absent: roundrobin (snapshots of older builds). */
+  balance?: BalanceSnapshot;
   /** sha256 over the fields above: pools are kept while it does not change. */
   hash: string;
 }

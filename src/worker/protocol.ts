@@ -1,6 +1,7 @@
 // Every message between the primary and a worker. IPC uses the 'advanced'
 // serialization, so Uint8Array crosses as bytes.
 import type { UpstreamHealthView } from '../proxy';
+import type { NodeHealthMessage } from '../proxy/active-health';
 
 /** primary → worker */
 export type PrimaryMessage =
@@ -8,7 +9,9 @@ export type PrimaryMessage =
   /** msgpack SnapshotDelta (snapshot/delta.ts): applies only on a worker serving `base`. */
   | { type: 'delta'; base: number; version: number; bytes: Uint8Array }
   | { type: 'drain'; timeoutMs: number }
-  | { type: 'stats?'; id: number };
+  | { type: 'stats?'; id: number }
+  /** Active health checks (proxy/active-health.ts): the nodes of `upstream` to skip, as `host:port`. */
+  | NodeHealthMessage;
 
 /** Passive health of one upstream as one worker sees it (the proxy's own view, sent as is). */
 export type UpstreamHealth = UpstreamHealthView;

@@ -69,6 +69,16 @@ export class Worker {
       case 'drain':
         void this.drain(m.timeoutMs);
         return;
+      case 'node-health':
+        // Behind the snapshots sent before it, so it applies to the upstreams they define.
+        this.queue = this.queue.then(() => {
+          try {
+            this.proxy?.setActiveDown(m.upstream, m.down);
+          } catch (err) {
+            this.log.error({ err, upstream: m.upstream }, 'cannot apply active health');
+          }
+        });
+        return;
       case 'stats?':
         this.send({ type: 'stats', id: m.id, stats: { upstreams: this.proxy?.health() ?? [] } });
         return;
