@@ -11,6 +11,7 @@ import { Gateway, waitFor } from './helpers/gateway';
 import { startTwoEngineGateway, type EnginePorts } from './helpers/two-engines';
 import { createCA, server } from './helpers/pki';
 import { rawRequest } from './helpers/raw-http';
+import { streamBody } from './helpers/stream-body';
 
 const ca = createCA('Attack HTTP CA');
 const front = server(ca, ['*.attack.test']);
@@ -22,17 +23,7 @@ const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   if (req.url === '/big') {
     // 8 MiB, far more than the socket buffers between here and a client that never reads.
     res.writeHead(200, { 'content-length': String(8 << 20) });
-    const chunk = Buffer.alloc(64 * 1024, 'b');
-    let left = 128;
-    const pump = (): void => {
-      while (left > 0) {
-        left--;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    pump();
-    res.on('close', () => (left = 0));
+    streamBody(res, 8 << 20, { fill: 'b' });
     return;
   }
   let body = '';

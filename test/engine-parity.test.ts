@@ -15,6 +15,7 @@ import { Gateway, freePort, waitFor } from './helpers/gateway';
 import { startTwoEngineGateway, type EnginePorts } from './helpers/two-engines';
 import { createCA, server } from './helpers/pki';
 import { rawRequest, parseResponses } from './helpers/raw-http';
+import { streamBody } from './helpers/stream-body';
 
 const ca = createCA('Parity CA');
 const front = server(ca, ['*.parity.test']);
@@ -45,17 +46,7 @@ function echo(name: string) {
       if (big) {
         const n = Number(big[1]);
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
-        const chunk = Buffer.alloc(64 * 1024, 'x');
-        let left = n;
-        const pump = (): void => {
-          while (left > 0) {
-            const c = chunk.subarray(0, Math.min(left, chunk.length));
-            left -= c.length;
-            if (!res.write(c)) return void res.once('drain', pump);
-          }
-          res.end();
-        };
-        pump();
+        streamBody(res, n);
         return;
       }
       const seen: Seen = {
