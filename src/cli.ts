@@ -2,11 +2,12 @@
 // tlsgate start|validate -c FILE, tlsgate --help, tlsgate --version
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, formatIssue, TlsgateError } from './errors';
+import { formatIssue } from './errors';
 import { createLogger } from './log';
 import type { ConfigSource } from './config/source';
+import { refusalText } from './validate';
 
 const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGHUP reloads, SIGTERM drains)
        tlsgate validate -c, --config FILE   check a config: exit 0 valid, 1 refused (every problem)
@@ -129,48 +130,18 @@ async function readSource(file: string): Promise<ConfigSource> {
 }
 
 async function validate(source: ConfigSource): Promise<number> {
-  const file = source.file;
-  const { loadConfigFile } = await import('./config/load');
-  const { resolveConfig } = await import('./config/resolve');
-  const { compileSnapshot } = await import('./snapshot/compile');
-  const { CertValidator } = await import('./certs/pool');
-  const { SecretStore } = await import('./secrets/store');
-  const validator = new CertValidator(1);
-  const store = new SecretStore({
-    logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) },
-    baseDir: dirname(file),
-  });
+  const { checkConfig } = await import('./validate');
   try {
-    // config_store: the objects come from etcd (listed once) and are checked with the file.
-    const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
-    const decl = await readStoreDecl(source);
-    let overlay: import('./config/load').Overlay | undefined;
-    if (decl) {
-      const listed = await (await import('./store/push')).listOnce(await resolveStoreSettings(decl, file));
-      if (listed.issues.length) throw new ConfigError(listed.issues);
-      overlay = listed.overlay;
-    }
-    const loaded = await loadConfigFile(file, undefined, { source, ...(overlay ? { overlay } : {}) });
-    const { engineLoadIssues } = await import('./engines/uws-load');
-    const engineIssues = engineLoadIssues(loaded.config.listeners);
-    if (engineIssues.length)
-      throw new ConfigError(
-        engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
-      );
-    const resolved = await resolveConfig(loaded.config, store);
-    const compiled = await compileSnapshot(resolved, validator);
-    for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);
-    const s = compiled.snapshot;
+    const { snapshot: s, warnings } = await checkConfig(source, (m) => process.stderr.write(`warning: ${m}\n`));
+    for (const w of warnings) process.stdout.write(`warning: ${formatIssue(w)}\n`);
     process.stdout.write(
-      `${file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} ` +
+      `${source.file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} ` +
         `sni(s), ${s.routes.length} route(s), ${s.upstreams.length} upstream(s)\n`,
     );
     return 0;
   } catch (err) {
     printError(err);
     return 1;
-  } finally {
-    await Promise.all([validator.close(), store.close()]);
   }
 }
 
@@ -222,13 +193,7 @@ async function push(file: string, nodeFile: string): Promise<number> {
 }
 
 function printError(err: unknown): void {
-  if (err instanceof ConfigError) {
-    for (const i of err.issues) process.stderr.write(`${i.severity}: ${formatIssue(i)}\n`);
-  } else if (err instanceof TlsgateError) {
-    process.stderr.write(`error: ${err.message} [${err.code}]\n`);
-  } else {
-    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);
-  }
+  process.stderr.write(refusalText(err) ?? `error: ${(err as Error).stack ?? String(err)}\n`);
 }
 
 main(process.argv.slice(2)).then(

@@ -7,17 +7,12 @@ import { SniMap } from '../src/routing/sni-map';
 import { servingLookup } from '../src/proxy/serving-lookup';
 import type { SslSnapshot } from '../src/snapshot/types';
 
-const mk = (id: string, snis: string[], ca?: string): SslSnapshot => ({
-  id,
-  type: 'server',
-  snis,
-  pairs: [],
-  ...(ca !== undefined ? { clientCa: ca } : {}),
-  clientDepth: 1,
-  protocols: ['TLSv1.2', 'TLSv1.3'],
-  ciphers: '',
-  hash: id,
-});
+const mk = (id: string, snis: string[], ca?: string): SslSnapshot => {
+  const tls: Omit<SslSnapshot, 'id' | 'snis' | 'hash'> = {
+    type: 'server', pairs: [], clientDepth: 1, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: '',
+  };
+  return { ...tls, id, snis, hash: id, ...(ca !== undefined ? { clientCa: ca } : {}) };
+};
 
 test('a name moved by a delta (state patched in place, version bumped) is answered anew', () => {
   const shop = mk('shop', ['*.shop.test']);
