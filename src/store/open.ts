@@ -26,7 +26,9 @@ export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undef
   const decl = await readStoreDecl(o.source ?? o.configPath);
   if (!decl) return undefined;
   const settings = await resolveStoreSettings(decl, o.configPath);
-  const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), buildCheck(o), o.onApplied);
+  // Not `o`: the check lives as long as the store and must not keep the start's parse (o.source).
+  const check = buildCheck({ configPath: o.configPath, secrets: o.secrets, validator: o.validator });
+  const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), check, o.onApplied);
   await store.start();
   return store;
 }
