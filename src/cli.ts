@@ -2,10 +2,12 @@
 // tlsgate start|validate -c FILE, tlsgate --help, tlsgate --version
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, formatIssue, TlsgateError } from './errors';
+import { formatIssue } from './errors';
 import { createLogger } from './log';
+import type { ConfigSource } from './config/source';
+import { refusalText } from './validate';
 
 const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGHUP reloads, SIGTERM drains)
        tlsgate validate -c, --config FILE   check a config: exit 0 valid, 1 refused (every problem)
@@ -66,8 +68,10 @@ async function main(argv: string[]): Promise<number> {
     if (!values.store) return usageError('push needs --store NODE_FILE (a config file with config_store)');
     return push(file, resolve(values.store));
   }
-  await ensureDevFiles(file);
-  return cmd === 'validate' ? validate(file) : start(file);
+  // Read and parsed once: the dev files, log, config_store and the first build share it.
+  const source = await readSource(file);
+  await ensureDevFiles(source);
+  return cmd === 'validate' ? validate(source) : start(source);
 }
 
 function parseCli(argv: string[]) {
@@ -110,15 +114,10 @@ async function importCommand(values: ReturnType<typeof parseCli>['values'], file
 }
 
 /** A config that references the dev files (`$file://dev/localhost.crt`, …) gets the missing ones made next to it. */
-async function ensureDevFiles(file: string): Promise<void> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return; // validate/start report the unreadable file
-  }
+async function ensureDevFiles(source: ConfigSource): Promise<void> {
+  if (source.text === undefined) return; // validate/start report the unreadable file
   const { devDirRequested, ensureDevMaterial } = await import('./certs/dev');
-  const dir = devDirRequested(file, text);
+  const dir = devDirRequested(source.file, source.text, () => source.validValue());
   if (dir === null) return;
   const dev = ensureDevMaterial(dir);
   if (dev.created) {
@@ -126,57 +125,32 @@ async function ensureDevFiles(file: string): Promise<void> {
   }
 }
 
-async function validate(file: string): Promise<number> {
-  const { loadConfigFile } = await import('./config/load');
-  const { resolveConfig } = await import('./config/resolve');
-  const { compileSnapshot } = await import('./snapshot/compile');
-  const { CertValidator } = await import('./certs/pool');
-  const { SecretStore } = await import('./secrets/store');
-  const validator = new CertValidator(1);
-  const store = new SecretStore({
-    logger: { warn: (_o, m) => process.stderr.write(`warning: ${m}\n`) },
-    baseDir: dirname(file),
-  });
+async function readSource(file: string): Promise<ConfigSource> {
+  return (await import('./config/source')).ConfigSource.read(file);
+}
+
+async function validate(source: ConfigSource): Promise<number> {
+  const { checkConfig } = await import('./validate');
   try {
-    // config_store: the objects come from etcd (listed once) and are checked with the file.
-    const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
-    const decl = await readStoreDecl(file);
-    let overlay: import('./config/load').Overlay | undefined;
-    if (decl) {
-      const listed = await (await import('./store/push')).listOnce(await resolveStoreSettings(decl, file));
-      if (listed.issues.length) throw new ConfigError(listed.issues);
-      overlay = listed.overlay;
-    }
-    const loaded = await loadConfigFile(file, undefined, overlay ? { overlay } : {});
-    const { engineLoadIssues } = await import('./engines/uws-load');
-    const engineIssues = engineLoadIssues(loaded.config.listeners);
-    if (engineIssues.length)
-      throw new ConfigError(
-        engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
-      );
-    const resolved = await resolveConfig(loaded.config, store);
-    const compiled = await compileSnapshot(resolved, validator);
-    for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);
-    const s = compiled.snapshot;
+    const { snapshot: s, warnings } = await checkConfig(source, (m) => process.stderr.write(`warning: ${m}\n`));
+    for (const w of warnings) process.stdout.write(`warning: ${formatIssue(w)}\n`);
     process.stdout.write(
-      `${file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} ` +
+      `${source.file}: valid — ${s.listeners.length} listener(s), ${s.ssls.length} ssl(s), ${s.sni.length} ` +
         `sni(s), ${s.routes.length} route(s), ${s.upstreams.length} upstream(s)\n`,
     );
     return 0;
   } catch (err) {
     printError(err);
     return 1;
-  } finally {
-    await Promise.all([validator.close(), store.close()]);
   }
 }
 
-async function start(file: string): Promise<number> {
+async function start(source: ConfigSource): Promise<number> {
   const { Primary } = await import('./primary/primary');
   // The log settings come from the file; a broken file is reported by start() below.
-  const level = await import('./store/settings').then((m) => m.readLogSettings(file));
+  const level = await import('./store/settings').then((m) => m.readLogSettings(source));
   const log = createLogger({ level: level.level, ...(level.file ? { file: level.file } : {}), name: 'primary' });
-  const primary = new Primary(file, log);
+  const primary = new Primary(source.file, log);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -187,7 +161,7 @@ async function start(file: string): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   try {
-    await primary.start();
+    await primary.start(source);
     return -1;
   } catch (err) {
     log.fatal({ err }, 'tlsgate cannot start');
@@ -206,7 +180,7 @@ async function push(file: string, nodeFile: string): Promise<number> {
       process.stderr.write(`tlsgate: ${nodeFile} has no config_store: nothing to push to\n`);
       return 1;
     }
-    if ((await validate(file)) !== 0) return 1;
+    if ((await validate(await readSource(file))) !== 0) return 1;
     const settings = await resolveStoreSettings(decl, nodeFile);
     const counts = await (await import('./store/push')).pushFile(file, settings);
     const what = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ');
@@ -219,13 +193,7 @@ async function push(file: string, nodeFile: string): Promise<number> {
 }
 
 function printError(err: unknown): void {
-  if (err instanceof ConfigError) {
-    for (const i of err.issues) process.stderr.write(`${i.severity}: ${formatIssue(i)}\n`);
-  } else if (err instanceof TlsgateError) {
-    process.stderr.write(`error: ${err.message} [${err.code}]\n`);
-  } else {
-    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);
-  }
+  process.stderr.write(refusalText(err) ?? `error: ${(err as Error).stack ?? String(err)}\n`);
 }
 
 main(process.argv.slice(2)).then(

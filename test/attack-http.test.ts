@@ -7,31 +7,23 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { Gateway, freePort, waitFor } from './helpers/gateway';
+import { Gateway, waitFor } from './helpers/gateway';
+import { startTwoEngineGateway, type EnginePorts } from './helpers/two-engines';
 import { createCA, server } from './helpers/pki';
 import { rawRequest } from './helpers/raw-http';
+import { streamBody } from './helpers/stream-body';
 
 const ca = createCA('Attack HTTP CA');
 const front = server(ca, ['*.attack.test']);
 const gw = new Gateway();
-const ports: Record<'node' | 'uws', number> = { node: 0, uws: 0 };
+const ports: EnginePorts = { node: 0, uws: 0 };
 /** Every byte the upstream received, in order, over all its connections. */
 let wire = '';
 const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   if (req.url === '/big') {
     // 8 MiB, far more than the socket buffers between here and a client that never reads.
     res.writeHead(200, { 'content-length': String(8 << 20) });
-    const chunk = Buffer.alloc(64 * 1024, 'b');
-    let left = 128;
-    const pump = (): void => {
-      while (left > 0) {
-        left--;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    pump();
-    res.on('close', () => (left = 0));
+    streamBody(res, 8 << 20, { fill: 'b' });
     return;
   }
   let body = '';
@@ -46,24 +38,13 @@ upstream.on('connection', (s) => s.on('data', (d: Buffer) => (wire += d.toString
 
 before(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  [ports.node, ports.uws, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  gw.write('front.crt', front.cert);
-  gw.write('front.key', front.key);
-  await gw.start(`
-workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-listeners:
-  - { name: n, listen: 127.0.0.1:${ports.node}, engine: node, default_ssl: front }
-  - { name: u, listen: 127.0.0.1:${ports.uws}, engine: uws, default_ssl: front }
-ssls:
-  - { id: front, snis: ["*.attack.test"], cert: "$file://front.crt", key: "$file://front.key" }
-upstreams:
+  Object.assign(ports, await startTwoEngineGateway(gw, front, '["*.attack.test"]', `upstreams:
   - { id: app, nodes: [{ host: 127.0.0.1, port: ${(upstream.address() as AddressInfo).port} }] }
 routes:
   - { id: app, paths: [/], upstream: app }
   - { id: limited, paths: [/limited], upstream: app, max_body_size: 10 }
   - { id: admin, paths: [/admin], methods: [GET], respond: { status: 200, body: admin-get-only } }
-`);
+`));
 });
 after(async () => {
   await gw.stop();

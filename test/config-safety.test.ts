@@ -6,7 +6,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { Gateway, freePort, get } from './helpers/gateway';
+import { Gateway, get } from './helpers/gateway';
+import { twoEngineHead, twoEnginePorts, type EnginePorts } from './helpers/two-engines';
 import { createCA, issue, server } from './helpers/pki';
 
 const BAD_PEM = '-----BEGIN CERTIFICATE-----\\nnope\\n-----END CERTIFICATE-----\\n';
@@ -78,18 +79,11 @@ describe('a running gateway refuses every value that would reach a socket or hea
   const ca = createCA('Safety CA');
   const site = server(ca, ['site.test']);
   const gw = new Gateway();
-  let nodePort = 0;
-  let uwsPort = 0;
+  let ports: EnginePorts = { node: 0, uws: 0 };
   let appPort = 0;
   let app: Server;
 
-  const good = (): string => `
-workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-listeners:
-  - { name: n, listen: 127.0.0.1:${nodePort}, engine: node, default_ssl: site }
-  - { name: u, listen: 127.0.0.1:${uwsPort}, engine: uws, default_ssl: site }
-ssls:
+  const good = (): string => `${twoEngineHead(gw, ports, 'site')}ssls:
   - { id: site, snis: [site.test], cert: "$file://site.crt", key: "$file://site.key" }
 upstreams:
   - id: app
@@ -107,7 +101,7 @@ routes:
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     appPort = (app.address() as { port: number }).port;
-    [nodePort, uwsPort, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    ports = await twoEnginePorts(gw);
     gw.write('site.crt', site.cert);
     gw.write('site.key', site.key);
     const noSan = issue({ cn: 'site.test', eku: ['serverAuth'], issuer: ca });
@@ -124,7 +118,7 @@ routes:
   });
 
   async function serves(): Promise<void> {
-    for (const port of [nodePort, uwsPort]) {
+    for (const port of [ports.node, ports.uws]) {
       const s = await get(port, '/static', { servername: 'site.test' });
       assert.equal(s.status, 200);
       assert.equal(s.body, 'ok');
@@ -175,7 +169,7 @@ routes:
     const r = await gw.admin('POST', '/v1/reload');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await gw.waitVersion(r.body.version);
-    for (const port of [nodePort, uwsPort]) {
+    for (const port of [ports.node, ports.uws]) {
       assert.equal((await get(port, '/static', { servername: 'site.test' })).body, 'ok2');
     }
   });

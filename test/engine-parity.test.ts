@@ -12,14 +12,16 @@ import { createServer as createNet, type AddressInfo, type Server as NetServer }
 import { connect } from 'node:tls';
 import { Agent, request } from 'undici';
 import { Gateway, freePort, waitFor } from './helpers/gateway';
+import { startTwoEngineGateway, type EnginePorts } from './helpers/two-engines';
 import { createCA, server } from './helpers/pki';
 import { rawRequest, parseResponses } from './helpers/raw-http';
+import { streamBody } from './helpers/stream-body';
 
 const ca = createCA('Parity CA');
 const front = server(ca, ['*.parity.test']);
 const backend = server(ca, ['backend.internal']);
 const gw = new Gateway();
-const ports: Record<'node' | 'uws', number> = { node: 0, uws: 0 };
+const ports: EnginePorts = { node: 0, uws: 0 };
 
 interface Seen {
   node: string;
@@ -44,17 +46,7 @@ function echo(name: string) {
       if (big) {
         const n = Number(big[1]);
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
-        const chunk = Buffer.alloc(64 * 1024, 'x');
-        let left = n;
-        const pump = (): void => {
-          while (left > 0) {
-            const c = chunk.subarray(0, Math.min(left, chunk.length));
-            left -= c.length;
-            if (!res.write(c)) return void res.once('drain', pump);
-          }
-          res.end();
-        };
-        pump();
+        streamBody(res, n);
         return;
       }
       const seen: Seen = {
@@ -104,19 +96,9 @@ const portOf = (s: { address(): unknown }): number => (s.address() as AddressInf
 
 before(async () => {
   await Promise.all([listen(a), listen(b), listen(tlsUp), listen(resetter), listen(c)]);
-  [ports.node, ports.uws, gw.adminPort, deadPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  gw.write('front.crt', front.cert);
-  gw.write('front.key', front.key);
+  deadPort = await freePort();
   gw.write('ca.pem', ca.cert);
-  await gw.start(`
-workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-listeners:
-  - { name: n, listen: 127.0.0.1:${ports.node}, engine: node, default_ssl: front }
-  - { name: u, listen: 127.0.0.1:${ports.uws}, engine: uws, default_ssl: front }
-ssls:
-  - { id: front, snis: ["*.parity.test"], cert: "$file://front.crt", key: "$file://front.key" }
-upstreams:
+  Object.assign(ports, await startTwoEngineGateway(gw, front, '["*.parity.test"]', `upstreams:
   - { id: echo, nodes: [{ host: 127.0.0.1, port: ${portOf(a)} }, { host: 127.0.0.1, port: ${portOf(b)} }] }
   - { id: one, nodes: [{ host: 127.0.0.1, port: ${portOf(a)} }] }
   - { id: failover, nodes: [{ host: 127.0.0.1, port: ${deadPort} }, { host: 127.0.0.1, port: ${portOf(a)} }] }
@@ -141,7 +123,7 @@ routes:
   - { id: trace, paths: [/trace], methods: [GET, TRACE], respond: { status: 200, body: traced } }
   - { id: direct, paths: [/direct], respond: { status: 200, body: direct } }
   - { id: empty, paths: [/empty], respond: { status: 204, body: "" } }
-`);
+`));
 });
 after(async () => {
   await gw.stop();

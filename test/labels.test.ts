@@ -13,7 +13,8 @@ import { validateConfig } from '../src/config/schema';
 import { SecretStore } from '../src/secrets/store';
 import { encodeSnapshot } from '../src/snapshot/codec';
 import { compileSnapshot } from '../src/snapshot/compile';
-import { CLI, Gateway, freePort, get } from './helpers/gateway';
+import { CLI, Gateway, get } from './helpers/gateway';
+import { twoEngineHead, twoEnginePorts, type EnginePorts } from './helpers/two-engines';
 import { createCA, server } from './helpers/pki';
 
 const ca = createCA('Labels Test CA');
@@ -22,19 +23,12 @@ const stage = server(ca, ['stage.test']);
 const gw = new Gateway();
 // Distinctive strings: if any shows up on a wire, the test sees it.
 const CANARY = 'lblcanary7f3a';
-let nodePort = 0;
-let uwsPort = 0;
+let ports: EnginePorts = { node: 0, uws: 0 };
 let upstream: Server;
 let upstreamPort = 0;
 const seen: string[] = [];
 
-const config = (): string => `
-workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-listeners:
-  - { name: n, listen: 127.0.0.1:${nodePort}, engine: node, default_ssl: prod }
-  - { name: u, listen: 127.0.0.1:${uwsPort}, engine: uws, default_ssl: prod }
-ssls:
+const config = (): string => `${twoEngineHead(gw, ports, 'prod')}ssls:
   - id: prod
     name: "Production site ${CANARY}-name"
     desc: "the one customers see ${CANARY}-desc"
@@ -59,7 +53,7 @@ before(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamPort = (upstream.address() as { port: number }).port;
-  [nodePort, uwsPort, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  ports = await twoEnginePorts(gw);
   gw.write('prod.crt', prod.cert);
   gw.write('prod.key', prod.key);
   gw.write('stage.crt', stage.cert);
@@ -131,7 +125,7 @@ test('a malformed or unknown filter is a 400, never "no filter"', async () => {
 });
 
 test('through both engines, no label, name or desc reaches the upstream or the client', async () => {
-  for (const port of [nodePort, uwsPort]) {
+  for (const port of [ports.node, ports.uws]) {
     for (const path of ['/api/x', '/ping', '/other']) {
       const r = await get(port, path, { servername: 'prod.test', ca: ca.cert });
       assert.equal(r.status, 200, `${port} ${path}`);

@@ -8,31 +8,21 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, Gateway, freePort } from './helpers/gateway';
+import { CLI, Gateway } from './helpers/gateway';
+import { startTwoEngineGateway, type EnginePorts } from './helpers/two-engines';
 import { request as httpsRequest } from 'node:https';
 import { createCA, server } from './helpers/pki';
 
 const ca = createCA('Routing CA');
 const front = server(ca, ['r.test', 's.test', 'a.w.test']);
 const gw = new Gateway('tlsgate-routing-');
-const ports = { node: 0, uws: 0 };
+const ports: EnginePorts = { node: 0, uws: 0 };
 
 const route = (id: string, rest: string): string =>
   `  - { id: ${id}, ${rest}, respond: { status: 200, body: ${id} } }`;
 
 before(async () => {
-  [ports.node, ports.uws, gw.adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  gw.write('front.crt', front.cert);
-  gw.write('front.key', front.key);
-  await gw.start(`
-workers: 1
-admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-listeners:
-  - { name: n, listen: 127.0.0.1:${ports.node}, engine: node, default_ssl: front }
-  - { name: u, listen: 127.0.0.1:${ports.uws}, engine: uws, default_ssl: front }
-ssls:
-  - { id: front, snis: [r.test, s.test, a.w.test], cert: "$file://front.crt", key: "$file://front.key" }
-routes:
+  Object.assign(ports, await startTwoEngineGateway(gw, front, '[r.test, s.test, a.w.test]', `routes:
 ${[
     route('root', 'hosts: [r.test, a.w.test], paths: ["/*"]'),
     route('ping', 'hosts: [r.test], paths: ["= /ping"]'),
@@ -61,7 +51,7 @@ ${[
     // (routing-equivalence.test.ts proves the scan gives the same answers).
     ...Array.from({ length: 30 }, (_, i) => route(`other-${i}`, `hosts: [o${i}.test], paths: ["/*", "= /ping", /api]`)),
   ].join('\n')}
-`);
+`));
 });
 after(() => gw.stop());
 

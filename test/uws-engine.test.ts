@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { CLI, Gateway, freePort, get, handshake, waitFor } from './helpers/gateway';
 import { createCA, server } from './helpers/pki';
 import type { RotationResult } from './helpers/rotation-load';
+import { streamBody } from './helpers/stream-body';
 
 const ca = createCA('uws CA');
 const v1 = server(ca, ['site.test']);
@@ -94,17 +95,8 @@ routes:
     upstream = createServer((req, res) => {
       if (req.url === '/up/big') {
         // 8 MB in 64 KB chunks, honouring backpressure: exercises onWritable.
-        const chunk = Buffer.alloc(65536, 'x');
-        let left = 128;
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-upstream': 'echo' });
-        const pump = (): void => {
-          while (left > 0) {
-            left--;
-            if (!res.write(chunk)) return void res.once('drain', pump);
-          }
-          res.end();
-        };
-        pump();
+        streamBody(res, 128 * 65536);
         return;
       }
       const h = createHash('sha256');

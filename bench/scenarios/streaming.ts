@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { streamBody } from '../../test/helpers/stream-body';
 import { BENCH_SNI } from '../lib/fixtures';
 import { treeRss } from '../lib/proc';
 import { newScenario, type ScenarioResult } from '../lib/report';
@@ -15,7 +16,6 @@ import { by, errorText, withServer, type Context, type Scenario } from './contex
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
-const CHUNK = Buffer.alloc(64 * KiB, 'z');
 
 interface Upstream {
   port: number;
@@ -32,18 +32,7 @@ async function startStreamingUpstream(): Promise<Upstream> {
     const state = { written: 0, res };
     up.current = state;
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
-    let left = size;
-    const pump = (): void => {
-      while (left > 0) {
-        const n = Math.min(left, CHUNK.length);
-        left -= n;
-        state.written += n;
-        if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    res.on('close', () => (left = 0));
-    pump();
+    streamBody(res, size, { fill: 'z', onWrite: (n) => (state.written = n) });
   });
   server.keepAliveTimeout = 75_000; // 75 seconds, as the gateways' pools
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

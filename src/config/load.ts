@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import type { LineCounter } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors';
 import { validateConfig } from './schema';
+import { ConfigSource } from './source';
 import { expandSslDirs, type SslDirState, type Validate, type WatchedDir } from './ssl-dirs';
 import type { GatewayConfig } from './types';
 
@@ -30,6 +30,8 @@ export interface LoadOptions {
   validate?: Validate;
   /** config_store: the objects listed from etcd, merged into the file's. */
   overlay?: Overlay;
+  /** The file as already read and parsed (tlsgate start/validate): used when it is `path`'s. */
+  source?: ConfigSource;
 }
 
 /** Objects of a config store (config_store.etcd), merged into the file's parse. */
@@ -49,23 +51,13 @@ export type StoredCollection = (typeof STORED_COLLECTIONS)[number];
  */
 export async function loadConfigFile(path: string, previous?: Loaded, o: LoadOptions = {}): Promise<Loaded> {
   const file = resolvePath(path);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError([
-      {
-        path: file,
-        code: 'TLSGATE_E_CONFIG_READ',
-        message: `cannot read the config file (${code})`,
-        severity: 'error',
-      },
-    ]);
-  }
+  const source = o.source?.file === file ? o.source : await ConfigSource.read(file);
+  const unread = source.readIssue();
+  if (unread !== undefined) throw new ConfigError([unread]);
+  const text = source.text!;
   const same =
     previous && previous.text === text && previous.config.file === file && previous.overlay === o.overlay?.revision;
-  const parsed = same ? previous.parsed : parseConfigText(text, file, o.overlay);
+  const parsed = same ? previous.parsed : parseSource(source, o.overlay);
   const overlay = o.overlay ? { overlay: o.overlay.revision } : {};
   if (o.sslDirs === false) return { ...parsed, text, parsed, sslDirs: undefined, watchDirs: [], ...overlay };
   // Read on every load, config text changed or not: a file added to a directory changes no text.
@@ -86,10 +78,12 @@ export function parseConfigText(
   file: string,
   overlay?: Overlay,
 ): { config: GatewayConfig; issues: ConfigIssue[] } {
-  // linePos is only filled by prettyErrors, which also rewrites the message with a source
-  // excerpt (it could echo a key): the LineCounter gives the position without that.
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
+  return parseSource(ConfigSource.fromText(file, text), overlay);
+}
+
+function parseSource(source: ConfigSource, overlay?: Overlay): { config: GatewayConfig; issues: ConfigIssue[] } {
+  const file = source.file;
+  const { doc, lineCounter } = source.document();
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => ({
@@ -100,7 +94,7 @@ export function parseConfigText(
       })),
     );
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  const raw = source.value();
   const { config, issues } = validateConfig(withStoreObjects(raw, file, overlay), file);
   if (!config) throw new ConfigError(issues);
   return { config, issues };

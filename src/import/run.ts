@@ -4,7 +4,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { ConfigError, formatIssue, TlsgateError } from '../errors';
+import { formatIssue } from '../errors';
 import { ImportInputError, MAX_INPUT_BYTES, parseApisix, translateApisix, type ImportOptions } from './apisix';
 
 export interface ImportRun extends ImportOptions {
@@ -98,26 +98,18 @@ export async function runImport(o: ImportRun, out: Write, err: Write): Promise<n
 }
 
 async function validateOutput(file: string, out: Write, err: Write): Promise<number> {
-  const { loadConfigFile } = await import('../config/load');
-  const { resolveConfig } = await import('../config/resolve');
-  const { compileSnapshot } = await import('../snapshot/compile');
-  const { CertValidator } = await import('../certs/pool');
-  const { SecretStore } = await import('../secrets/store');
-  const validator = new CertValidator(1);
-  const store = new SecretStore({ logger: { warn: (_o, m) => err(`warning: ${m}\n`) }, baseDir: resolve(file, '..') });
+  const { checkConfig, refusalText } = await import('../validate');
+  const { ConfigSource } = await import('../config/source');
   try {
-    const loaded = await loadConfigFile(file);
-    const compiled = await compileSnapshot(await resolveConfig(loaded.config, store), validator);
-    for (const w of [...loaded.issues, ...compiled.warnings]) out(`warning: ${formatIssue(w)}\n`);
+    const { warnings } = await checkConfig(await ConfigSource.read(file), (m) => err(`warning: ${m}\n`));
+    for (const w of warnings) out(`warning: ${formatIssue(w)}\n`);
     out(`${file}: valid (tlsgate validate)\n`);
     return 0;
   } catch (e) {
-    if (e instanceof ConfigError) for (const i of e.issues) err(`${i.severity}: ${formatIssue(i)}\n`);
-    else if (e instanceof TlsgateError) err(`error: ${e.message} [${e.code}]\n`);
-    else throw e;
+    const refused = refusalText(e);
+    if (refused === undefined) throw e;
+    err(refused);
     err(`tlsgate import: ${file} was written but does not pass tlsgate validate (above); edit it and run validate\n`);
     return 1;
-  } finally {
-    await Promise.all([validator.close(), store.close()]);
   }
 }

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { loadConfigFile, type Loaded, type LoadOptions } from '../config/load';
+import type { ConfigSource } from '../config/source';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
 import { defaults } from '../config/defaults';
@@ -200,8 +201,11 @@ export class Primary {
     return this.current?.resolved.config;
   }
 
-  /** Load, validate, fork, wait for every worker to listen; throws on any start problem. */
-  async start(): Promise<void> {
+  /**
+   * Load, validate, fork, wait for every worker to listen; throws on any start problem.
+   * source: the config file as the CLI already read it (read here when absent).
+   */
+  async start(source?: ConfigSource): Promise<void> {
     let built: { compiled: Current; warnings: ConfigIssue[] };
     // Config store (issue 14): its objects are part of the first build; each change it
     // validated is a reload, which goes through the same delta path as a file change.
@@ -211,8 +215,10 @@ export class Primary {
       secrets: this.store,
       validator: this.validator,
       onApplied: (rev) => void this.reload('config-store', `etcd:${rev}`),
+      ...(source ? { source } : {}),
     });
-    const initial = loadConfigFile(this.configPath, undefined, this.loadOptions()).then(async (loaded) => {
+    const first = { ...this.loadOptions(), ...(source ? { source } : {}) };
+    const initial = loadConfigFile(this.configPath, undefined, first).then(async (loaded) => {
       this.loaded = loaded;
       return this.build({ config: await this.compose(loaded.config), warnings: loaded.issues });
     });

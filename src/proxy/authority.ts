@@ -6,7 +6,7 @@
 import type { SniMap } from '../routing/sni-map';
 import { patternCovers } from '../routing/names';
 import type { ConnFacts } from './exchange';
-import type { SslSnapshot } from '../snapshot/types';
+import type { ServingLookup } from './serving-lookup';
 
 export type AuthorityRefusal =
   /** The authority belongs to an mTLS SSL object this connection was not verified for. */
@@ -17,15 +17,15 @@ export type AuthorityRefusal =
 /**
  * host: the request's normalized authority (no port), null when absent or invalid.
  * defaultSsl: the listener's default_ssl, which serves a name no object claims.
- * cache: host → serving object, valid for this `sni` and `defaultSsl` only (the stage keeps
- * one per worker state and listener default).
+ * lookup: the worker state's cached answers (serving-lookup.ts) for the same `sni`; without
+ * it the SNI map is asked.
  */
 export function checkAuthority(
   sni: SniMap,
   conn: ConnFacts,
   host: string | null,
   defaultSsl?: string,
-  cache?: Map<string, SslSnapshot | null>,
+  lookup?: ServingLookup,
 ): AuthorityRefusal | null {
   const own = conn.ssl;
   if (own !== undefined && own.clientCa !== undefined) {
@@ -35,11 +35,7 @@ export function checkAuthority(
   // The object that would serve this name in a handshake, default_ssl included: when the
   // default object has mTLS, a name no other object claims needs its client certificate
   // too (a handshake with that name as SNI would have asked for one).
-  let serving: SslSnapshot | null | undefined = cache?.get(host);
-  if (serving === undefined) {
-    serving = sni.lookup(host, defaultSsl).ssl ?? null;
-    cache?.set(host, serving);
-  }
+  const serving = lookup ? lookup.get(host, defaultSsl) : (sni.lookup(host, defaultSsl).ssl ?? null);
   if (serving === null || serving.clientCa === undefined) return null;
   if (!conn.authorized) {
     // An object with exemptions (skip_mtls_paths) serves its own names to a connection without

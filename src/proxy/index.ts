@@ -9,4 +9,5 @@ export { serve, type StageListener, type StageState } from './stage';
 export type { ConnFacts, Exchange, ResponseWriter } from './exchange';
 export { CLOSING, NodeExchange } from './node-exchange';
 export { checkAuthority, type AuthorityRefusal } from './authority';
+export { servingLookup, type ServingLookup } from './serving-lookup';
 export { rfc4514 } from './client-dn';

@@ -5,13 +5,14 @@
 import { dataPlane as m } from '../metrics';
 import type { Router } from '../routing/router';
 import type { SniMap } from '../routing/sni-map';
-import type { RequestLimits, RespondSnapshot, RouteSnapshot, SslSnapshot } from '../snapshot/types';
+import type { RequestLimits, RespondSnapshot, RouteSnapshot } from '../snapshot/types';
 import { checkAuthority } from './authority';
 import { sendError } from './error-response';
 import type { Exchange } from './exchange';
 import { checkRequest } from './request-check';
 import { countRequest } from './request-metrics';
 import { refuseUnverified } from './mtls-exempt';
+import { servingLookup } from './serving-lookup';
 import type { UpstreamSet } from './upstream-set';
 import type { ProxyContext } from './options';
 
@@ -43,8 +44,7 @@ export function serve(state: StageState, listener: StageListener, ex: Exchange):
     return;
   }
   const req = checked.req;
-  const serving = servingCache(state, listener.defaultSsl);
-  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl, serving);
+  const refusal = checkAuthority(state.sni, ex.conn, req.host, listener.defaultSsl, servingLookup(state));
   if (refusal !== null) {
     m.refused.inc({ listener: listener.name, reason: refusal });
     countRequest('-', 421);
@@ -122,32 +122,6 @@ function compiledRespond(r: RespondSnapshot): CompiledRespond {
   if (r.status !== 204 && r.status !== 304) headers.push('content-length', String(Buffer.byteLength(r.body)));
   c = { status: r.status, body: r.body, headers, headersClose: [...headers, 'connection', 'close'] };
   respondCache.set(r, c);
-  return c;
-}
-
-/**
- * The SSL object serving each Host, per worker state and snapshot version (a delta patches
- * the SNI map in place and bumps the version, worker.ts): the SNI map's lookup normalizes
- * the name again on every request. Bounded: Hosts are client input; past the bound it starts over.
- */
-const SERVING_CACHE_MAX = 1024;
-interface ServingCache {
-  version: number;
-  /** the listener's default_ssl ('' for none) → host → serving object. */
-  byDefault: Map<string, Map<string, SslSnapshot | null>>;
-}
-const servingCaches = new WeakMap<StageState, ServingCache>();
-
-function servingCache(state: StageState, defaultSsl: string | undefined): Map<string, SslSnapshot | null> {
-  let entry = servingCaches.get(state);
-  if (entry === undefined || entry.version !== state.version) {
-    servingCaches.set(state, (entry = { version: state.version, byDefault: new Map() }));
-  }
-  const byDefault = entry.byDefault;
-  const key = defaultSsl ?? '';
-  let c = byDefault.get(key);
-  if (c === undefined) byDefault.set(key, (c = new Map()));
-  else if (c.size >= SERVING_CACHE_MAX) c.clear();
   return c;
 }
 

@@ -2,6 +2,7 @@
 import { ConfigError, type ConfigIssue, type ErrorCode } from '../errors';
 import type { Logger } from '../log';
 import { loadConfigFile, type Overlay } from '../config/load';
+import type { ConfigSource } from '../config/source';
 import { resolveConfig } from '../config/resolve';
 import { compileSnapshot } from '../snapshot/compile';
 import type { CertValidator } from '../certs/pool';
@@ -16,14 +17,18 @@ export interface OpenOptions {
   secrets: SecretStore;
   validator: CertValidator;
   onApplied: (revision: number) => void;
+  /** The config file as `tlsgate start` read it (read from configPath when absent). */
+  source?: ConfigSource;
 }
 
 /** The store of `configPath`'s config_store, listed and validated; undefined when the file has none. */
 export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undefined> {
-  const decl = await readStoreDecl(o.configPath);
+  const decl = await readStoreDecl(o.source ?? o.configPath);
   if (!decl) return undefined;
   const settings = await resolveStoreSettings(decl, o.configPath);
-  const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), buildCheck(o), o.onApplied);
+  // Not `o`: the check lives as long as the store and must not keep the start's parse (o.source).
+  const check = buildCheck({ configPath: o.configPath, secrets: o.secrets, validator: o.validator });
+  const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), check, o.onApplied);
   await store.start();
   return store;
 }

@@ -1,12 +1,11 @@
 // config_store settings of a config file: read before the first build (the store's objects
 // are part of that build), their references resolved here with $env:// and $file:// only.
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors';
 import { CONFIG } from '../config/declaration';
 import type { Infer } from '../config/decl';
 import { Reader } from '../config/reader';
+import { ConfigSource } from '../config/source';
 import { parseValue } from '../secrets/reference';
 import { SecretStore } from '../secrets/store';
 
@@ -24,21 +23,15 @@ export interface EtcdSettings {
 }
 
 /**
- * `config_store` of the file at `path`, or undefined when it has none. A file that does not
- * parse gives undefined too: the build that follows reports it with every other problem.
+ * `config_store` of the file at `path` (or of the file already read), or undefined when it has
+ * none. A file that does not parse gives undefined too: the build that follows reports it with
+ * every other problem.
  */
-export async function readStoreDecl(path: string): Promise<StoreDecl | undefined> {
-  let text: string;
-  try {
-    text = await readFile(resolvePath(path), 'utf8');
-  } catch {
-    return undefined;
-  }
-  // A file-only config skips a second YAML parse (≈0.15 ms per object line: seconds at 10k objects).
-  if (!text.includes('config_store')) return undefined;
-  const doc = parseDocument(text, { prettyErrors: false });
-  if (doc.errors.length) return undefined;
-  const raw = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
+export async function readStoreDecl(path: string | ConfigSource): Promise<StoreDecl | undefined> {
+  const source = typeof path === 'string' ? await ConfigSource.read(path) : path;
+  // A file-only config skips the YAML parse (≈0.15 ms per object line: seconds at 10k objects).
+  if (source.text === undefined || !source.text.includes('config_store')) return undefined;
+  const raw = source.validValue() as Record<string, unknown> | null | undefined;
   if (typeof raw !== 'object' || raw === null || raw.config_store === undefined) return undefined;
   const r = new Reader();
   const decl = CONFIG.fields!.config_store!.read(r, raw.config_store, 'config_store') as StoreDecl | undefined;
@@ -48,12 +41,9 @@ export async function readStoreDecl(path: string): Promise<StoreDecl | undefined
 }
 
 /** `log` of a config file as declared; the defaults when it does not read (start reports why). */
-export async function readLogSettings(path: string): Promise<{ level: string; file?: string }> {
+export function readLogSettings(source: ConfigSource): { level: string; file?: string } {
   try {
-    const raw = parseDocument(await readFile(resolvePath(path), 'utf8')).toJS({ maxAliasCount: 100 }) as Record<
-      string,
-      unknown
-    > | null;
+    const raw = source.value() as Record<string, unknown> | null;
     const log = CONFIG.fields!.log!.read(new Reader(), raw?.log ?? {}, 'log') as { level: string; file?: string };
     return log ?? { level: 'info' };
   } catch {

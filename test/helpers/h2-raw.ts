@@ -3,7 +3,8 @@
 // CONTINUATION frames, connection-specific headers, an HPACK bomb — and records every
 // frame the server sends back (type, flags, stream, RST/GOAWAY error code).
 // HPACK: literal fields without Huffman only (RFC 7541 §6.2), enough to send any request.
-import { connect, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { connectRaw, Wakeup, type RawTlsOptions } from './raw-tls';
 
 export const FRAME = {
   DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9,
@@ -66,34 +67,26 @@ export function frame(type: number, flags: number, stream: number, payload: Buff
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-export interface H2RawOptions {
-  servername?: string;
-  cert?: string;
-  key?: string;
-}
+export type H2RawOptions = Omit<RawTlsOptions, 'ALPNProtocols'>;
 
 export class H2Raw {
   readonly frames: Frame[] = [];
   closed = false;
   private buf: Buffer = Buffer.alloc(0);
-  private waiters: Array<() => void> = [];
+  private readonly change = new Wakeup();
 
   private constructor(readonly socket: TLSSocket) {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.closed = true;
-      this.wake();
+      this.change.wake();
     });
   }
 
   static connect(port: number, o: H2RawOptions = {}): Promise<H2Raw> {
     return new Promise((resolve, reject) => {
-      const s = connect({
-        host: '127.0.0.1', port, ALPNProtocols: ['h2'], rejectUnauthorized: false,
-        ...(o.servername !== undefined ? { servername: o.servername } : {}),
-        ...(o.cert !== undefined ? { cert: o.cert, key: o.key } : {}),
-      });
+      const s = connectRaw(port, { ...o, ALPNProtocols: ['h2'] });
       s.once('error', reject);
       s.once('secureConnect', () => {
         s.off('error', reject);
@@ -132,15 +125,8 @@ export class H2Raw {
       const f = this.frames.find(match);
       if (f !== undefined) return f;
       if (this.closed) throw new Error(`connection closed before ${what}`);
-      const left = end - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
+      if (Date.now() >= end) throw new Error(`timed out waiting for ${what}`);
+      await this.change.wait(end);
     }
   }
 
@@ -148,15 +134,8 @@ export class H2Raw {
   async waitClosed(what: string, timeoutMs = 10_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!this.closed) {
-      const left = end - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
+      if (Date.now() >= end) throw new Error(`timed out waiting for ${what}`);
+      await this.change.wait(end);
     }
   }
 
@@ -166,12 +145,6 @@ export class H2Raw {
 
   close(): void {
     this.socket.destroy();
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
   }
 
   private onData(d: Buffer): void {
@@ -191,7 +164,7 @@ export class H2Raw {
       if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0) this.send(frame(FRAME.SETTINGS, FLAG.ACK, 0));
       this.frames.push(f);
     }
-    this.wake();
+    this.change.wake();
   }
 }
 

@@ -1,7 +1,8 @@
 // A raw HTTP/1.1 client over TLS for malformed and exact-byte requests: writes the bytes
 // as given, reads responses off the socket with a minimal parser, keeps the connection.
 // (Loaded by `node --test` as a file without tests: it has no side effects.)
-import { connect, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { chunkedBody, connectRaw, headerRecord, Wakeup } from './raw-tls';
 
 export interface RawResponse {
   /** 0 when the connection closed (or the deadline passed) before a status line. */
@@ -32,23 +33,23 @@ export class RawConnection {
   readonly socket: TLSSocket;
   private buf = Buffer.alloc(0);
   private closed = false;
-  private wake: (() => void) | null = null;
+  private readonly change = new Wakeup();
   private readonly ready: Promise<void>;
 
   constructor(port: number, private readonly o: RawOptions = {}) {
-    this.socket = connect({ host: '127.0.0.1', port, servername: o.servername ?? 'a.test', rejectUnauthorized: false });
+    this.socket = connectRaw(port, { servername: o.servername ?? 'a.test' });
     this.ready = new Promise((resolve, reject) => {
       this.socket.once('secureConnect', () => resolve());
       this.socket.once('error', reject);
     });
     this.socket.on('data', (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
-      this.wake?.();
+      this.change.wake();
     });
     this.socket.on('error', () => undefined);
     this.socket.on('close', () => {
       this.closed = true;
-      this.wake?.();
+      this.change.wake();
     });
   }
 
@@ -76,7 +77,7 @@ export class RawConnection {
       if (r !== null) {
         // A close that follows the response at once is part of it ("connection: close").
         if (!this.closed && /close/i.test(r.headers['connection'] ?? '')) {
-          await this.waitChange(Math.min(deadline, Date.now() + 1_000));
+          await this.change.wait(Math.min(deadline, Date.now() + 1_000));
         }
         return { ...r, closed: this.closed, hung: false, ms: Date.now() - t0 };
       }
@@ -94,21 +95,8 @@ export class RawConnection {
           ms: Date.now() - t0,
         };
       }
-      await this.waitChange(deadline);
+      await this.change.wait(deadline);
     }
-  }
-
-  private waitChange(until: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, until - Date.now()));
-      const self = this;
-      function done(): void {
-        clearTimeout(timer);
-        self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
   }
 
   /** A complete response at the head of the buffer (consumed), or null if more bytes are needed. */
@@ -119,46 +107,21 @@ export class RawConnection {
     const statusLine = lines[0]!;
     const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
     const headerLines = lines.slice(1);
-    const headers: Record<string, string> = {};
-    for (const l of headerLines) {
-      const c = l.indexOf(':');
-      const k = l.slice(0, c).trim().toLowerCase();
-      const v = l.slice(c + 1).trim();
-      headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
-    }
+    const headers = headerRecord(headerLines, ', ');
     let at = end + 4;
     if (status >= 100 && status < 200) {
       // Interim response: skip it, the caller wants the final one.
       this.buf = this.buf.subarray(at);
       return this.parse(headResponse);
     }
-    let body = Buffer.alloc(0);
-    const trailers: string[] = [];
+    let body: Buffer = Buffer.alloc(0);
+    let trailers: string[] = [];
     if (headResponse || status === 204 || status === 304) {
       // no body
     } else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
-      const parts: Buffer[] = [];
-      for (;;) {
-        const nl = this.buf.indexOf('\r\n', at);
-        if (nl < 0) return null;
-        const size = parseInt(this.buf.subarray(at, nl).toString('latin1'), 16);
-        at = nl + 2;
-        if (size === 0) {
-          for (;;) {
-            const tl = this.buf.indexOf('\r\n', at);
-            if (tl < 0) return null;
-            const line = this.buf.subarray(at, tl).toString('latin1');
-            at = tl + 2;
-            if (line === '') break;
-            trailers.push(line);
-          }
-          break;
-        }
-        if (this.buf.length < at + size + 2) return null;
-        parts.push(this.buf.subarray(at, at + size));
-        at += size + 2;
-      }
-      body = Buffer.concat(parts);
+      const chunked = chunkedBody(this.buf, at);
+      if (chunked === null) return null;
+      ({ body, trailers, end: at } = chunked);
     } else if (headers['content-length'] !== undefined) {
       const n = Number(headers['content-length']);
       if (this.buf.length < at + n) return null;

@@ -1,6 +1,6 @@
 // Raw HTTP/1.1 over TLS: exact bytes in, the response as received out. For requests a
 // well-behaved client would not send (absolute-form targets, forged headers, pipelining).
-import { connect, type ConnectionOptions } from 'node:tls';
+import { chunkedBody, connectRaw, headerRecord, type RawTlsOptions } from './raw-tls';
 
 export interface RawResponse {
   status: number;
@@ -12,11 +12,7 @@ export interface RawResponse {
   raw: string;
 }
 
-export interface RawOptions {
-  /** undefined or '': no SNI. */
-  servername?: string;
-  cert?: string;
-  key?: string;
+export interface RawOptions extends Omit<RawTlsOptions, 'ALPNProtocols'> {
   /** Stop reading after this many complete responses (keep-alive) instead of waiting for close. */
   responses?: number;
   timeoutMs?: number;
@@ -37,13 +33,7 @@ export function parseResponses(raw: string, bodiless: readonly number[] = []): R
     const head = rest.slice(0, end);
     const lines = head.split('\r\n');
     const status = Number(lines[0]!.split(' ')[1]);
-    const headers: Record<string, string> = {};
-    for (const l of lines.slice(1)) {
-      const c = l.indexOf(':');
-      const k = l.slice(0, c).trim().toLowerCase();
-      const v = l.slice(c + 1).trim();
-      headers[k] = headers[k] === undefined ? v : `${headers[k]}\n${v}`;
-    }
+    const headers = headerRecord(lines.slice(1), '\n');
     let body = '';
     let after = rest.slice(end + 4);
     if (status === 100) {
@@ -53,15 +43,10 @@ export function parseResponses(raw: string, bodiless: readonly number[] = []): R
     if (bodiless.includes(out.length)) {
       // an answer to HEAD: Content-Length describes a body that is not sent
     } else if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const nl = after.indexOf('\r\n');
-        if (nl < 0) return out;
-        const size = parseInt(after.slice(0, nl), 16);
-        if (after.length < nl + 2 + size + 2) return out;
-        body += after.slice(nl + 2, nl + 2 + size);
-        after = after.slice(nl + 2 + size + 2);
-        if (size === 0) break;
-      }
+      const chunked = chunkedBody(Buffer.from(after, 'latin1'), 0);
+      if (chunked === null) return out;
+      body = chunked.body.toString('latin1');
+      after = after.slice(chunked.end);
     } else if (headers['content-length'] !== undefined) {
       const n = Number(headers['content-length']);
       if (after.length < n) return out;
@@ -78,14 +63,7 @@ export type RawResult = RawResponse[] & { raw: string; closed: boolean };
 /** Send `request` (or `o.parts`); collect responses until close, `responses` complete, or the deadline. */
 export function rawRequest(port: number, request: string | Buffer, o: RawOptions = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
-    const opts: ConnectionOptions = {
-      host: '127.0.0.1',
-      port,
-      rejectUnauthorized: false,
-      ...(o.servername ? { servername: o.servername } : {}),
-      ...(o.cert ? { cert: o.cert, key: o.key } : {}),
-    };
-    const s = connect(opts);
+    const s = connectRaw(port, o);
     let raw = '';
     let settled = false;
     const finish = (closed: boolean): void => {
