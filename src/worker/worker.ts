@@ -145,7 +145,8 @@ export class Worker {
       this.patch(model, state, d);
       this.send({ type: 'ack', version: d.version });
       const changes = { upsert: d.upsert.length, remove: d.remove.length };
-      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, 'delta applied');
+      const what = this.standby ? 'standby: delta applied' : 'delta applied';
+      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, what);
       if (this.standby) await this.promoteIfCurrent();
     } catch (err) {
       this.refuse(err, stage, version);
