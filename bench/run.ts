@@ -179,10 +179,11 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--rotation-budget') knobs.rotationBudgetS = int(argv[++i], a, 1);
     else if (a === '--respawns') knobs.respawns = int(argv[++i], a, 0);
     else if (a === '--rotation-peer-max') knobs.peerMax = int(argv[++i], a, 0);
+    else if (a === '--rotate-one') knobs.rotateOne = true;
     else {
       throw new Error(
         `unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…], ` +
-          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N)',
+          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N, --rotate-one)',
       );
     }
   }

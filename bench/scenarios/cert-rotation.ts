@@ -166,6 +166,7 @@ export const certRotation: Scenario = {
     const rotations = k.rotations ?? by(ctx, { tiny: 2, quick: 5, full: 20 });
     const budgetMs = (k.rotationBudgetS ?? by(ctx, { tiny: 60, quick: 30, full: 180 })) * 1000;
     const respawns = k.respawns ?? by(ctx, { tiny: 1, quick: 1, full: 3 });
+    const one = k.rotateOne === true;
     // nginx builds every context at start and on every reload: ~53 KB and ~1.3 ms per object
     // (README "Scale"), so 100k is ~5 GB per process and minutes per reload.
     const peerMax = k.peerMax ?? by(ctx, { tiny: 100_000, quick: 100_000, full: 10_000 });
@@ -182,7 +183,7 @@ export const certRotation: Scenario = {
           continue;
         }
         try {
-          await runOne(ctx, r, t, set, { rotations, budgetMs, respawns });
+          await runOne(ctx, r, t, set, { rotations, budgetMs, respawns, one });
         } catch (err) {
           r.skipped.push(`${t.name} at ${n}: ${errorText(err)}`);
         }
@@ -206,13 +207,14 @@ async function runOne(
   r: ScenarioResult,
   t: Target,
   base: SniSet,
-  o: { rotations: number; budgetMs: number; respawns: number },
+  o: { rotations: number; budgetMs: number; respawns: number; one: boolean },
 ): Promise<void> {
   const n = base.count;
   // The rotated objects point at copies in the work dir: the cached set is never modified.
   // Spread over [0, n - 1) (the last object is the start and respawn probe): distinct while
   // rotations < n, then the same objects again, each time with a new certificate.
-  const k = Math.min(o.rotations, n - 1);
+  // --rotate-one: one object's file, replaced every time (its name is served, so installed, in between).
+  const k = o.one ? 1 : Math.min(o.rotations, n - 1);
   const picks = Array.from({ length: k }, (_, j) => Math.floor(((j + 0.5) * (n - 1)) / k));
   const copies = new Map<number, string>();
   let rotDir = '';
