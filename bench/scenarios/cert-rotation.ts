@@ -155,6 +155,7 @@ export const certRotation: Scenario = {
         { key: 'rssAfterMb', label: 'RSS per worker after the rotations', unit: 'MB', digits: 1 },
         { key: 'mbPerRotation', label: 'RSS growth per rotation', unit: 'MB', digits: 3 },
         { key: 'mbPer1000', label: 'RSS growth per 1,000 rotations (no forced GC)', unit: 'MB', digits: 1 },
+        { key: 'mbPer1000Late', label: 'RSS growth per 1,000 rotations, second half only', unit: 'MB', digits: 1 },
         { key: 'respawnServeP50', label: 'SIGKILL → replacement serves p50', unit: 'ms', digits: 1 },
         { key: 'respawnServeMax', label: 'SIGKILL → replacement serves max', unit: 'ms', digits: 1 },
         { key: 'respawnAckP50', label: 'SIGKILL → replacement acked p50', unit: 'ms', digits: 1 },
@@ -253,8 +254,12 @@ async function runOne(
       const reloadCmd: number[] = [];
       let unobserved = 0;
       const rotStart = performance.now();
+      // RSS every tenth of the rotations: a leak grows linearly, garbage not yet collected levels off.
+      const every = Math.max(10, Math.floor(o.rotations / 10));
+      const samples: Array<{ rotations: number; mb: number }> = [{ rotations: 0, mb: rss0.mean / MB }];
       for (let j = 0; j < o.rotations; j++) {
         if (j > 0 && performance.now() - rotStart > o.budgetMs) break;
+        if (j > 0 && j % every === 0) samples.push({ rotations: j, mb: rssOf(pids0).mean / MB });
         const i = picks[j % picks.length]!;
         const next = reissueSni(base, i); // outside the timing
         const file = copies.get(i)!;
@@ -283,6 +288,10 @@ async function runOne(
       const settle = performance.now() + 30_000;
       while ((await servingPids(s)).length > ctx.workers && performance.now() < settle) await sleep(50);
       const rss1 = rssOf(await servingPids(s));
+      samples.push({ rotations: made, mb: rss1.mean / MB });
+      // Growth over the second half of the rotations, per 1,000: the steady-state rate.
+      const mid = samples.find((x) => x.rotations >= made / 2 && x.rotations > 0 && x.rotations < made);
+      const late = mid ? ((rss1.mean / MB - mid.mb) / (made - mid.rotations)) * 1000 : null;
 
       const resp: Respawn[] = [];
       let lastRespawnAt = 0;
@@ -315,12 +324,16 @@ async function runOne(
           rssAfterMb: nf(rss1.mean / MB),
           mbPerRotation: made ? nf((rss1.mean - rss0.mean) / MB / made) : null,
           mbPer1000: made ? nf(((rss1.mean - rss0.mean) / MB / made) * 1000) : null,
+          mbPer1000Late: late === null ? null : nf(late),
           respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
           respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
           respawnAckP50: nf(ack.p50),
           respawnsLost: resp.filter((x) => x.ackMs === null || (ctx.workers === 1 && x.serveMs === null)).length,
         },
-        raw: { objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, respawns: resp, picks: picks.length },
+        raw: {
+          objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, rssSamples: samples, respawns: resp,
+          picks: picks.length,
+        },
       });
       ctx.log(
         `  cert-rotation ${n} ${t.name}: start ${(startMs / 1000).toFixed(1)} s, ` +

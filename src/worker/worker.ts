@@ -111,6 +111,7 @@ export class Worker {
           build_ms: ms(performance.now() - t1),
           serving_ms: ms(performance.now()),
           snapshot_size: bytes.length,
+          ...memory(),
         };
         this.log.info({ version, ...timing }, 'worker serving');
       }
@@ -174,7 +175,8 @@ export class Worker {
     this.served = true;
     this.send({ type: 'promoted', version: state.version });
     const listen_ms = Math.round(performance.now() - t0);
-    this.log.info({ version: state.version, listen_ms, uptime_ms: Math.round(performance.now()) }, 'standby promoted');
+    const uptime_ms = Math.round(performance.now());
+    this.log.info({ version: state.version, listen_ms, uptime_ms, ...memory() }, 'standby promoted');
   }
 
   /** A standby loads now what its listeners will need, so a promotion only binds. */
@@ -396,6 +398,13 @@ export class Worker {
     await this.proxy?.close();
     process.exit(0);
   }
+}
+
+/** MB, for the start-up log lines. */
+function memory(): { rss_mb: number; heap_mb: number; external_mb: number } {
+  const m = process.memoryUsage();
+  const mb = (x: number): number => Math.round((x / 2 ** 20) * 10) / 10;
+  return { rss_mb: mb(m.rss), heap_mb: mb(m.heapUsed), external_mb: mb(m.external) };
 }
 
 function key(l: ListenerSnapshot): string {
