@@ -65,4 +65,26 @@ describe('uws: retired generations are freed', () => {
       assert.equal((await get(port, '/', { servername: 's0.test' })).body, 'ok');
     }
   });
+
+  test('the freed app listens again as the next generation, with the new certificate', async () => {
+    const { version } = await gw.status();
+    cert = server(ca, ['s0.test']);
+    gw.write('s0.key', cert.key);
+    gw.write('s0.crt', cert.cert);
+    await gw.waitVersion(version + 1, 15_000);
+    const rotated = await waitFor(
+      () => gw.logs.find((l) => l.msg === 'uws generation rotated' && l.generation === 3),
+      'a third generation',
+    );
+    assert.equal(rotated.uses, 2, 'the spare app of generation 1 was reused');
+    for (let i = 0; i < 3; i++) {
+      const h = await handshake(port, { servername: 's0.test' });
+      assert.equal(h.ok, true, h.error);
+      assert.equal(h.cert?.fingerprint256, fp(cert.cert));
+      assert.equal((await get(port, '/', { servername: 's0.test' })).body, 'ok');
+    }
+    // Unknown names still get no certificate from a reused app (its SNI tree was emptied).
+    const other = await handshake(port, { servername: 'other.test' });
+    assert.equal(other.ok, false);
+  });
 });

@@ -44,9 +44,14 @@ const RETIRED_MAX_WARN = 1_000;
  */
 const REAP_IDLE_MS = 30_000;
 const REAP_EVERY_MS = 5_000;
+/**
+ * Freed generations kept to listen again as a later generation: uWS never frees an app's
+ * own structures, so reusing them is what bounds memory under endless rotation.
+ */
+const SPARE_MAX = 64;
 
 interface Generation {
-  readonly id: number;
+  id: number;
   readonly app: UwsApp;
   listenSocket: us_listen_socket | undefined;
   /** Key in uWS's SNI tree → hash of the SSL object installed under it. */
@@ -56,6 +61,8 @@ interface Generation {
   inflight: number;
   /** performance.now() of its last request start or end, handshake callback, or retirement. */
   lastActive: number;
+  /** Generations this app has served as (more than 1: a spare reused). */
+  uses: number;
 }
 
 let keyDir: KeyDir | undefined;
@@ -70,6 +77,8 @@ export class UwsEngine implements Engine {
   private readonly uws: UwsModule;
   private current: Generation;
   private readonly retired: Generation[] = [];
+  /** Freed (closed, no names, no connection), same handlers: ready to listen as a new generation. */
+  private readonly spare: Generation[] = [];
   private nextId = 1;
   private draining = false;
   private aliasWarned = false;
@@ -137,7 +146,7 @@ export class UwsEngine implements Engine {
     // after uWS last drained that queue; the check phase runs right after the poll phase
     // in which uWS accepted, so the window for a reset shrinks to microseconds.
     setImmediate(() => this.retire(old));
-    this.deps.log.debug({ listener: listener.name, generation: next.id }, 'uws generation rotated');
+    this.deps.log.debug({ listener: listener.name, generation: next.id, uses: next.uses }, 'uws generation rotated');
   }
 
   close(timeoutMs: number): Promise<void> {
@@ -166,6 +175,19 @@ export class UwsEngine implements Engine {
 
   private generation(): Generation {
     const d = this.defaultSsl(this.state);
+    // The app's own context (default_ssl) is fixed at creation: a spare serves only the same one.
+    const i = this.spare.findIndex((g) => g.defaultHash === d?.hash);
+    if (i >= 0) {
+      const g = this.spare.splice(i, 1)[0]!;
+      g.id = this.nextId++;
+      g.listenSocket = undefined;
+      g.installed.clear();
+      g.aliases = 0;
+      g.inflight = 0;
+      g.lastActive = performance.now();
+      g.uses++;
+      return g;
+    }
     const app = d
       ? keys().withPair(d.pairs[0]!, (files) => this.uws.SSLApp({ ...files, ssl_ciphers: uwsCiphers(d) }))
       : this.uws.SSLApp({});
@@ -178,6 +200,7 @@ export class UwsEngine implements Engine {
       defaultHash: d?.hash,
       inflight: 0,
       lastActive: performance.now(),
+      uses: 1,
     };
     app.any('/*', (res, req) => this.onRequest(g, res, req));
     app.missingServerName((name) => this.onMissingName(g, name));
@@ -235,6 +258,7 @@ export class UwsEngine implements Engine {
         g.app.close();
         for (const key of g.installed.keys()) g.app.removeServerName(key);
         g.installed.clear();
+        if (this.spare.length < SPARE_MAX) this.spare.push(g);
         this.deps.log.debug({ listener: this.listener.name, generation: g.id }, 'uws generation freed');
       } catch (err) {
         this.deps.log.warn({ err, listener: this.listener.name, generation: g.id }, 'uws: cannot free a generation');

@@ -1079,10 +1079,13 @@ function auditState(c: Current): AuditState {
  * Workers run with a 2 MB young generation (V8's default grows to 16 MB per semi-space):
  * decoding a 10k-object snapshot grew it to its maximum and kept it (measured at 10k
  * objects: worker RSS 140 → 110 MB). An operator's own setting (execArgv, NODE_OPTIONS) wins.
+ * `gc` is exposed so a worker collects once after a full snapshot (worker/worker.ts).
  */
 function workerExecArgv(): string[] {
-  const own = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space-size'));
-  return own ? process.execArgv : [...process.execArgv, '--max-semi-space-size=2'];
+  const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''];
+  const own = flags.some((a) => a.includes('semi-space-size'));
+  const gc = flags.some((a) => a.includes('expose-gc') || a.includes('expose_gc'));
+  return [...process.execArgv, ...(own ? [] : ['--max-semi-space-size=2']), ...(gc ? [] : ['--expose-gc'])];
 }
 
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */

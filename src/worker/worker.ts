@@ -98,6 +98,10 @@ export class Worker {
       const model = Model.fromSnapshot(decodeSnapshot(bytes));
       const t1 = performance.now();
       await this.rebuild(model, (s) => (stage = s));
+      // The message, its decode and the previous state are garbage now, and an idle worker
+      // would keep them in its RSS (no allocation, no GC): one full collection after a full
+      // snapshot (start, resync; deltas do not), ≈ 20 ms at 10k objects.
+      setImmediate(() => (globalThis as { gc?: () => void }).gc?.());
       if (this.standby) {
         await this.promoteIfCurrent();
       } else if (!this.served) {
