@@ -830,6 +830,19 @@ export class Primary {
     });
   }
 
+  /**
+   * GET /metrics: prom-client asks every forked worker, the standby too, and a worker that
+   * has not loaded it yet never answers (the scrape lost every worker's metrics after 5 s):
+   * wait (at most 2 s) until each has said 'ready', which it does once it can answer.
+   */
+  async metricsText(): Promise<string> {
+    const deadline = Date.now() + 2_000;
+    const waiting = (): boolean =>
+      [...this.slots.values(), ...(this.standby ? [this.standby] : [])].some((s) => !s.ready && !s.worker.isDead());
+    while (waiting() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.metrics.text();
+  }
+
   /** Resolves when every live worker serves `version` (or later), or after timeoutMs. */
   waitForAcks(version: number, timeoutMs = defaults.workerAckTimeout): Promise<boolean> {
     const done = (): boolean => [...this.slots.values()].every((s) => s.version >= version);

@@ -12,6 +12,9 @@ import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
 import { Model } from './model';
+// prom-client's IPC responder, before 'ready': the primary's scrape waits for 'ready' from
+// every forked worker (a standby included), never for one that cannot answer yet.
+import '../metrics';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
