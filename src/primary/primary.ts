@@ -42,6 +42,8 @@ const STABLE_MS = 10_000; // 10 s
 /** Respawn back-off for workers that keep dying: 100 ms doubling to 30 s. */
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
+/** A new standby is forked this long after the previous one was promoted. */
+const STANDBY_AFTER_PROMOTE_MS = 1_000;
 /** Quiet time after a commit before the full snapshot is encoded for respawns. */
 const ENCODE_AFTER_MS = 1_000; // 1 s
 
@@ -609,12 +611,13 @@ export class Primary {
     this.sendState(s, this.current);
     if (this.pending) this.sendState(s, this.pending);
     send(s.worker, { type: 'promote', version: this.current.snapshot.version });
-    this.syncStandby();
+    // Not at once: a new process loading its modules would take CPU from the promoted one.
+    this.syncStandby(STANDBY_AFTER_PROMOTE_MS);
     return true;
   }
 
   /** A standby when `standby_worker` asks for one (forked after a back-off while standbys die young). */
-  private syncStandby(): void {
+  private syncStandby(minDelayMs = 0): void {
     if (!this.started || this.shuttingDown) return;
     const want = this.config?.standby_worker ?? true;
     if (!want) {
@@ -629,7 +632,7 @@ export class Primary {
     const young = this.lastStandbyAt !== undefined && Date.now() - this.lastStandbyAt < STABLE_MS;
     this.standbyStreak = young ? this.standbyStreak + 1 : 0;
     const n = this.standbyStreak;
-    const delay = n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1));
+    const delay = Math.max(minDelayMs, n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1)));
     this.standbyTimer = setTimeout(() => {
       this.standbyTimer = undefined;
       if (!this.shuttingDown && !this.standby && (this.config?.standby_worker ?? true)) {
