@@ -1,6 +1,6 @@
 // npm run bench [-- --quick] [--workers N]
 //   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence] [--targets nginx,haproxy,node-https,tlsgate]
-//   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
+//   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N] [--rotate-one]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -183,7 +183,8 @@ function parseArgs(argv: string[]): BenchOptions {
     else {
       throw new Error(
         `unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…], ` +
-          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N, --rotate-one)',
+          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N, ' +
+          '--rotate-one)',
       );
     }
   }

@@ -26,7 +26,12 @@ function snapshot(): Snapshot {
   return {
     version: 7,
     createdAt: 1,
-    ssls: [ssl(0), ssl(1), ssl(2, { protocols: ['TLSv1.3'], clientCa: 'CA', clientCrl: 'CRL' }), ssl(3, { clientCa: 'CA' })],
+    ssls: [
+      ssl(0),
+      ssl(1),
+      ssl(2, { protocols: ['TLSv1.3'], clientCa: 'CA', clientCrl: 'CRL' }),
+      ssl(3, { clientCa: 'CA' }),
+    ],
     sni: [['h0.test', 's0'], ['h1.test', 's1'], ['h2.test', 's2'], ['h3.test', 's3']],
     upstreams: [],
     routes: [],
@@ -56,5 +61,6 @@ test('the ticket keys are a copy, not a view that keeps the whole message alive'
 });
 
 test('bytes that are not a snapshot are refused', () => {
-  assert.throws(() => decodeSnapshot(encodeSnapshot({ nope: 1 } as unknown as Snapshot)), /do not decode to a snapshot/);
+  const bytes = encodeSnapshot({ nope: 1 } as unknown as Snapshot);
+  assert.throws(() => decodeSnapshot(bytes), /do not decode to a snapshot/);
 });

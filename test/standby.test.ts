@@ -91,7 +91,7 @@ ${ssls}
         if (h.ok) seen.push(h.cert!.fingerprint256);
         return seen.length >= 3;
       }, 'three handshakes served by the replacement', 20_000, 5);
-      assert.deepEqual(new Set(seen), new Set([want]), 'every handshake after the kill presents the current certificate');
+      assert.deepEqual(new Set(seen), new Set([want]), 'every handshake after the kill: the current certificate');
       const s1 = await waitFor(async () => {
         const s = await status(gw);
         return s.workers.length === 1 && s.workers[0]!.pid !== victim && s.workers[0]!.version === s.version
