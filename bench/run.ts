@@ -1,6 +1,7 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match] [--targets nginx,haproxy,node-https,tlsgate]
-//   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match]
+//   [--targets nginx,haproxy,node-https,tlsgate]
+//   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N] [--rotate-one]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -182,10 +183,12 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--rotation-budget') knobs.rotationBudgetS = int(argv[++i], a, 1);
     else if (a === '--respawns') knobs.respawns = int(argv[++i], a, 0);
     else if (a === '--rotation-peer-max') knobs.peerMax = int(argv[++i], a, 0);
+    else if (a === '--rotate-one') knobs.rotateOne = true;
     else {
       throw new Error(
         `unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…], ` +
-          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N)',
+          '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N, ' +
+          '--rotate-one)',
       );
     }
   }

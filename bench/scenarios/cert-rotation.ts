@@ -61,6 +61,12 @@ function workerPids(pid: number): number[] {
     .map((p) => p.pid);
 }
 
+/** The processes that serve: tlsgate's status lists its serving workers (its standby is a child too, not serving). */
+async function servingPids(s: RunningServer): Promise<number[]> {
+  if (!s.gateway) return workerPids(s.pid);
+  return (await s.gateway.status()).workers.map((w) => w.pid);
+}
+
 function rssOf(pids: number[]): { mean: number; each: number[] } {
   const each = pids.map(rssBytes);
   return { mean: each.length ? each.reduce((a, b) => a + b, 0) / each.length : NaN, each };
@@ -90,7 +96,7 @@ async function respawnOnce(
   serial: string,
   timeoutMs: number,
 ): Promise<Respawn> {
-  const before = workerPids(s.pid);
+  const before = await servingPids(s);
   const victim = before[0];
   if (victim === undefined) throw new Error('no worker process to kill');
   const t0 = performance.now();
@@ -148,6 +154,8 @@ export const certRotation: Scenario = {
         { key: 'othersChanged', label: 'untouched objects serving another cert (must be 0)', unit: '' },
         { key: 'rssAfterMb', label: 'RSS per worker after the rotations', unit: 'MB', digits: 1 },
         { key: 'mbPerRotation', label: 'RSS growth per rotation', unit: 'MB', digits: 3 },
+        { key: 'mbPer1000', label: 'RSS growth per 1,000 rotations (no forced GC)', unit: 'MB', digits: 1 },
+        { key: 'mbPer1000Late', label: 'RSS growth per 1,000 rotations, second half only', unit: 'MB', digits: 1 },
         { key: 'respawnServeP50', label: 'SIGKILL → replacement serves p50', unit: 'ms', digits: 1 },
         { key: 'respawnServeMax', label: 'SIGKILL → replacement serves max', unit: 'ms', digits: 1 },
         { key: 'respawnAckP50', label: 'SIGKILL → replacement acked p50', unit: 'ms', digits: 1 },
@@ -159,6 +167,7 @@ export const certRotation: Scenario = {
     const rotations = k.rotations ?? by(ctx, { tiny: 2, quick: 5, full: 20 });
     const budgetMs = (k.rotationBudgetS ?? by(ctx, { tiny: 60, quick: 30, full: 180 })) * 1000;
     const respawns = k.respawns ?? by(ctx, { tiny: 1, quick: 1, full: 3 });
+    const one = k.rotateOne === true;
     // nginx builds every context at start and on every reload: ~53 KB and ~1.3 ms per object
     // (README "Scale"), so 100k is ~5 GB per process and minutes per reload.
     const peerMax = k.peerMax ?? by(ctx, { tiny: 100_000, quick: 100_000, full: 10_000 });
@@ -175,7 +184,7 @@ export const certRotation: Scenario = {
           continue;
         }
         try {
-          await runOne(ctx, r, t, set, { rotations, budgetMs, respawns });
+          await runOne(ctx, r, t, set, { rotations, budgetMs, respawns, one });
         } catch (err) {
           r.skipped.push(`${t.name} at ${n}: ${errorText(err)}`);
         }
@@ -199,13 +208,14 @@ async function runOne(
   r: ScenarioResult,
   t: Target,
   base: SniSet,
-  o: { rotations: number; budgetMs: number; respawns: number },
+  o: { rotations: number; budgetMs: number; respawns: number; one: boolean },
 ): Promise<void> {
   const n = base.count;
   // The rotated objects point at copies in the work dir: the cached set is never modified.
   // Spread over [0, n - 1) (the last object is the start and respawn probe): distinct while
   // rotations < n, then the same objects again, each time with a new certificate.
-  const k = Math.min(o.rotations, n - 1);
+  // --rotate-one: one object's file, replaced every time (its name is served, so installed, in between).
+  const k = o.one ? 1 : Math.min(o.rotations, n - 1);
   const picks = Array.from({ length: k }, (_, j) => Math.floor(((j + 0.5) * (n - 1)) / k));
   const copies = new Map<number, string>();
   let rotDir = '';
@@ -236,7 +246,7 @@ async function runOne(
       if (served === null) throw new Error(`${base.sni(last)} not served within 900 s of start`);
       const startMs = performance.now() - t0;
       await sleep(500); // let start-up garbage settle before the first RSS reading
-      const pids0 = workerPids(s.pid);
+      const pids0 = await servingPids(s);
       const rss0 = rssOf(pids0);
       const primaryRss = rssBytes(s.pid);
 
@@ -244,8 +254,12 @@ async function runOne(
       const reloadCmd: number[] = [];
       let unobserved = 0;
       const rotStart = performance.now();
+      // RSS every tenth of the rotations: a leak grows linearly, garbage not yet collected levels off.
+      const every = Math.max(10, Math.floor(o.rotations / 10));
+      const samples: Array<{ rotations: number; mb: number }> = [{ rotations: 0, mb: rss0.mean / MB }];
       for (let j = 0; j < o.rotations; j++) {
         if (j > 0 && performance.now() - rotStart > o.budgetMs) break;
+        if (j > 0 && j % every === 0) samples.push({ rotations: j, mb: rssOf(pids0).mean / MB });
         const i = picks[j % picks.length]!;
         const next = reissueSni(base, i); // outside the timing
         const file = copies.get(i)!;
@@ -272,8 +286,12 @@ async function runOne(
       await sleep(1000);
       // nginx replaces its workers on every reload: wait until the old ones have exited.
       const settle = performance.now() + 30_000;
-      while (workerPids(s.pid).length > ctx.workers && performance.now() < settle) await sleep(50);
-      const rss1 = rssOf(workerPids(s.pid));
+      while ((await servingPids(s)).length > ctx.workers && performance.now() < settle) await sleep(50);
+      const rss1 = rssOf(await servingPids(s));
+      samples.push({ rotations: made, mb: rss1.mean / MB });
+      // Growth over the second half of the rotations, per 1,000: the steady-state rate.
+      const mid = samples.find((x) => x.rotations >= made / 2 && x.rotations > 0 && x.rotations < made);
+      const late = mid ? ((rss1.mean / MB - mid.mb) / (made - mid.rotations)) * 1000 : null;
 
       const resp: Respawn[] = [];
       let lastRespawnAt = 0;
@@ -305,18 +323,23 @@ async function runOne(
           othersChanged,
           rssAfterMb: nf(rss1.mean / MB),
           mbPerRotation: made ? nf((rss1.mean - rss0.mean) / MB / made) : null,
+          mbPer1000: made ? nf(((rss1.mean - rss0.mean) / MB / made) * 1000) : null,
+          mbPer1000Late: late === null ? null : nf(late),
           respawnServeP50: ctx.workers === 1 ? nf(serve.p50) : null,
           respawnServeMax: ctx.workers === 1 ? nf(serve.max) : null,
           respawnAckP50: nf(ack.p50),
           respawnsLost: resp.filter((x) => x.ackMs === null || (ctx.workers === 1 && x.serveMs === null)).length,
         },
-        raw: { objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, respawns: resp, picks: picks.length },
+        raw: {
+          objects: n, rotationMs: times, reloadCmdMs: reloadCmd, rss0, rss1, rssSamples: samples, respawns: resp,
+          picks: picks.length,
+        },
       });
       ctx.log(
         `  cert-rotation ${n} ${t.name}: start ${(startMs / 1000).toFixed(1)} s, ` +
           `RSS/worker ${(rss0.mean / MB).toFixed(1)} MB, rotation p50 ${rot.p50.toFixed(1)} / ` +
           `p99 ${rot.p99.toFixed(1)} ms (${made} made, ${unobserved} unobserved), ` +
-          `respawn ${serve.p50.toFixed(1)} ms`,
+          `RSS after ${(rss1.mean / MB).toFixed(1)} MB, respawn ${serve.p50.toFixed(1)} ms`,
       );
     },
   );

@@ -22,6 +22,8 @@ export interface Knobs {
   respawns?: number;
   /** --rotation-peer-max: largest size nginx is started with (it builds every context at start). */
   peerMax?: number;
+  /** --rotate-one: every rotation replaces the same object's file (the issue-13 soak), not a different one. */
+  rotateOne?: boolean;
 }
 
 export interface Context {

@@ -736,6 +736,9 @@ export const CONFIG = obj({
   workers: custom<number, { type: string; doc: string; compute: () => number; defDoc: string }>({
     type: 'auto | integer 1–256', compute: perCore, defDoc: 'auto (one per core)', doc: 'worker processes',
   }, (r, v, p) => (v === 'auto' ? perCore() : int({ min: 1, max: 256, doc: '' }).read(r, v, p))),
+  standby_worker: bool({
+    default: true, doc: 'one more worker, state loaded, not listening: replaces a dead worker at once',
+  }),
   log: obj({
     level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'], { default: 'info', doc: 'log level' }),
     file: str({ type: 'path', doc: 'log file (absent: stdout)' }),

@@ -155,7 +155,7 @@ export function adminRoutes(p: Primary): {
         }));
         return { status: 200, body: { version: cur.snapshot.version, providers } };
       },
-      'GET /metrics': async () => ({ status: 200, body: await p.metrics.text(), type: p.metrics.contentType }),
+      'GET /metrics': async () => ({ status: 200, body: await p.metricsText(), type: p.metrics.contentType }),
     },
   };
 }

@@ -44,13 +44,23 @@ const STABLE_MS = 10_000; // 10 s
 /** Respawn back-off for workers that keep dying: 100 ms doubling to 30 s. */
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
+/** A new standby is forked this long after the previous one was promoted. */
+const STANDBY_AFTER_PROMOTE_MS = 1_000;
 /** Quiet time after a commit before the full snapshot is encoded for respawns. */
 const ENCODE_AFTER_MS = 1_000; // 1 s
 
 interface WorkerSlot {
   worker: ClusterWorker;
   pid: number;
+  /**
+   * serving: listens; standby: holds the state (deltas like the others), listens only once
+   * promoted; promoting: told to listen, not yet counted as serving.
+   */
+  role: 'serving' | 'standby' | 'promoting';
+  /** Version it serves (0 until it listens). */
   version: number;
+  /** Version a standby holds (its acks while not serving). */
+  staged: number;
   listening: boolean;
   /** Sent 'ready': snapshots sent before it could arrive ahead of the current one. */
   ready: boolean;
@@ -143,6 +153,11 @@ export class Primary {
   /** Content hash of a snapshot that crashed workers → its version: never sent again. */
   private readonly crashedBy = new Map<string, number>();
   private respawnTimers = new Set<NodeJS.Timeout>();
+  /** The warm standby (`standby_worker`): not in `slots` until promoted. */
+  private standby: WorkerSlot | undefined;
+  private standbyTimer: NodeJS.Timeout | undefined;
+  private standbyStreak = 0;
+  private lastStandbyAt: number | undefined;
   private started = false;
   private initial: Promise<unknown> | undefined;
   private reloading: Promise<ReloadResult> | undefined;
@@ -172,8 +187,10 @@ export class Primary {
     this.checks = new ActiveHealth({
       log,
       metrics: this.metrics.activeHealth,
+      // The standby too: once promoted it must skip the nodes the others skip.
       broadcast: (m) => {
         for (const s of this.slots.values()) if (s.ready) send(s.worker, m);
+        if (this.standby?.ready) send(this.standby.worker, m);
       },
     });
     // A value changed at its source (Vault, AWS, a file): a new snapshot, no config edit.
@@ -257,12 +274,13 @@ export class Primary {
     // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
     // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
     // never lands inside the JSON log stream.
-    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1] });
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1], execArgv: workerExecArgv() });
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());
     await Promise.all(started);
     this.started = true;
+    this.syncStandby();
     // Expiry: checked at load (validation warnings) and daily while running.
     this.expiryTimer = setInterval(() => this.checkExpiry(), 86_400_000);
     this.expiryTimer.unref();
@@ -384,6 +402,7 @@ export class Primary {
     // Kept for a crash rollback: it shares every unchanged object with `c`; its bytes go.
     if (prev) prev.bytes = undefined;
     this.encodeSoon();
+    this.syncStandby();
     this.previous = prev && { c: prev, until: Date.now() + STABLE_MS };
     this.audit.setPath(c.resolved.config.audit?.path, c.resolved.config.baseDir);
     if (prev) {
@@ -413,10 +432,11 @@ export class Primary {
     this.checks.sync(c.snapshot.upstreams, activeChecks(c), c.snapshot.ssls);
   }
 
-  /** Send `c` to every ready worker: a delta from what each was last sent, one encoding per base. */
+  /** Send `c` to every ready worker and the standby: a delta from what each was last sent, one encoding per base. */
   private broadcast(c: Current): void {
     const deltas = new Map<number, Uint8Array>();
     for (const s of this.slots.values()) if (s.ready) this.sendState(s, c, deltas);
+    if (this.standby?.ready) this.sendState(this.standby, c, deltas);
   }
 
   /**
@@ -446,15 +466,22 @@ export class Primary {
     return undefined;
   }
 
-  /** Resolves at the worker's first ack; rejects if it cannot apply its first snapshot or exits before. */
-  private fork(): Promise<void> {
+  /**
+   * Resolves at the worker's first ack (a standby: once promoted and listening); rejects if
+   * it cannot apply its first snapshot or exits before.
+   */
+  private fork(role: 'serving' | 'standby' = 'serving'): Promise<void> {
     const worker = cluster.fork({
       TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info',
       TLSGATE_LOG_FD: String(WORKER_LOG_FD),
+      ...(role === 'standby' ? { TLSGATE_STANDBY: '1' } : {}),
     });
     const pid = worker.process.pid ?? 0;
-    const slot: WorkerSlot = { worker, pid, version: 0, listening: false, ready: false, sent: 0, bornAt: Date.now() };
-    this.slots.set(worker.id, slot);
+    const slot: WorkerSlot = {
+      worker, pid, role, version: 0, staged: 0, listening: false, ready: false, sent: 0, bornAt: Date.now(),
+    };
+    if (role === 'standby') this.standby = slot;
+    else this.slots.set(worker.id, slot);
     return new Promise((resolve, reject) => {
       worker.on('message', (m: unknown) => {
         if (!isWorkerMessage(m)) return;
@@ -488,6 +515,9 @@ export class Primary {
         return;
       }
       case 'ack':
+        slot.staged = Math.max(slot.staged, m.version);
+        // A standby's acks say what it holds, not what it serves.
+        if (slot.role !== 'serving') return;
         slot.version = Math.max(slot.version, m.version);
         if (!slot.listening) {
           slot.listening = true;
@@ -495,7 +525,21 @@ export class Primary {
         }
         this.notifyAcks();
         return;
+      case 'promoted':
+        slot.role = 'serving';
+        slot.version = Math.max(slot.version, m.version);
+        slot.listening = true;
+        this.log.info({ pid: slot.pid, version: m.version }, 'standby worker promoted: serving');
+        resolve();
+        this.notifyAcks();
+        return;
       case 'snapshot-error':
+        if (slot.role === 'standby') {
+          // It keeps what it holds (the base of its next delta); it serves nothing, so no reload fails for it.
+          slot.sent = slot.staged;
+          this.log.warn({ code: m.code, version: m.version, pid: slot.pid }, `standby worker: ${m.message}`);
+          return;
+        }
         // It keeps serving what it acked: the base of its next delta.
         slot.sent = slot.version;
         this.log.error({ code: m.code, version: m.version, pid: slot.pid }, m.message);
@@ -525,6 +569,13 @@ export class Primary {
    * blames the new snapshot and restores the previous one.
    */
   private onExit(w: ClusterWorker, code: number | null, signal: string | null): void {
+    if (this.standby?.worker.id === w.id) {
+      this.standby = undefined;
+      if (this.shuttingDown) return;
+      this.log.warn({ pid: w.process.pid, code, signal }, 'standby worker died');
+      this.syncStandby();
+      return;
+    }
     const slot = this.slots.get(w.id);
     this.slots.delete(w.id);
     if (this.shuttingDown || !slot) return;
@@ -550,6 +601,7 @@ export class Primary {
       this.lastReload = { ok: false, version: this.version, at, source: 'worker-exit', errors: [error], warnings: [] };
     }
     if (!this.started) return; // start() fails instead: the fork() promise rejected
+    if (this.promoteStandby()) return;
     if (Date.now() - slot.bornAt >= STABLE_MS) this.respawnStreak = 0;
     const n = this.respawnStreak;
     const delay = n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1));
@@ -561,6 +613,55 @@ export class Primary {
     }, delay);
     this.respawnTimers.add(t);
     if (delay > 0) this.log.warn({ delay_ms: delay, streak: n }, 'workers keep dying: respawn backs off');
+  }
+
+  /**
+   * A dead worker's place goes to the standby: it already holds the state, so it only
+   * binds (ms, not a process start, module load and full snapshot). It counts as serving
+   * once it answers 'promoted', which it does only at the current version or later; a new
+   * standby is forked behind it (with a back-off while they keep dying young).
+   */
+  private promoteStandby(): boolean {
+    const s = this.standby;
+    if (!s?.ready || !this.current || s.worker.isDead()) return false;
+    this.standby = undefined;
+    s.role = 'promoting';
+    s.bornAt = Date.now();
+    this.slots.set(s.worker.id, s);
+    // Anything it lacks first (a delta or, when it is behind, a full snapshot), then the order.
+    this.sendState(s, this.current);
+    if (this.pending) this.sendState(s, this.pending);
+    send(s.worker, { type: 'promote', version: this.current.snapshot.version });
+    // Not at once: a new process loading its modules would take CPU from the promoted one.
+    this.syncStandby(STANDBY_AFTER_PROMOTE_MS);
+    return true;
+  }
+
+  /** A standby when `standby_worker` asks for one (forked after a back-off while standbys die young). */
+  private syncStandby(minDelayMs = 0): void {
+    if (!this.started || this.shuttingDown) return;
+    const want = this.config?.standby_worker ?? true;
+    if (!want) {
+      clearTimeout(this.standbyTimer);
+      this.standbyTimer = undefined;
+      const s = this.standby;
+      this.standby = undefined;
+      if (s && !s.worker.isDead()) send(s.worker, { type: 'drain', timeoutMs: 0 });
+      return;
+    }
+    if (this.standby || this.standbyTimer) return;
+    const young = this.lastStandbyAt !== undefined && Date.now() - this.lastStandbyAt < STABLE_MS;
+    this.standbyStreak = young ? this.standbyStreak + 1 : 0;
+    const n = this.standbyStreak;
+    const delay = Math.max(minDelayMs, n === 0 ? 0 : Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (n - 1)));
+    this.standbyTimer = setTimeout(() => {
+      this.standbyTimer = undefined;
+      if (!this.shuttingDown && !this.standby && (this.config?.standby_worker ?? true)) {
+        this.lastStandbyAt = Date.now();
+        // A standby serves nothing until promoted; its promise settles then (or never).
+        this.fork('standby').catch(() => undefined);
+      }
+    }, delay);
   }
 
   /**
@@ -753,6 +854,19 @@ export class Primary {
     });
   }
 
+  /**
+   * GET /metrics: prom-client asks every forked worker, the standby too, and a worker that
+   * has not loaded it yet never answers (the scrape lost every worker's metrics after 5 s):
+   * wait (at most 2 s) until each has said 'ready', which it does once it can answer.
+   */
+  async metricsText(): Promise<string> {
+    const deadline = Date.now() + 2_000;
+    const waiting = (): boolean =>
+      [...this.slots.values(), ...(this.standby ? [this.standby] : [])].some((s) => !s.ready && !s.worker.isDead());
+    while (waiting() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.metrics.text();
+  }
+
   /** Resolves when every live worker serves `version` (or later), or after timeoutMs. */
   waitForAcks(version: number, timeoutMs = defaults.workerAckTimeout): Promise<boolean> {
     const done = (): boolean => [...this.slots.values()].every((s) => s.version >= version);
@@ -818,6 +932,8 @@ export class Primary {
   status(): {
     version: number;
     workers: Array<{ pid: number; version: number }>;
+    /** The warm standby (not serving) and the version it holds. */
+    standby?: { pid: number; version: number };
     last_reload: ReloadResult | undefined;
     stale_secrets: ReturnType<SecretStore['stale']>;
     store: StoreStatus | { kind: 'file'; file: string };
@@ -825,6 +941,7 @@ export class Primary {
     return {
       version: this.version,
       workers: [...this.slots.values()].map((s) => ({ pid: s.pid, version: s.version })),
+      ...(this.standby ? { standby: { pid: this.standby.pid, version: this.standby.staged } } : {}),
       last_reload: this.lastReload,
       stale_secrets: this.store.stale(),
       store: this.configStore?.status() ?? { kind: 'file', file: resolvePath(this.configPath) },
@@ -927,11 +1044,13 @@ export class Primary {
     clearInterval(this.expiryTimer);
     clearTimeout(this.encodeTimer);
     for (const t of this.respawnTimers) clearTimeout(t);
+    clearTimeout(this.standbyTimer);
     this.files.close();
     this.checks.close();
     const timeoutMs = this.config?.drain_timeout ?? defaults.drainTimeout;
     this.log.info({ timeoutMs }, 'draining workers');
-    const exits = [...this.slots.values()].map(
+    const all = [...this.slots.values(), ...(this.standby ? [this.standby] : [])];
+    const exits = all.map(
       (s) =>
         new Promise<void>((resolve) => {
           if (s.worker.isDead()) return resolve();
@@ -941,7 +1060,7 @@ export class Primary {
     );
     const cap = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs + 2_000).unref());
     await Promise.race([Promise.all(exits), cap]);
-    for (const s of this.slots.values()) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
+    for (const s of all) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
     await this.admin?.close();
     await this.configStore?.close();
     await this.validator.close();
@@ -999,6 +1118,19 @@ function activeChecks(c: Current): Map<string, ActiveCheck> {
   const m = new Map<string, ActiveCheck>();
   for (const u of c.resolved.config.upstreams) if (u.checks?.active) m.set(u.id, u.checks.active);
   return m;
+}
+
+/**
+ * Workers run with a 2 MB young generation (V8's default grows to 16 MB per semi-space):
+ * decoding a 10k-object snapshot grew it to its maximum and kept it (measured at 10k
+ * objects: worker RSS 140 → 110 MB). An operator's own setting (execArgv, NODE_OPTIONS) wins.
+ * `gc` is exposed so a worker collects once after a full snapshot (worker/worker.ts).
+ */
+function workerExecArgv(): string[] {
+  const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''];
+  const own = flags.some((a) => a.includes('semi-space-size'));
+  const gc = flags.some((a) => a.includes('expose-gc') || a.includes('expose_gc'));
+  return [...process.execArgv, ...(own ? [] : ['--max-semi-space-size=2']), ...(gc ? [] : ['--expose-gc'])];
 }
 
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */

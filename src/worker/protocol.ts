@@ -9,9 +9,14 @@ export type PrimaryMessage =
   /** msgpack SnapshotDelta (snapshot/delta.ts): applies only on a worker serving `base`. */
   | { type: 'delta'; base: number; version: number; bytes: Uint8Array }
   | { type: 'drain'; timeoutMs: number }
-  | { type: 'stats?'; id: number }
   /** Active health checks (proxy/active-health.ts): the nodes of `upstream` to skip, as `host:port`. */
-  | NodeHealthMessage;
+  | NodeHealthMessage
+  /**
+   * To the standby worker: serve. It starts accepting once it holds `version` (or a later
+   * one) and answers 'promoted'; a standby behind it waits for the snapshot it asked for.
+   */
+  | { type: 'promote'; version: number }
+  | { type: 'stats?'; id: number };
 
 /** Passive health of one upstream as one worker sees it (the proxy's own view, sent as is). */
 export type UpstreamHealth = UpstreamHealthView;
@@ -29,7 +34,9 @@ export type WorkerMessage =
   | { type: 'snapshot-error'; version: number; code: string; message: string }
   | { type: 'stats'; id: number; stats: WorkerStats }
   /** A delta to `version` arrived while this worker serves `have`, not its base: send a full snapshot. */
-  | { type: 'resync'; version: number; have: number };
+  | { type: 'resync'; version: number; have: number }
+  /** A standby now accepts on every listener, serving `version`. */
+  | { type: 'promoted'; version: number };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -12,6 +12,9 @@ import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
 import { Model } from './model';
+// prom-client's IPC responder, before 'ready': the primary's scrape waits for 'ready' from
+// every forked worker (a standby included), never for one that cannot answer yet.
+import '../metrics';
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
@@ -48,12 +51,16 @@ export class Worker {
   private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
   private served = false;
+  /** A standby holds the state but has no listener until promoted at this version (or later). */
+  private promoteAt: number | undefined;
   /** performance.now() (ms since process start) when 'ready' was sent. */
   readyAt = 0;
 
   constructor(
     private readonly log: Logger,
     private readonly send: (m: WorkerMessage) => void,
+    /** Warm standby: builds and patches the state like a worker, listens only once promoted. */
+    private standby = false,
   ) {}
 
   onMessage(m: unknown): void {
@@ -79,6 +86,13 @@ export class Worker {
           }
         });
         return;
+      case 'promote':
+        // After every snapshot and delta sent before it: the state it holds is that of the primary.
+        this.queue = this.queue.then(() => {
+          this.promoteAt = Math.max(this.promoteAt ?? 0, m.version);
+          return this.promoteIfCurrent();
+        });
+        return;
       case 'stats?':
         this.send({ type: 'stats', id: m.id, stats: { upstreams: this.proxy?.health() ?? [] } });
         return;
@@ -97,7 +111,13 @@ export class Worker {
       const model = Model.fromSnapshot(decodeSnapshot(bytes));
       const t1 = performance.now();
       await this.rebuild(model, (s) => (stage = s));
-      if (!this.served) {
+      // The message, its decode and the previous state are garbage now, and an idle worker
+      // would keep them in its RSS (no allocation, no GC): one full collection after a full
+      // snapshot (start, resync; deltas do not), ≈ 20 ms at 10k objects.
+      setImmediate(() => (globalThis as { gc?: () => void }).gc?.());
+      if (this.standby) {
+        await this.promoteIfCurrent();
+      } else if (!this.served) {
         // Where a (re)started worker's time goes, from process start to serving.
         this.served = true;
         const ms = (x: number): number => Math.round(x);
@@ -108,6 +128,7 @@ export class Worker {
           build_ms: ms(performance.now() - t1),
           serving_ms: ms(performance.now()),
           snapshot_size: bytes.length,
+          ...memory(),
         };
         this.log.info({ version, ...timing }, 'worker serving');
       }
@@ -142,10 +163,48 @@ export class Worker {
       this.patch(model, state, d);
       this.send({ type: 'ack', version: d.version });
       const changes = { upsert: d.upsert.length, remove: d.remove.length };
-      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, 'delta applied');
+      const what = this.standby ? 'standby: delta applied' : 'delta applied';
+      this.log.debug({ version: d.version, ...changes, apply_ms: performance.now() - t0 }, what);
+      if (this.standby) await this.promoteIfCurrent();
     } catch (err) {
       this.refuse(err, stage, version);
     }
+  }
+
+  /**
+   * A promoted standby starts accepting only once it holds the version the primary
+   * promoted it at (or a later one): a standby that missed a delta waits for the full
+   * snapshot it asked for, so it never serves a stale version.
+   */
+  private async promoteIfCurrent(): Promise<void> {
+    const state = this.state;
+    if (!this.standby || this.promoteAt === undefined || !state || state.version < this.promoteAt) return;
+    const t0 = performance.now();
+    try {
+      await this.syncListeners(state, undefined);
+    } catch (err) {
+      // It cannot serve: exits, and the primary forks a worker in its place (as for a respawn).
+      this.log.error({ version: state.version, err }, 'standby cannot bind its listeners');
+      setImmediate(() => process.exit(1));
+      return;
+    }
+    this.standby = false;
+    this.served = true;
+    this.send({ type: 'promoted', version: state.version });
+    const listen_ms = Math.round(performance.now() - t0);
+    const uptime_ms = Math.round(performance.now());
+    this.log.info({ version: state.version, listen_ms, uptime_ms, ...memory() }, 'standby promoted');
+  }
+
+  /** A standby loads now what its listeners will need, so a promotion only binds. */
+  private preload(listeners: readonly ListenerSnapshot[]): void {
+    dataPlane();
+    if (!listeners.some((l) => l.engine === 'uws')) return;
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { loadUws } = require('../engines/uws-load') as typeof import('../engines/uws-load');
+    require('../engines/uws');
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    for (const l of listeners) if (l.engine === 'uws') loadUws(l.name);
   }
 
   /** Synchronous, so no handshake or request ever sees half a delta. */
@@ -253,7 +312,8 @@ export class Worker {
     };
     at('binding and updating the listeners');
     try {
-      await this.syncListeners(state, prev);
+      if (this.standby) this.preload(state.listeners);
+      else await this.syncListeners(state, prev);
     } catch (err) {
       // Upstream pools back to the running snapshot's (UpstreamSet.update is all or nothing).
       if (prevModel) this.proxy?.update([...prevModel.upstreams.values()], prevModel.ssls);
@@ -357,11 +417,18 @@ export class Worker {
   }
 }
 
+/** MB, for the start-up log lines. */
+function memory(): { rss_mb: number; heap_mb: number; external_mb: number } {
+  const m = process.memoryUsage();
+  const mb = (x: number): number => Math.round((x / 2 ** 20) * 10) / 10;
+  return { rss_mb: mb(m.rss), heap_mb: mb(m.heapUsed), external_mb: mb(m.external) };
+}
+
 function key(l: ListenerSnapshot): string {
   return `${l.name}|${l.host}|${l.port}|${l.engine}`;
 }
 
-export function runWorker(): void {
+export function runWorker(standby = process.env.TLSGATE_STANDBY === '1'): void {
   // TLSGATE_LOG_FD: the primary's stdout, handed to the worker as an extra fd; the
   // worker's own fd 1 is the primary's stderr, so native prints (uWS domain() debug
   // lines) never mix into the JSON log stream.
@@ -375,7 +442,7 @@ export function runWorker(): void {
   const send = (m: WorkerMessage): void => {
     if (process.connected) process.send!(m, undefined, undefined, () => undefined);
   };
-  const worker = new Worker(log, send);
+  const worker = new Worker(log, send, standby);
   process.on('message', (m) => worker.onMessage(m));
   // The primary owns the lifecycle: a worker ignores SIGINT/SIGTERM sent to the group.
   process.on('SIGTERM', () => {});
