@@ -6,12 +6,12 @@ import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { loadConfigFile, type Loaded, type LoadOptions } from '../config/load';
-import { resolveConfig, type ResolvedConfig } from '../config/resolve';
+import { resolveChangedFiles, resolveConfig, type ResolvedConfig } from '../config/resolve';
 import type { GatewayConfig } from '../config/types';
 import { defaults } from '../config/defaults';
 import { CertValidator } from '../certs/pool';
 import type { ValidateInput } from '../certs/validate';
-import { CompileCache, compileSnapshot, type SslDetails } from '../snapshot/compile';
+import { CompileCache, compileSnapshot, sslTableDigest, type SslDetails } from '../snapshot/compile';
 import { encodeSnapshot } from '../snapshot/codec';
 import { diffSnapshots, encodeDelta, sniById } from '../snapshot/delta';
 import type { Snapshot } from '../snapshot/types';
@@ -124,7 +124,10 @@ export class Primary {
   private changedFiles: Set<string> | 'all' | undefined;
   private compose: (fileConfig: GatewayConfig) => GatewayConfig | Promise<GatewayConfig> = (c) => c;
   /** The parsed config the file watch was last armed for: re-armed only when it changes. */
-  private armedFor: Loaded | undefined;
+  /** The last resolution and the store generation it saw (the rotation path's base). */
+  private resolvedBase: { resolved: ResolvedConfig; gen: number } | undefined;
+  private storeGen = 0;
+  private armedFor: { parsed: Loaded['parsed']; overlay: string | undefined; dirs: string } | undefined;
   private readonly store: SecretStore;
   readonly audit: AuditLog;
   private readonly ticketKeys = randomBytes(48);
@@ -169,7 +172,10 @@ export class Primary {
     this.store = new SecretStore({
       logger: log,
       baseDir: dirname(resolvePath(configPath)),
-      onChange: (c) => void this.reload(`secret:${c.provider}`, `secret-provider:${c.provider}`, []),
+      onChange: (c) => {
+        this.storeGen++; // resolveChangedFiles' base is stale now
+        void this.reload(`secret:${c.provider}`, `secret-provider:${c.provider}`, []);
+      },
     });
     // A refresh round compares a source with the store's last read, which may be newer
     // than what is served (a reload that read it was refused or rolled back): compare with
@@ -287,7 +293,17 @@ export class Primary {
         engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
       );
     const changed = desired.changedFiles === undefined ? 'all' : new Set(desired.changedFiles);
-    const resolved = await resolveConfig(config, this.store, this.rereadOnly(changed, config.baseDir));
+    // Only files changed, in the config resolved last time, with no secret refreshed since:
+    // re-read those files alone (resolveChangedFiles); otherwise walk every reference.
+    const gen = this.storeGen;
+    const base = this.resolvedBase;
+    let resolved: ResolvedConfig | undefined;
+    if (changed !== 'all' && base?.gen === gen && base.resolved.config === config && !base.resolved.unresolved?.length) {
+      const absolute = (ref: SecretRef): string => (ref.kind === 'file' ? this.filePath(ref.path, config.baseDir) : '');
+      resolved = await resolveChangedFiles(base.resolved, this.store, changed, absolute);
+    }
+    resolved ??= await resolveConfig(config, this.store, this.rereadOnly(changed, config.baseDir));
+    this.resolvedBase = { resolved, gen };
     const t1 = performance.now();
     const c = await compileSnapshot(resolved, this.validator, Date.now(), this.compileCache);
     const t2 = performance.now();
@@ -297,8 +313,10 @@ export class Primary {
     // Settings outside the snapshot (admin keys, providers, workers, log…) count too: an
     // edit of one of them is applied, refused or audited, never reported "unchanged".
     const { ssls: _ssls, ...settings } = resolved.config;
-    const adminValues = [...resolved.values]
-      .filter(([k]) => k.startsWith('admin.'))
+    // The admin fields by path (not a filter over every value: 20k at 10k objects).
+    const adminValues = secretFields({ ...config, ssls: [], upstreams: [] })
+      .map(([k]) => [k, resolved.values.get(k)] as const)
+      .filter((e): e is readonly [string, string] => e[1] !== undefined)
       .map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]);
     const h = createHash('sha256').update(
       JSON.stringify({
@@ -310,9 +328,8 @@ export class Primary {
       }),
     );
     // The SNI table follows from each object's type, status and SNIs: hashed per object.
-    body.ssls.forEach((s, i) => {
-      h.update(`${s.id}\0${s.type}\0${config.ssls[i]?.status}\0${s.snis.join(',')}\0${s.hash}\n`);
-    });
+    const status = statusOf(config);
+    h.update(sslTableDigest(this.compileCache, body.ssls, status));
     const contentHash = h.digest('hex');
     const snapshot: Snapshot = { ...body, version: 0, createdAt: Date.now() };
     const t3 = performance.now();
@@ -349,6 +366,9 @@ export class Primary {
   }
 
   private sniIndex(c: Current): Map<string, string[]> {
+    // The same SNI table as the served state (a rotation): the same index, not a rebuild.
+    const cur = this.current;
+    if (!c.sniIndex && cur?.sniIndex && cur !== c && cur.snapshot.sni === c.snapshot.sni) c.sniIndex = cur.sniIndex;
     return (c.sniIndex ??= sniById(c.snapshot));
   }
 
@@ -689,7 +709,7 @@ export class Primary {
     this.pending = undefined;
     // Names this change leaves without client certificate verification: never silent.
     const prevConfig = this.current!.resolved.config;
-    const lost = mtlsLoss(prevConfig, compiled.resolved.config);
+    const lost = prevConfig === compiled.resolved.config ? [] : mtlsLoss(prevConfig, compiled.resolved.config);
     const lossIssues = lost.length ? mtlsLossIssues(prevConfig, compiled.resolved.config) : [];
     this.logWarnings(lossIssues);
     this.commit(compiled, source, actor);
@@ -845,9 +865,13 @@ export class Primary {
    */
   private armWatch(): void {
     if (this.shuttingDown) return;
-    // The same parse as last time: the same files are watched already (O(objects) to redo).
-    if (this.loaded !== undefined && this.loaded === this.armedFor) return;
-    this.armedFor = this.loaded;
+    // The same parse, overlay and directories as last time: the same files are watched
+    // already (O(objects) to redo: 28 ms of each rotation at 10k objects, profiled).
+    const l = this.loaded;
+    const key = l && { parsed: l.parsed, overlay: l.overlay, dirs: l.watchDirs.map((d) => d.path).join('\n') };
+    const a = this.armedFor;
+    if (key && a && a.parsed === key.parsed && a.overlay === key.overlay && a.dirs === key.dirs) return;
+    this.armedFor = key;
     const expected = new Map<string, string | undefined>([[resolvePath(this.configPath), this.loaded?.text]]);
     const cur = this.current;
     if (cur) {
@@ -943,13 +967,21 @@ function errorsOf(err: unknown): string[] {
  * identity check, then JSON only for config objects re-parsed from a changed file.
  */
 function changedObjects(a: Current, b: Current): { before: AuditState; after: AuditState; removed: string[] } {
-  const prev = new Map<string, number>();
-  a.resolved.config.ssls.forEach((s, i) => prev.set(s.id, i));
   const pick = (c: Current, idx: number[]): AuditState => ({
     resolved: { ...c.resolved, config: { ...c.resolved.config, ssls: idx.map((i) => c.resolved.config.ssls[i]!) } },
     details: idx.map((i) => c.details[i]!),
     ssls: idx.map((i) => c.snapshot.ssls[i]!),
   });
+  if (a.resolved.config.ssls === b.resolved.config.ssls) {
+    // The same objects in the same order (a rotation): identity per index, no maps.
+    const idx: number[] = [];
+    b.snapshot.ssls.forEach((s, i) => {
+      if (a.snapshot.ssls[i] !== s || a.details[i] !== b.details[i]) idx.push(i);
+    });
+    return { before: pick(a, idx), after: pick(b, idx), removed: [] };
+  }
+  const prev = new Map<string, number>();
+  a.resolved.config.ssls.forEach((s, i) => prev.set(s.id, i));
   const ia: number[] = [];
   const ib: number[] = [];
   b.resolved.config.ssls.forEach((s, j) => {
@@ -1039,4 +1071,12 @@ function crashed(code: number | null, signal: string | null): boolean {
 
 function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === '::1' || host === 'localhost' || host.startsWith('127.');
+}
+
+/** Each SSL object's status, made once per config object (the rotation path's hash needs it). */
+const statuses = new WeakMap<GatewayConfig, string[]>();
+function statusOf(c: GatewayConfig): string[] {
+  let out = statuses.get(c);
+  if (!out) statuses.set(c, (out = c.ssls.map((x) => x.status)));
+  return out;
 }
