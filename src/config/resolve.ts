@@ -11,7 +11,7 @@ export type Source = string;
 export interface ResolvedConfig {
   config: GatewayConfig;
   /** value of each secret-bearing field, by its config path (`ssls[0].key`). */
-  values: Map<string, string>;
+  values: ReadonlyMap<string, string>;
   /** source of each secret-bearing field, by path. */
   sources: Map<string, Source>;
   /** every reference used, by path. */
@@ -108,6 +108,62 @@ function fieldsOf(config: GatewayConfig): Fields {
   return fields;
 }
 
+/**
+ * `base` with some values replaced, without copying it: a copy of the 20k values of 10k
+ * objects took 6-27 ms per rotation here (130-275 ms at 100k). An overlay of an overlay
+ * merges into one layer; past OVERLAY_MAX replaced values it is flattened (amortised).
+ */
+class Overlaid implements ReadonlyMap<string, string> {
+  private constructor(
+    private readonly base: ReadonlyMap<string, string>,
+    private readonly top: ReadonlyMap<string, string>,
+  ) {}
+
+  static over(base: ReadonlyMap<string, string>, changed: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+    const [under, top] = base instanceof Overlaid ? [base.base, new Map([...base.top, ...changed])] : [base, changed];
+    if (top.size > OVERLAY_MAX) return new Map([...under, ...top]);
+    return new Overlaid(under, top);
+  }
+
+  get(k: string): string | undefined {
+    const v = this.top.get(k);
+    return v !== undefined ? v : this.base.get(k);
+  }
+
+  has(k: string): boolean {
+    return this.top.has(k) || this.base.has(k);
+  }
+
+  get size(): number {
+    let n = this.base.size;
+    for (const k of this.top.keys()) if (!this.base.has(k)) n++;
+    return n;
+  }
+
+  *entries(): MapIterator<[string, string]> {
+    for (const [k, v] of this.base) yield [k, this.top.get(k) ?? v];
+    for (const [k, v] of this.top) if (!this.base.has(k)) yield [k, v];
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<string> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  forEach(fn: (value: string, key: string, map: ReadonlyMap<string, string>) => void): void {
+    for (const [k, v] of this.entries()) fn(v, k, this);
+  }
+
+  [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.entries();
+  }
+}
+
+const OVERLAY_MAX = 1024;
+
 /** Per `refs` map (one per parsed config): absolute file → config paths of the `$file://` references to it. */
 const pathsByFile = new WeakMap<ReadonlyMap<string, SecretRef>, Map<string, string[]>>();
 
@@ -143,8 +199,9 @@ export async function resolveChangedFiles(
   const texts = [...new Set(paths.map((p) => base.refs.get(p)!.text))];
   const read = await store.reread(texts);
   if (!read?.ok) return undefined;
-  const values = new Map(base.values);
-  for (const p of paths) values.set(p, read.values.get(base.refs.get(p)!.text)!);
+  const changed = new Map<string, string>();
+  for (const p of paths) changed.set(p, read.values.get(base.refs.get(p)!.text)!);
+  const values = Overlaid.over(base.values, changed);
   const { changedFrom: _, ...rest } = base;
   return { ...rest, values, changedFrom: { base, paths } };
 }

@@ -115,7 +115,8 @@ export function sslTableDigest(cache: CompileCache, ssls: readonly SslSnapshot[]
 
 interface CachedSsl {
   cfg: SslConfig;
-  cfgJson: string;
+  /** JSON of `cfg`, made only when a compile meets an equal object that is not the same one. */
+  cfgJson?: string;
   values: Array<string | undefined>;
   /** Settings outside the object that change its result (warn_days, the day, uws listeners). */
   context: string;
@@ -201,7 +202,7 @@ export async function compileSnapshot(
       hit &&
       hit.context === context &&
       sameValues(hit.values, vals) &&
-      (hit.cfg === s || hit.cfgJson === JSON.stringify(s))
+      (hit.cfg === s || (hit.cfgJson ??= JSON.stringify(hit.cfg)) === JSON.stringify(s))
     ) {
       if (hit.index !== i) {
         hit.issues = reindex(hit.issues, i);
@@ -320,7 +321,6 @@ export async function compileSnapshot(
     else {
       const entry = {
         cfg: s,
-        cfgJson: JSON.stringify(s),
         values: t.vals,
         context,
         index: i,
