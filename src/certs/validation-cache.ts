@@ -11,9 +11,12 @@
 // files): it is done again from the cached SANs, so an `ssl_dirs` scan (no SNIs yet) and
 // the object made from the same file share one entry: each file is validated once.
 //
-// Where: `TLSGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/tlsgate`, else `~/.cache/tlsgate`, one
-// file per config path (`validation-<sha256(path)[0:16]>.json`); `TLSGATE_CACHE_DIR=off`
-// turns it off. The directory is made 0700 and the file 0600; a file not owned by this user,
+// Where: `validation.json` in `TLSGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/tlsgate`, else
+// `~/.cache/tlsgate`; `TLSGATE_CACHE_DIR=off` turns it off. One file per user, not per config:
+// a verdict depends on the bytes only, so every config (and a config moved or copied) shares
+// it, and no file is left behind per config path; it holds at most MAX_ENTRIES verdicts,
+// the least recently used dropped first. Two gateways writing it: the last write wins (a
+// cache: the other's new verdicts are made again on its next start). The directory is made 0700 and the file 0600; a file not owned by this user,
 // writable by others, or that does not parse as this format is ignored with a warning (a
 // forged "valid" verdict could otherwise let a bad certificate reach the workers). Written
 // by rename, so a reader never sees half a file.
@@ -29,8 +32,8 @@ const FORMAT = 1;
 const DAY = 86_400_000;
 /** Written this long after the last new verdict: one write for a start or a burst of rotations. */
 const SAVE_AFTER_MS = 1000;
-/** Entries kept at most (the config's, plus versions rotated away in this process's life). */
-const MAX_ENTRIES = 250_000;
+/** Entries kept at most: a 100k-object config and then some (≈ 570 bytes each in the file). */
+const MAX_ENTRIES = 150_000;
 
 interface Entry {
   certs: CertInfo[];
@@ -52,13 +55,12 @@ export interface CacheLog {
   info(obj: object, msg: string): void;
 }
 
-/** The cache file for a config path, or undefined when turned off. */
-export function validationCacheFile(configPath: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+/** The cache file, or undefined when turned off. */
+export function validationCacheFile(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const set = env.TLSGATE_CACHE_DIR;
   if (set === 'off') return undefined;
   const dir = set || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tlsgate');
-  const id = createHash('sha256').update(configPath).digest('hex').slice(0, 16);
-  return join(dir, `validation-${id}.json`);
+  return join(dir, 'validation.json');
 }
 
 export function cacheKey(i: ValidateInput): string {

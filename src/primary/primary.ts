@@ -201,7 +201,7 @@ export class Primary {
   async start(): Promise<void> {
     let built: { compiled: Current; warnings: ConfigIssue[] };
     // Verdicts of unchanged certificates from the last run: a restart skips their validation.
-    this.validator.persist(new ValidationCache(validationCacheFile(resolvePath(this.configPath)), this.log));
+    this.validator.persist(new ValidationCache(validationCacheFile(), this.log));
     // Config store (issue 14): its objects are part of the first build; each change it
     // validated is a reload, which goes through the same delta path as a file change.
     this.configStore = await openConfigStore({
