@@ -279,6 +279,11 @@ export class Primary {
       },
       'tlsgate started',
     );
+    // The rotation path's file → objects index, made now rather than by the first rotation
+    // (≈ 20-50 ms at 10k objects): resolveChangedFiles with no file builds it.
+    const base = this.resolvedBase?.resolved;
+    const dir = base?.config.baseDir ?? '';
+    if (base) void resolveChangedFiles(base, this.store, new Set(), (r) => (r.kind === 'file' ? this.filePath(r.path, dir) : ''));
   }
 
   /**
