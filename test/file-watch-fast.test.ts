@@ -91,7 +91,7 @@ test('a PEM file replaced by rename is reported without waiting for the stable w
   }
 });
 
-test('a rename of a file that is not PEM (a config) keeps the stable window; a PEM renamed with it does not wait', async () => {
+test('a renamed config (not PEM) keeps the stable window; a PEM renamed with it does not wait', async () => {
   const dir = mkdtempSync(join(root, 'mixed-'));
   const crt = join(dir, 'site.crt');
   const yaml = join(dir, 'gateway.yaml');

@@ -149,7 +149,9 @@ describe('validation cache', () => {
     assert.ok(!/BEGIN/.test(text), 'no PEM at all');
     for (const p of pairs) {
       const body = bodyOf(p.key);
-      for (let at = 0; at + 40 <= body.length; at += 40) assert.ok(!text.includes(body.slice(at, at + 40)), 'no key bytes');
+      for (let at = 0; at + 40 <= body.length; at += 40) {
+        assert.ok(!text.includes(body.slice(at, at + 40)), 'no key bytes');
+      }
     }
   });
 });

@@ -239,7 +239,11 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
  * rest of validateSsl so a cached verdict (ValidationCache) is checked against the SNIs of
  * the object that uses it: the same files serve an `ssl_dirs` scan (no SNIs) and its object.
  */
-export function coverageIssues(input: Pick<ValidateInput, 'path' | 'snis'>, certPath: string, sans: string[]): ConfigIssue[] {
+export function coverageIssues(
+  input: Pick<ValidateInput, 'path' | 'snis'>,
+  certPath: string,
+  sans: string[],
+): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   // A SAN like `*.com` would cover any registrable domain: never a name this object may serve.
   const usable = sans.filter((san) => !wildcardOverPublicSuffix(san));

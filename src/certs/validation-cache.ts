@@ -16,10 +16,11 @@
 // a verdict depends on the bytes only, so every config (and a config moved or copied) shares
 // it, and no file is left behind per config path; it holds at most MAX_ENTRIES verdicts,
 // the least recently used dropped first. Two gateways writing it: the last write wins (a
-// cache: the other's new verdicts are made again on its next start). The directory is made 0700 and the file 0600; a file not owned by this user,
-// writable by others, or that does not parse as this format is ignored with a warning (a
-// forged "valid" verdict could otherwise let a bad certificate reach the workers). Written
-// by rename, so a reader never sees half a file.
+// cache: the other's new verdicts are made again on its next start). The directory is made
+// 0700 and the file 0600; a file not owned by this user, writable by others, or that does
+// not parse as this format is ignored with a warning (a forged "valid" verdict could
+// otherwise let a bad certificate reach the workers). Written by rename, so a reader never
+// sees half a file.
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -181,6 +182,8 @@ function wellFormed(e: unknown): e is Entry {
   if (typeof e !== 'object' || e === null) return false;
   const x = e as Entry;
   const time = (v: unknown): boolean => v === null || typeof v === 'number';
-  return Array.isArray(x.certs) && typeof x.notAfter === 'number' && time(x.from) && time(x.until) &&
-    x.certs.every((c) => typeof c === 'object' && c !== null && typeof c.not_after === 'string' && Array.isArray(c.sans));
+  const cert = (c: CertInfo): boolean =>
+    typeof c === 'object' && c !== null && typeof c.not_after === 'string' && Array.isArray(c.sans);
+  const times = typeof x.notAfter === 'number' && time(x.from) && time(x.until);
+  return times && Array.isArray(x.certs) && x.certs.every(cert);
 }

@@ -283,7 +283,8 @@ export class Primary {
     // (≈ 20-50 ms at 10k objects): resolveChangedFiles with no file builds it.
     const base = this.resolvedBase?.resolved;
     const dir = base?.config.baseDir ?? '';
-    if (base) void resolveChangedFiles(base, this.store, new Set(), (r) => (r.kind === 'file' ? this.filePath(r.path, dir) : ''));
+    const abs = (r: SecretRef): string => (r.kind === 'file' ? this.filePath(r.path, dir) : '');
+    if (base) void resolveChangedFiles(base, this.store, new Set(), abs);
   }
 
   /**
@@ -306,7 +307,8 @@ export class Primary {
     const gen = this.storeGen;
     const base = this.resolvedBase;
     let resolved: ResolvedConfig | undefined;
-    if (changed !== 'all' && base?.gen === gen && base.resolved.config === config && !base.resolved.unresolved?.length) {
+    const sameBase = base?.gen === gen && base.resolved.config === config && !base.resolved.unresolved?.length;
+    if (changed !== 'all' && base && sameBase) {
       const absolute = (ref: SecretRef): string => (ref.kind === 'file' ? this.filePath(ref.path, config.baseDir) : '');
       resolved = await resolveChangedFiles(base.resolved, this.store, changed, absolute);
     }

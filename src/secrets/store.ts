@@ -159,7 +159,9 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
         }),
       );
       if (errors.length) return { ok: false, errors, partial: got };
-      for (const e of held) this.entries.set(e!.ref.text, { ref: e!.ref, group: e!.group, value: got.get(e!.ref.text)! });
+      for (const e of held) {
+        this.entries.set(e!.ref.text, { ref: e!.ref, group: e!.group, value: got.get(e!.ref.text)! });
+      }
       return { ok: true, values: got };
     });
     this.queue = run.catch(() => undefined);

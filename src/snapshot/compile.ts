@@ -96,7 +96,8 @@ export function sslTableDigest(cache: CompileCache, ssls: readonly SslSnapshot[]
   for (let c = 0; c * DIGEST_CHUNK < ssls.length; c++) {
     const from = c * DIGEST_CHUNK;
     const to = Math.min(ssls.length, from + DIGEST_CHUNK);
-    let same = prev !== undefined && prev.chunks[c] !== undefined && Math.min(prev.refs.length, from + DIGEST_CHUNK) === to;
+    const sameEnd = prev !== undefined && Math.min(prev.refs.length, from + DIGEST_CHUNK) === to;
+    let same = sameEnd && prev!.chunks[c] !== undefined;
     for (let i = from; same && i < to; i++) same = prev!.refs[i] === ssls[i] && prev!.status[i] === status[i];
     if (same) {
       chunks.push(prev!.chunks[c]!);
