@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { materialHash, validateSsl, type ValidateInput, type ValidateOutput } from './validate';
+import { cacheKey as contentKey, ValidationCache } from './validation-cache';
 
 const BATCH = 64; // SSL objects per task: amortises the thread hop (~50 µs) over ~40 ms of work
 /**
@@ -15,6 +16,8 @@ const INLINE_MAX = 4;
 export class CertValidator {
   private readonly pool: Piscina;
   private cache = new Map<string, ValidateOutput>();
+  /** By content (not path, id, SNIs or day): kept across restarts once persist() names a file. */
+  private verdicts = new ValidationCache(undefined, undefined);
 
   constructor(threads = 1) {
     this.pool = new Piscina({
@@ -25,14 +28,30 @@ export class CertValidator {
     });
   }
 
+  /** Keep verdicts in this file across restarts (ValidationCache); loads it now. */
+  persist(cache: ValidationCache): void {
+    cache.load();
+    this.verdicts = cache;
+  }
+
+  /** Writes pending verdicts now (shutdown). */
+  flush(): void {
+    this.verdicts.save();
+  }
+
   async validate(inputs: ValidateInput[]): Promise<ValidateOutput[]> {
     const keys = inputs.map(cacheKey);
     const out: ValidateOutput[] = new Array(inputs.length);
     const todo: number[] = [];
+    const content = new Map<number, string>();
     keys.forEach((k, i) => {
       const hit = this.cache.get(k);
-      if (hit) out[i] = hit;
-      else todo.push(i);
+      if (hit) return void (out[i] = hit);
+      const ck = contentKey(inputs[i]!);
+      const known = this.verdicts.get(ck, inputs[i]!);
+      if (known) return void (out[i] = known);
+      content.set(i, ck);
+      todo.push(i);
     });
     if (todo.length <= INLINE_MAX) for (const i of todo.splice(0)) out[i] = validateSsl(inputs[i]!);
     const batches: number[][] = [];
@@ -43,6 +62,7 @@ export class CertValidator {
         b.forEach((i, j) => (out[i] = res[j]!));
       }),
     );
+    for (const [i, ck] of content) this.verdicts.put(ck, out[i]!);
     // Keep only what the current config uses: the cache never outgrows the config.
     const next = new Map<string, ValidateOutput>();
     keys.forEach((k, i) => next.set(k, out[i]!));

@@ -54,6 +54,11 @@ export interface ValidateOutput {
   clientCa?: { subject: string; fingerprint_sha256: string; count: number };
   /** Earliest not_after over the pairs, ms since epoch. */
   notAfter: number;
+  /**
+   * When the verdict has no issue: the times between which it stays the same (every
+   * certificate valid, no expiry warning yet), so a cached verdict is reused only then.
+   */
+  stable?: { from: number; until: number };
 }
 
 export function splitPem(pem: string): string[] {
@@ -67,6 +72,13 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
   const certs: CertInfo[] = [];
   let notAfter = Infinity;
   const keyTypes = new Set<string>();
+  // The verdict's time window (ValidateOutput.stable): narrowed by every date checked below.
+  let stableFrom = -Infinity;
+  let stableUntil = Infinity;
+  const window = (from: number, until: number): void => {
+    stableFrom = Math.max(stableFrom, from);
+    stableUntil = Math.min(stableUntil, until);
+  };
 
   for (const pair of input.pairs) {
     const blocks = splitPem(pair.cert);
@@ -113,6 +125,7 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       const c = chain[i]!;
       const what = `chain certificate ${i + 1} (${oneLine(c.subject)})`;
       const [notBefore, notAfter] = [Date.parse(c.validFrom), Date.parse(c.validTo)];
+      window(notBefore, notAfter);
       if (notAfter <= input.now) {
         err(pair.certPath, 'TLSGATE_E_CERT_EXPIRED', `${what} expired on ${new Date(notAfter).toISOString()}`);
       } else if (notBefore > input.now) {
@@ -130,6 +143,7 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
     });
     const from = Date.parse(leaf.validFrom);
     const to = Date.parse(leaf.validTo);
+    window(from, to - input.warnDays * 86_400_000);
     const daysLeft = Math.floor((to - input.now) / 86_400_000);
     if (to <= input.now)
       err(
@@ -163,25 +177,7 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       const subject = oneLine(leaf.subject);
       const msg = `has no DNS Subject Alternative Name (subject ${subject}); the CN is not used for name matching`;
       err(pair.certPath, 'TLSGATE_E_CERT_NO_SAN', msg);
-    } else if (input.type === 'server') {
-      // A SAN like `*.com` would cover any registrable domain: never a name this object may serve.
-      const usable = sans.filter((san) => !wildcardOverPublicSuffix(san));
-      input.snis.forEach((sni, j) => {
-        if (usable.some((san) => patternCovers(san, sni))) return;
-        const wide = sans.find((san) => wildcardOverPublicSuffix(san) && patternCovers(san, sni));
-        const p = `${input.path}.snis[${j}]`;
-        if (wide) {
-          const suffix = wildcardOverPublicSuffix(wide);
-          const msg =
-            `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
-            `in ${pair.certPath}`;
-          err(p, 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', msg);
-        } else {
-          const msg = `"${sni}" is not covered by the certificate's SANs (${sans.join(', ')}) in ${pair.certPath}`;
-          err(p, 'TLSGATE_E_SNI_NOT_COVERED', msg);
-        }
-      });
-    }
+    } else if (input.type === 'server') issues.push(...coverageIssues(input, pair.certPath, sans));
     const pub = leaf.publicKey;
     const details = pub.asymmetricKeyDetails ?? {};
     const keyType = pub.asymmetricKeyType ?? 'unknown';
@@ -216,6 +212,7 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       if (blocks.length === 0) throw new Error('no "BEGIN CERTIFICATE" block');
       const cas = blocks.map((b) => new X509Certificate(b));
       clientCa = { subject: oneLine(cas[0]!.subject), fingerprint_sha256: cas[0]!.fingerprint256, count: cas.length };
+      for (const c of cas) window(-Infinity, Date.parse(c.validTo));
       const expired = cas.find((c) => Date.parse(c.validTo) <= input.now);
       if (expired)
         err(
@@ -227,7 +224,50 @@ export function validateSsl(input: ValidateInput): ValidateOutput {
       err(input.clientCa.path, 'TLSGATE_E_CA_PARSE', `not a valid PEM CA bundle: ${(e as Error).message}`);
     }
   }
-  return { issues, certs, ...(clientCa ? { clientCa } : {}), notAfter };
+  const clean = issues.length === 0 && stableFrom <= input.now && input.now < stableUntil;
+  return {
+    issues,
+    certs,
+    ...(clientCa ? { clientCa } : {}),
+    notAfter,
+    ...(clean ? { stable: { from: stableFrom, until: stableUntil } } : {}),
+  };
+}
+
+/**
+ * Each SNI of the object not covered by these DNS SANs of one pair's leaf. Apart from the
+ * rest of validateSsl so a cached verdict (ValidationCache) is checked against the SNIs of
+ * the object that uses it: the same files serve an `ssl_dirs` scan (no SNIs) and its object.
+ */
+export function coverageIssues(
+  input: Pick<ValidateInput, 'path' | 'snis'>,
+  certPath: string,
+  sans: string[],
+): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  // A SAN like `*.com` would cover any registrable domain: never a name this object may serve.
+  const usable = sans.filter((san) => !wildcardOverPublicSuffix(san));
+  input.snis.forEach((sni, j) => {
+    if (usable.some((san) => patternCovers(san, sni))) return;
+    const wide = sans.find((san) => wildcardOverPublicSuffix(san) && patternCovers(san, sni));
+    const path = `${input.path}.snis[${j}]`;
+    if (wide) {
+      const suffix = wildcardOverPublicSuffix(wide);
+      const message =
+        `"${sni}" is covered only by the SAN "${wide}", a wildcard over the public suffix "${suffix}", ` +
+        `in ${certPath}`;
+      out.push({ path, code: 'TLSGATE_E_WILDCARD_PUBLIC_SUFFIX', message, severity: 'error' });
+    } else {
+      const message = `"${sni}" is not covered by the certificate's SANs (${sans.join(', ')}) in ${certPath}`;
+      out.push({ path, code: 'TLSGATE_E_SNI_NOT_COVERED', message, severity: 'error' });
+    }
+  });
+  return out;
+}
+
+/** The DNS names of a `subjectAltName` list (CertInfo.sans: `DNS:a, IP Address:…`), lower case. */
+export function dnsOf(sans: readonly string[]): string[] {
+  return sans.filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4).toLowerCase());
 }
 
 function dnsNames(c: X509Certificate): string[] {

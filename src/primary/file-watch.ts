@@ -7,6 +7,15 @@
 // `quietMs` old. Watchers are per directory (editors replace files by rename) and are
 // never closed and re-opened on a reload: an event queued while the primary was busy
 // would be dropped with the closed watcher.
+//
+// Fast path: a file that got only `rename` events (inotify IN_MOVED_TO / IN_CREATE, never
+// IN_MODIFY) was moved or linked in whole: `mv x.tmp x`, certbot's symlink swap,
+// cert-manager's `..data` swap. It is complete when the event arrives, so it is reported
+// after one probe when it is a complete PEM file, instead of after the stable window
+// (≥ 175 ms). Any write into the file (`cp`, an editor, `cat >`, `rm` + a new file written
+// in chunks) also raises a `change` event and keeps the stable window. The write that made
+// the bytes the probe read raised its event before the read, so one more poll phase after
+// the probe is enough to see it (2 ms, checked before reporting).
 import { createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -24,7 +33,9 @@ export interface FileWatchOptions {
 }
 
 export const FILE_WATCH_DEFAULTS = {
-  debounceMs: 25, // one probe per burst of events
+  // One probe per burst of events: a cert and its key renamed in one after the other (µs
+  // apart) are reported together; 10 ms is most of a rename-replaced file's latency.
+  debounceMs: 10,
   quietMs: 150, // two probes this far apart must agree; a writer pausing longer between chunks is not detected
   maxRounds: 40, // a file still changing after ~6 s is applied as it is then (the whole config is still validated)
   maxReadBytes: 64 * 1024 * 1024,
@@ -46,6 +57,8 @@ export interface WholeDir {
 export class FileWatch {
   private readonly dirs = new Map<string, Dir>();
   private readonly dirty = new Set<string>();
+  /** Dirty paths that saw a `change` event (a write into the file): never the fast path. */
+  private readonly written = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private settling = false;
   private closed = false;
@@ -78,8 +91,8 @@ export class FileWatch {
       let entry = this.dirs.get(dir);
       if (!entry) {
         try {
-          const watcher = watch(dir, { persistent: false }, (_event, name) => {
-            this.onEvent(dir, name === null ? null : name.toString());
+          const watcher = watch(dir, { persistent: false }, (event, name) => {
+            this.onEvent(dir, name === null ? null : name.toString(), event);
           });
           watcher.on('error', (err) => this.o.onError(err, dir));
           entry = { watcher, names: new Set(), whole: false };
@@ -99,7 +112,10 @@ export class FileWatch {
 
   /** Treat these files as changed (e.g. found different from what the snapshot holds). */
   mark(paths: Iterable<string>): void {
-    for (const p of paths) this.dirty.add(p);
+    for (const p of paths) {
+      this.dirty.add(p);
+      this.written.add(p); // how it was written is not known: the stable window
+    }
     if (this.dirty.size > 0) this.schedule();
   }
 
@@ -110,14 +126,21 @@ export class FileWatch {
     this.dirs.clear();
   }
 
-  private onEvent(dir: string, name: string | null): void {
+  private onEvent(dir: string, name: string | null, event: string): void {
     const entry = this.dirs.get(dir);
     if (!entry) return;
     if (name === null) {
-      for (const n of entry.names) this.dirty.add(join(dir, n));
+      // No name: anything may have happened to any file of the directory.
+      for (const n of entry.names) {
+        this.dirty.add(join(dir, n));
+        this.written.add(join(dir, n));
+      }
       if (entry.whole) this.dirty.add(dir);
-    } else if (entry.names.has(name) || entry.whole) this.dirty.add(join(dir, name));
-    else return;
+    } else if (entry.names.has(name) || entry.whole) {
+      const p = join(dir, name);
+      this.dirty.add(p);
+      if (event !== 'rename') this.written.add(p);
+    } else return;
     this.schedule();
   }
 
@@ -130,7 +153,28 @@ export class FileWatch {
   private async settle(): Promise<void> {
     this.settling = true;
     const quiet = this.o.quietMs ?? FILE_WATCH_DEFAULTS.quietMs;
-    let last = new Map([...this.probeAll()].map(([p, v]) => [p, v.key]));
+    const first = this.probeAll();
+    const whole = [...first].filter(([p, v]) => v.pem && !this.written.has(p)).map(([p]) => p);
+    if (whole.length) {
+      // The `change` event of a write that made the bytes just read is queued by then (the
+      // kernel queues it at the end of the write(2) whose bytes the read saw): 2 ms of poll
+      // phases deliver it, with a margin for a writer preempted inside that write.
+      await new Promise((r) => setTimeout(r, 2));
+      const fast = whole.filter((p) => !this.written.has(p));
+      if (fast.length && !this.closed) {
+        for (const p of fast) {
+          this.dirty.delete(p);
+          first.delete(p);
+        }
+        this.o.onStable(fast);
+      }
+    }
+    if (first.size === 0 || this.closed) {
+      this.settling = false;
+      if (!this.closed && this.dirty.size > 0) this.schedule();
+      return;
+    }
+    let last = new Map([...first].map(([p, v]) => [p, v.key]));
     for (let round = 0; round < FILE_WATCH_DEFAULTS.maxRounds && !this.closed; round++) {
       await new Promise((r) => setTimeout(r, quiet));
       const now = this.probeAll();
@@ -141,31 +185,56 @@ export class FileWatch {
     this.settling = false;
     if (this.closed) return;
     const paths = [...last.keys()];
-    for (const p of paths) this.dirty.delete(p);
+    for (const p of paths) {
+      this.dirty.delete(p);
+      this.written.delete(p);
+    }
     this.o.onStable(paths);
     if (this.dirty.size > 0) this.schedule();
   }
 
-  private probeAll(): Map<string, { key: string; mtimeMs: number }> {
-    const out = new Map<string, { key: string; mtimeMs: number }>();
+  private probeAll(): Map<string, Probe> {
+    const out = new Map<string, Probe>();
     for (const p of this.dirty) out.set(p, probe(p, this.o.maxReadBytes ?? FILE_WATCH_DEFAULTS.maxReadBytes));
     return out;
   }
 }
 
-function probe(p: string, max: number): { key: string; mtimeMs: number } {
+interface Probe {
+  key: string;
+  mtimeMs: number;
+  /** A regular file holding only complete PEM blocks (the fast path's content test). */
+  pem: boolean;
+}
+
+function probe(p: string, max: number): Probe {
   try {
     const st = statSync(p);
     let hash = '';
+    let pem = false;
     if (st.isFile() && st.size <= max) {
       try {
-        hash = createHash('sha256').update(readLocalFile(p, p, max)).digest('hex');
+        const text = readLocalFile(p, p, max);
+        hash = createHash('sha256').update(text).digest('hex');
+        pem = completePem(text);
       } catch {
         hash = 'unreadable';
       }
     }
-    return { key: `${st.ino}:${st.size}:${st.mtimeMs}:${hash}`, mtimeMs: st.mtimeMs };
+    return { key: `${st.ino}:${st.size}:${st.mtimeMs}:${hash}`, mtimeMs: st.mtimeMs, pem };
   } catch (err) {
-    return { key: `missing:${(err as NodeJS.ErrnoException).code ?? ''}`, mtimeMs: 0 };
+    return { key: `missing:${(err as NodeJS.ErrnoException).code ?? ''}`, mtimeMs: 0, pem: false };
   }
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----/g;
+
+/** At least one PEM block, each BEGIN closed by its END, no marker left over (a cut file has one). */
+export function completePem(text: string): boolean {
+  let blocks = 0;
+  const rest = text.replace(PEM_BLOCK, () => {
+    blocks++;
+    return '';
+  });
+  return blocks > 0 && !rest.includes('-----BEGIN') && !rest.includes('-----END');
 }

@@ -136,6 +136,38 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
     return run;
   }
 
+  /**
+   * Read these held local references (`$file`, `$env`) again, all or nothing, without
+   * walking every reference of the config as apply() does: a file event among 10k objects
+   * costs its own read (issue 13). Undefined when one is not held or not local: the caller
+   * falls back to apply(). A failed read leaves the store as it was.
+   */
+  reread(texts: readonly string[]): Promise<ApplyResult | undefined> {
+    const run = this.queue.then(async (): Promise<ApplyResult | undefined> => {
+      const held = texts.map((t) => this.entries.get(t));
+      if (held.some((e) => e === undefined || (e.ref.kind !== 'file' && e.ref.kind !== 'env'))) return undefined;
+      const ctx = { ...this.ctx, providers: new Map(), ...(this.fileMaxSize ? { fileMaxSize: this.fileMaxSize } : {}) };
+      const errors: SecretError[] = [];
+      const got = new Map<string, string>();
+      await Promise.all(
+        held.map(async (e) => {
+          try {
+            got.set(e!.ref.text, await resolveRef(e!.ref, ctx));
+          } catch (err) {
+            errors.push(asSecretError(err, e!.ref.text));
+          }
+        }),
+      );
+      if (errors.length) return { ok: false, errors, partial: got };
+      for (const e of held) {
+        this.entries.set(e!.ref.text, { ref: e!.ref, group: e!.group, value: got.get(e!.ref.text)! });
+      }
+      return { ok: true, values: got };
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   get(reference: string): string | undefined {
     return this.entries.get(reference)?.value;
   }

@@ -74,7 +74,8 @@ export class Gateway {
     this.write('gateway.yaml', config);
     const proc = spawn(process.execPath, [CLI, 'start', '--config', this.configPath], {
       cwd: this.dir,
-      env: { ...process.env, ...env },
+      // The validation cache lives and goes with the test's directory (not ~/.cache).
+      env: { TLSGATE_CACHE_DIR: join(this.dir, '.cache'), ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
