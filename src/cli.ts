@@ -14,6 +14,8 @@ const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGH
        tlsgate push     -c, --config FILE --store NODE_FILE
                                             copy FILE's ssls, upstreams, routes, secret_providers (validated
                                             first) into the etcd that NODE_FILE's config_store names
+       tlsgate secrets rewrap -c, --config FILE
+                                            re-seal every built-in secret under config_store.etcd.secrets.active
        tlsgate -h, --help                   this text
        tlsgate -v, --version                the version
 exit 2: a usage error (unknown command or option, missing --config)`;
@@ -58,7 +60,10 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'import') return importCommand(values, extra);
   const importOnly = IMPORT_OPTIONS.find((k) => values[k] !== undefined);
   if (importOnly) return usageError(`--${importOnly} is an option of import`);
-  if (cmd !== 'start' && cmd !== 'validate' && cmd !== 'push') return usageError(`unknown command '${cmd}'`);
+  if (cmd !== 'start' && cmd !== 'validate' && cmd !== 'push' && cmd !== 'secrets')
+    return usageError(`unknown command '${cmd}'`);
+  if (cmd === 'secrets' && extra[0] !== 'rewrap') return usageError('secrets needs a subcommand: rewrap');
+  if (cmd === 'secrets') extra.shift();
   if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`);
   if (values.config === undefined || values.config === '') return usageError(`${cmd} needs --config FILE`);
   const file = resolve(values.config);
@@ -66,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
     if (!values.store) return usageError('push needs --store NODE_FILE (a config file with config_store)');
     return push(file, resolve(values.store));
   }
+  if (cmd === 'secrets') return rewrap(file);
   await ensureDevFiles(file);
   return cmd === 'validate' ? validate(file) : start(file);
 }
@@ -142,10 +148,12 @@ async function validate(file: string): Promise<number> {
     const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
     const decl = await readStoreDecl(file);
     let overlay: import('./config/load').Overlay | undefined;
+    let local: import('./secrets/resolve').LocalSecrets | undefined;
     if (decl) {
       const listed = await (await import('./store/push')).listOnce(await resolveStoreSettings(decl, file));
       if (listed.issues.length) throw new ConfigError(listed.issues);
       overlay = listed.overlay;
+      local = listed.local;
     }
     const loaded = await loadConfigFile(file, undefined, overlay ? { overlay } : {});
     const { engineLoadIssues } = await import('./engines/uws-load');
@@ -154,7 +162,7 @@ async function validate(file: string): Promise<number> {
       throw new ConfigError(
         engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
       );
-    const resolved = await resolveConfig(loaded.config, store);
+    const resolved = await resolveConfig(loaded.config, store, undefined, local);
     const compiled = await compileSnapshot(resolved, validator);
     for (const w of [...loaded.issues, ...compiled.warnings]) process.stdout.write(`warning: ${formatIssue(w)}\n`);
     const s = compiled.snapshot;
@@ -212,6 +220,26 @@ async function push(file: string, nodeFile: string): Promise<number> {
     const what = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ');
     process.stdout.write(`${file}: pushed ${what} to ${settings.endpoints.join(',')} under ${settings.prefix}/\n`);
     return 0;
+  } catch (err) {
+    printError(err);
+    return 1;
+  }
+}
+
+/** `tlsgate secrets rewrap`: KEK rotation, step 2 (README "Built-in secret store"). */
+async function rewrap(file: string): Promise<number> {
+  const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
+  try {
+    const decl = await readStoreDecl(file);
+    if (!decl?.etcd.secrets) {
+      process.stderr.write(`tlsgate: ${file} has no config_store.etcd.secrets: no KEK to rewrap with\n`);
+      return 1;
+    }
+    const r = await (await import('./store/push')).rewrapOnce(await resolveStoreSettings(decl, file));
+    for (const f of r.failed) process.stderr.write(`error: secrets/${f.id}: ${f.message}\n`);
+    process.stdout.write(`rewrapped ${r.rewrapped} secret(s) under KEK "${r.active}", ${r.unchanged} already ` +
+      `under it, ${r.failed.length} failed\n`);
+    return r.failed.length ? 1 : 0;
   } catch (err) {
     printError(err);
     return 1;

@@ -6,6 +6,7 @@ import { resolveConfig } from '../config/resolve';
 import { compileSnapshot } from '../snapshot/compile';
 import type { CertValidator } from '../certs/pool';
 import type { SecretStore } from '../secrets/store';
+import type { LocalSecrets } from '../secrets/resolve';
 import { EtcdStore, type Check } from './etcd-store';
 import { readStoreDecl, resolveStoreSettings } from './settings';
 
@@ -24,6 +25,7 @@ export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undef
   if (!decl) return undefined;
   const settings = await resolveStoreSettings(decl, o.configPath);
   const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), buildCheck(o), o.onApplied);
+  if (settings.secrets) o.secrets.setLocal(store.secretsView());
   await store.start();
   return store;
 }
@@ -34,10 +36,10 @@ export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undef
  * value is fetched once; the primary's next build sets the cache's reference list back.
  */
 export function buildCheck(o: Pick<OpenOptions, 'configPath' | 'secrets' | 'validator'>): Check {
-  return async (overlay: Overlay): Promise<ConfigIssue[]> => {
+  return async (overlay: Overlay, local?: LocalSecrets): Promise<ConfigIssue[]> => {
     try {
       const loaded = await loadConfigFile(o.configPath, undefined, overlay ? { overlay } : {});
-      const resolved = await resolveConfig(loaded.config, o.secrets);
+      const resolved = await resolveConfig(loaded.config, o.secrets, undefined, local);
       await compileSnapshot(resolved, o.validator);
       return [];
     } catch (err) {
