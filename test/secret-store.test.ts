@@ -216,8 +216,9 @@ test('tampered, swapped or wrongly keyed records are refused alone; the last goo
       assert.ok(await serves(port, 'web.test', web2.cert), `${what}: node keeps serving web.test`);
       await waitFor(async () => (await get(port, `/${marker}`, { servername: 'site.test' })).body === marker,
         `${what}: the other change applies`);
-      const listed = (await gw.admin('GET', '/v1/secrets')).body.secrets.find((s: { id: string }) => s.id === 'web-key');
-      assert.match(listed.error, why);
+      const secrets = (await gw.admin('GET', '/v1/secrets')).body.secrets as Array<{ id: string; error?: string }>;
+      const listed = secrets.find((s) => s.id === 'web-key')!;
+      assert.match(listed.error ?? '', why);
     }
   }
   // A good PUT through the API clears the error on both nodes.

@@ -6,7 +6,7 @@ import type { Etcd3, IKeyValue, ITxnResponse, IWatchResponse, Watcher } from 'et
 import { type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import type { Overlay, StoredCollection } from '../config/load';
-import { BACKOFF_FIRST_MS, BACKOFF_MAX_MS, createClient, diagnoseTls } from './etcd-client';
+import { BACKOFF_FIRST_MS, BACKOFF_MAX_MS, createClient, diagnoseTls, explainAuth } from './etcd-client';
 import { ID, blame, keyOf, parseStored, readablePath, readableText, toOverlay, type StoredObject } from './objects';
 import type { EtcdSettings } from './settings';
 import type { LocalSecrets } from '../secrets/resolve';
@@ -219,7 +219,7 @@ export class EtcdStore {
     this.connected = false;
     const seq = ++this.lostSeq;
     const endpoint = this.settings.endpoints[0]!;
-    let message = (err as Error).message ?? String(err);
+    let message = explainAuth((err as Error).message ?? String(err), this.settings);
     // gRPC hides TLS failures behind "UNAVAILABLE" (or a stream that just ended): find the
     // cause with a handshake of our own.
     if (this.secure()) {
