@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,etcd-cold,etcd-outage] [--targets nginx,haproxy,node-https,tlsgate]
 //   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -21,12 +21,15 @@ import { rotation } from './scenarios/rotation';
 import { scale } from './scenarios/scale';
 import { streaming } from './scenarios/streaming';
 import { etcdConvergence } from './scenarios/etcd-convergence';
+import { etcdCold, etcdOutage } from './scenarios/etcd-scale';
 import { gatewayTarget } from './targets/gateway';
 import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
-export const SCENARIOS: Scenario[] = [handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence];
+export const SCENARIOS: Scenario[] = [
+  handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence, etcdCold, etcdOutage,
+];
 
 export function allTargets(): Target[] {
   return [
