@@ -10,6 +10,8 @@ import { ID, publicView, referrers, secretReferrers } from './objects';
 
 /** A JSON body larger than this is refused (an SSL object with a few PEM chains is ~10 KiB). */
 const MAX_BODY = 4 * 1024 * 1024; // 4 MiB
+/** A built-in secret's value (a PEM chain is a few KiB). */
+const MAX_SECRET = 1024 * 1024; // 1 MiB
 
 export interface WriteTarget {
   readonly configStore: EtcdStore | undefined;
@@ -102,6 +104,9 @@ const putSecret: Op = async (s, t, req, _c, id) => {
     return fail(400, 'TLSGATE_E_CONFIG_INVALID', json
       ? 'the body must be {"value": "<non-empty string>"}'
       : 'the body (the value itself) is empty', [{ path: 'value', message: 'must be a non-empty string' }]);
+  // Sealed and base64-encoded it grows by a third: etcd refuses requests over 1.5 MiB by default.
+  if (Buffer.byteLength(value) > MAX_SECRET)
+    return fail(413, 'TLSGATE_E_CONFIG_INVALID', `a secret value is at most ${MAX_SECRET} bytes`);
   return s.putSecret(id, value, ifMatch(req));
 };
 
