@@ -17,6 +17,7 @@ import { adminWrite } from '../../test/helpers/store-admin';
 import { pushFile } from '../../src/store/push';
 import type { EtcdSettings } from '../../src/store/settings';
 import { sniSet } from '../lib/fixtures';
+import { cpuMicros } from '../lib/proc';
 import { newScenario, type ScenarioResult } from '../lib/report';
 import { percentile } from '../lib/stats';
 import { peerFingerprint } from './rotation';
@@ -48,6 +49,9 @@ export const etcdCold: Scenario = {
         { key: 'fileMs', label: 'file: start → serving (median)', unit: 'ms' },
         { key: 'etcdMs', label: 'etcd: start → serving (median)', unit: 'ms' },
         { key: 'ratio', label: 'etcd ÷ file', unit: '×', digits: 2 },
+        { key: 'fileCpu', label: 'file: gateway CPU to serving (median)', unit: 's', digits: 1 },
+        { key: 'etcdCpu', label: 'etcd: gateway CPU to serving (median)', unit: 's', digits: 1 },
+        { key: 'cpuRatio', label: 'CPU etcd ÷ file', unit: '×', digits: 2 },
         { key: 'fileCompile', label: 'file: compile_ms', unit: 'ms' },
         { key: 'etcdCompile', label: 'etcd: compile_ms', unit: 'ms' },
         { key: 'runs', label: 'runs each', unit: '' },
@@ -83,6 +87,7 @@ export const etcdCold: Scenario = {
       ctx.log(`  etcd-cold: ${n} objects pushed in ${(performance.now() - t0).toFixed(0)} ms`);
       const times: Record<'file' | 'etcd', number[]> = { file: [], etcd: [] };
       const compile: Record<'file' | 'etcd', number[]> = { file: [], etcd: [] };
+      const cpu: Record<'file' | 'etcd', number[]> = { file: [], etcd: [] };
       for (let i = 0; i < runs; i++) {
         // Alternating order too: neither kind always runs first.
         for (const kind of i % 2 ? (['etcd', 'file'] as const) : (['file', 'etcd'] as const)) {
@@ -109,9 +114,12 @@ listeners: [{ name: public, listen: 127.0.0.1:${port} }]
               await sleep(5);
             }
             times[kind].push(performance.now() - s0);
+            // utime + stime of the primary and its workers (not etcd's): steadier than wall time on busy cores.
+            cpu[kind].push(cpuMicros(g.proc!.pid!) / 1e6);
             const started = g.logs.find((l) => l.msg === 'tlsgate started');
             compile[kind].push(Number(started?.compile_ms ?? NaN));
-            ctx.log(`  etcd-cold ${kind} run ${i + 1}: ${(performance.now() - s0).toFixed(0)} ms`);
+            ctx.log(`  etcd-cold ${kind} run ${i + 1}: ${(performance.now() - s0).toFixed(0)} ms, ` +
+              `CPU ${cpu[kind].at(-1)!.toFixed(1)} s`);
           } finally {
             await g.stop();
           }
@@ -124,11 +132,14 @@ listeners: [{ name: public, listen: 127.0.0.1:${port} }]
           fileMs: median(times.file),
           etcdMs: median(times.etcd),
           ratio: median(times.etcd) / median(times.file),
+          fileCpu: median(cpu.file),
+          etcdCpu: median(cpu.etcd),
+          cpuRatio: median(cpu.etcd) / median(cpu.file),
           fileCompile: median(compile.file),
           etcdCompile: median(compile.etcd),
           runs,
         },
-        raw: { times, compile },
+        raw: { times, compile, cpu },
       });
       ctx.log(`  etcd-cold: file ${times.file.map((x) => x.toFixed(0)).join('/')} ms, etcd ` +
         `${times.etcd.map((x) => x.toFixed(0)).join('/')} ms, ` +
