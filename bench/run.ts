@@ -1,5 +1,6 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,etcd-cold,etcd-outage] [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,
+//    etcd-cold,etcd-outage] [--targets nginx,haproxy,node-https,tlsgate]
 //   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
