@@ -1,7 +1,8 @@
 // The etcd config store of one node: lists `<prefix>/`, watches from the listed revision,
 // validates each change with the whole config before serving it (an invalid object keeps
 // its last good version), and writes objects for the Admin API with a compare on their
-// mod revision.
+// mod revision. Built-in secrets (`<prefix>/secrets/<id>`, src/store/secrets.ts) ride the same
+// list and watch: each is decrypted and checked with the objects that use it.
 import type { Etcd3, IKeyValue, ITxnResponse, IWatchResponse, Watcher } from 'etcd3';
 import { type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
@@ -11,8 +12,8 @@ import { ID, blame, keyOf, parseStored, readablePath, readableText, toOverlay, t
 import type { EtcdSettings } from './settings';
 import type { LocalSecrets } from '../secrets/resolve';
 import {
-  SECRETS_COLLECTION, hashPrefix, localRefs, localView, open as openSealed, parseRecord, seal,
-  type KeyRing, type Opened, type SecretInfo,
+  SECRETS_COLLECTION, hashPrefix, localRefs, localView, open as openSealed, parseRecord, rewrapAll, seal,
+  type Opened, type RewrapReport, type SecretInfo,
 } from './secrets';
 
 /** Error issues of building the config with these objects and built-in secrets (empty: it builds). */
@@ -630,51 +631,6 @@ export class EtcdStore {
     await Promise.race([w?.cancel().catch(() => undefined), sleep(500)]);
     this.client.close();
   }
-}
-
-export interface RewrapReport {
-  active: string;
-  rewrapped: number;
-  unchanged: number;
-  failed: Array<{ id: string; message: string }>;
-  /** etcd revision of the last write (0: none). */
-  revision: number;
-}
-
-/** Re-seal `<prefix>/secrets/*` under the ring's active KEK (also `tlsgate secrets rewrap`). */
-export async function rewrapAll(client: Etcd3, prefix: string, ring: KeyRing): Promise<RewrapReport> {
-  const head = `${prefix}/${SECRETS_COLLECTION}/`;
-  const res = await client.getAll().prefix(head).exec();
-  const out: RewrapReport = { active: ring.active, rewrapped: 0, unchanged: 0, failed: [], revision: 0 };
-  for (const kv of res.kvs) {
-    const id = kv.key.toString().slice(head.length);
-    const rec = parseRecord(kv.value.toString());
-    if (typeof rec === 'string') {
-      out.failed.push({ id, message: rec });
-      continue;
-    }
-    if (rec.kek === ring.active) {
-      out.unchanged++;
-      continue;
-    }
-    let value: string;
-    try {
-      value = openSealed(id, rec, ring);
-    } catch (err) {
-      out.failed.push({ id, message: (err as Error).message });
-      continue;
-    }
-    const t = await client
-      .if(kv.key.toString(), 'Mod', '==', kv.mod_revision)
-      .then(client.put(kv.key.toString()).value(seal(id, value, ring, rec.created || undefined)))
-      .commit();
-    if (!t.succeeded) out.failed.push({ id, message: 'changed while rewrapping: run rewrap again' });
-    else {
-      out.rewrapped++;
-      out.revision = Number(t.header.revision);
-    }
-  }
-  return out;
 }
 
 function conflict(key: string, expected: string, actual: string | undefined): WriteOutcome {

@@ -8,8 +8,7 @@ import { createClient, diagnoseTls } from './etcd-client';
 import { keyOf, parseStored, toOverlay, type StoredObject } from './objects';
 import type { EtcdSettings } from './settings';
 import type { LocalSecrets } from '../secrets/resolve';
-import { SECRETS_COLLECTION, localView, open, parseRecord, type Opened } from './secrets';
-import { rewrapAll, type RewrapReport } from './etcd-store';
+import { SECRETS_COLLECTION, localView, open, parseRecord, rewrapAll, type Opened, type RewrapReport } from './secrets';
 
 /** etcd's default --max-txn-ops is 128: a push writes in transactions of this many puts. */
 const TXN_OPS = 100;

@@ -6,6 +6,7 @@
 // except to the secret resolution path (src/secrets/): no log, status or answer holds one.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { SecretError } from '../errors';
+import type { Etcd3 } from 'etcd3';
 import type { LocalSecrets } from '../secrets/resolve';
 
 export const SECRETS_COLLECTION = 'secrets';
@@ -143,5 +144,50 @@ export function localRefs(value: unknown): Set<string> {
   const text = JSON.stringify(value);
   if (!text.includes('$secret://local/')) return out;
   for (const m of text.matchAll(LOCAL_REF)) out.add(m[1]!);
+  return out;
+}
+
+export interface RewrapReport {
+  active: string;
+  rewrapped: number;
+  unchanged: number;
+  failed: Array<{ id: string; message: string }>;
+  /** etcd revision of the last write (0: none). */
+  revision: number;
+}
+
+/** Re-seal `<prefix>/secrets/*` under the ring's active KEK (also `tlsgate secrets rewrap`). */
+export async function rewrapAll(client: Etcd3, prefix: string, ring: KeyRing): Promise<RewrapReport> {
+  const head = `${prefix}/${SECRETS_COLLECTION}/`;
+  const res = await client.getAll().prefix(head).exec();
+  const out: RewrapReport = { active: ring.active, rewrapped: 0, unchanged: 0, failed: [], revision: 0 };
+  for (const kv of res.kvs) {
+    const id = kv.key.toString().slice(head.length);
+    const rec = parseRecord(kv.value.toString());
+    if (typeof rec === 'string') {
+      out.failed.push({ id, message: rec });
+      continue;
+    }
+    if (rec.kek === ring.active) {
+      out.unchanged++;
+      continue;
+    }
+    let value: string;
+    try {
+      value = open(id, rec, ring);
+    } catch (err) {
+      out.failed.push({ id, message: (err as Error).message });
+      continue;
+    }
+    const t = await client
+      .if(kv.key.toString(), 'Mod', '==', kv.mod_revision)
+      .then(client.put(kv.key.toString()).value(seal(id, value, ring, rec.created || undefined)))
+      .commit();
+    if (!t.succeeded) out.failed.push({ id, message: 'changed while rewrapping: run rewrap again' });
+    else {
+      out.rewrapped++;
+      out.revision = Number(t.header.revision);
+    }
+  }
   return out;
 }
