@@ -1,6 +1,6 @@
 // npm run bench [-- --quick] [--workers N]
-//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match]
-//   [--targets nginx,haproxy,node-https,tlsgate]
+//   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match,
+//    etcd-cold,etcd-outage] [--targets nginx,haproxy,node-https,tlsgate]
 //   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N] [--rotate-one]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -23,13 +23,14 @@ import { routeMatch } from './scenarios/route-match';
 import { scale } from './scenarios/scale';
 import { streaming } from './scenarios/streaming';
 import { etcdConvergence } from './scenarios/etcd-convergence';
+import { etcdCold, etcdOutage } from './scenarios/etcd-scale';
 import { gatewayTarget } from './targets/gateway';
 import { standinCommand, tlsgateCommand } from './targets/tlsgate';
 import type { Target } from './targets/types';
 import { startUpstream } from './targets/upstream';
 
 export const SCENARIOS: Scenario[] = [
-  handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence, routeMatch,
+  handshake, keepalive, rotation, scale, streaming, h2, certRotation, etcdConvergence, routeMatch, etcdCold, etcdOutage,
 ];
 
 export function allTargets(): Target[] {

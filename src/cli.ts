@@ -16,6 +16,8 @@ const USAGE = `usage: tlsgate start    -c, --config FILE   run the gateway (SIGH
        tlsgate push     -c, --config FILE --store NODE_FILE
                                             copy FILE's ssls, upstreams, routes, secret_providers (validated
                                             first) into the etcd that NODE_FILE's config_store names
+       tlsgate secrets rewrap -c, --config FILE
+                                            re-seal every built-in secret under config_store.etcd.secrets.active
        tlsgate -h, --help                   this text
        tlsgate -v, --version                the version
 exit 2: a usage error (unknown command or option, missing --config)`;
@@ -60,7 +62,10 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'import') return importCommand(values, extra);
   const importOnly = IMPORT_OPTIONS.find((k) => values[k] !== undefined);
   if (importOnly) return usageError(`--${importOnly} is an option of import`);
-  if (cmd !== 'start' && cmd !== 'validate' && cmd !== 'push') return usageError(`unknown command '${cmd}'`);
+  if (cmd !== 'start' && cmd !== 'validate' && cmd !== 'push' && cmd !== 'secrets')
+    return usageError(`unknown command '${cmd}'`);
+  if (cmd === 'secrets' && extra[0] !== 'rewrap') return usageError('secrets needs a subcommand: rewrap');
+  if (cmd === 'secrets') extra.shift();
   if (extra.length > 0) return usageError(`unexpected argument '${extra[0]}'`);
   if (values.config === undefined || values.config === '') return usageError(`${cmd} needs --config FILE`);
   const file = resolve(values.config);
@@ -68,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     if (!values.store) return usageError('push needs --store NODE_FILE (a config file with config_store)');
     return push(file, resolve(values.store));
   }
+  if (cmd === 'secrets') return rewrap(file);
   // Read and parsed once: the dev files, log, config_store and the first build share it.
   const source = await readSource(file);
   await ensureDevFiles(source);
@@ -186,6 +192,26 @@ async function push(file: string, nodeFile: string): Promise<number> {
     const what = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ');
     process.stdout.write(`${file}: pushed ${what} to ${settings.endpoints.join(',')} under ${settings.prefix}/\n`);
     return 0;
+  } catch (err) {
+    printError(err);
+    return 1;
+  }
+}
+
+/** `tlsgate secrets rewrap`: KEK rotation, step 2 (README "Built-in secret store"). */
+async function rewrap(file: string): Promise<number> {
+  const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
+  try {
+    const decl = await readStoreDecl(file);
+    if (!decl?.etcd.secrets) {
+      process.stderr.write(`tlsgate: ${file} has no config_store.etcd.secrets: no KEK to rewrap with\n`);
+      return 1;
+    }
+    const r = await (await import('./store/push')).rewrapOnce(await resolveStoreSettings(decl, file));
+    for (const f of r.failed) process.stderr.write(`error: secrets/${f.id}: ${f.message}\n`);
+    process.stdout.write(`rewrapped ${r.rewrapped} secret(s) under KEK "${r.active}", ${r.unchanged} already ` +
+      `under it, ${r.failed.length} failed\n`);
+    return r.failed.length ? 1 : 0;
   } catch (err) {
     printError(err);
     return 1;

@@ -58,6 +58,10 @@ export const ErrorCodes = {
   TLSGATE_E_STORE_CONFLICT: 'the object changed since the revision the write was based on (If-Match; 412)',
   TLSGATE_E_STORE_REFERENCED: 'the object cannot be deleted while other objects reference it (409)',
   TLSGATE_E_STORE_NOT_FOUND: 'no such object in the config store (404)',
+  TLSGATE_E_SECRET_LOCAL: '$secret://local/<id>: the built-in secret store has no such secret, or is not configured',
+  TLSGATE_E_SECRET_DECRYPT:
+    'a built-in secret cannot be decrypted: its KEK id is unknown here, the key is wrong, or the value was tampered',
+  TLSGATE_E_SECRET_KEK: 'config_store.etcd.secrets: a key-encryption key is missing, unreadable or not 32 bytes',
   TLSGATE_E_INTERNAL: 'an unexpected failure inside the gateway (500)',
   TLSGATE_E_NO_ROUTE: 'no route matches the request (404)',
   TLSGATE_E_MISDIRECTED: 'the request authority needs a connection verified for its mTLS SSL object (421)',

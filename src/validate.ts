@@ -26,10 +26,12 @@ export async function checkConfig(source: ConfigSource, warn: (message: string) 
     const { readStoreDecl, resolveStoreSettings } = await import('./store/settings');
     const decl = await readStoreDecl(source);
     let overlay: import('./config/load').Overlay | undefined;
+    let local: import('./secrets/resolve').LocalSecrets | undefined;
     if (decl) {
       const listed = await (await import('./store/push')).listOnce(await resolveStoreSettings(decl, source.file));
       if (listed.issues.length) throw new ConfigError(listed.issues);
       overlay = listed.overlay;
+      local = listed.local;
     }
     const loaded = await loadConfigFile(source.file, undefined, { source, ...(overlay ? { overlay } : {}) });
     const { engineLoadIssues } = await import('./engines/uws-load');
@@ -38,7 +40,7 @@ export async function checkConfig(source: ConfigSource, warn: (message: string) 
       throw new ConfigError(
         engineIssues.map((i) => ({ ...i, code: 'TLSGATE_E_ENGINE_LOAD' as const, severity: 'error' as const })),
       );
-    const resolved = await resolveConfig(loaded.config, store);
+    const resolved = await resolveConfig(loaded.config, store, undefined, local);
     const compiled = await compileSnapshot(resolved, validator);
     return { snapshot: compiled.snapshot, warnings: [...loaded.issues, ...compiled.warnings] };
   } finally {

@@ -149,11 +149,17 @@ describe('bench plumbing (tiny counts, every available target)', { timeout: 600_
     assert.ok(results.machine.openssl);
     assert.deepEqual(
       results.scenarios.map((s) => s.name),
-      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation', 'etcd-convergence', 'route-match'],
+      ['handshake', 'keepalive', 'rotation', 'scale', 'streaming', 'h2', 'cert-rotation', 'etcd-convergence', 'route-match',
+        'etcd-cold', 'etcd-outage'],
     );
     // Two gateways on a real etcd: every PUT converged on both nodes (or etcd is absent, said so).
     const conv = results.scenarios.find((s) => s.name === 'etcd-convergence')!;
     if (conv.skipped.length === 0) assert.equal(conv.rows[0]?.metrics.failed, 0);
+    // etcd away under load: no failed request; a cold node from etcd and from a file both measured.
+    const out = results.scenarios.find((s) => s.name === 'etcd-outage')!;
+    if (out.skipped.length === 0) assert.equal(out.rows[0]?.metrics.failed, 0);
+    const cold = results.scenarios.find((s) => s.name === 'etcd-cold')!;
+    if (cold.skipped.length === 0) assert.ok(Number(cold.rows[0]?.metrics.ratio) > 0);
     for (const s of results.scenarios) assert.ok(run!.markdown.includes(`### ${s.title}`));
   });
 

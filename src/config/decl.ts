@@ -245,7 +245,7 @@ export function credential<O extends Common<string> & { sensitive?: boolean }>(o
       if (o.sensitive) r.warn(p, 'is a literal in the config; prefer a $env:// or $file:// reference');
       return v;
     }
-    if (parsed.ref.kind === 'vault' || parsed.ref.kind === 'aws') {
+    if (parsed.ref.kind === 'vault' || parsed.ref.kind === 'aws' || parsed.ref.kind === 'local') {
       const msg = `"${v}": provider settings accept only $env:// or $file:// references`;
       return void r.error(p, msg, 'TLSGATE_E_SECRET_REF');
     }

@@ -724,6 +724,25 @@ const CONFIG_STORE = obj({
       password: credential({ required: true, sensitive: true, doc: 'its password' }),
     }, { optional: true, doc: 'etcd authentication (absent: none)' }),
     start_timeout: duration({ min: 100, default: 10_000, doc: 'start waits this long for the first list' }),
+    secrets: obj({
+      keys: list(obj({
+        id: str({ required: true, pattern: ID, hint: ID_HINT, type: 'id', doc: 'names the KEK in each record' }),
+        key: credential({ required: true, sensitive: true, doc: '32 bytes, base64 or hex' }),
+      }, { doc: '' }), {
+        required: true, shape: '{id, key}', nonEmpty: 'must hold at least one key', doc: 'key-encryption keys',
+      }),
+      active: str({ required: true, pattern: ID, hint: ID_HINT, type: 'id', doc: 'the KEK new values use' }),
+    }, {
+      optional: true, doc: 'built-in secret store (`$secret://local/<id>`), see "Built-in secret store"',
+      rule: (r, t, _raw, p) => {
+        const ids = (t.keys ?? []).map((k) => k.id);
+        ids.forEach((id, i) => {
+          if (ids.indexOf(id) !== i) r.error(join(p, `keys[${i}].id`), `"${id}" is listed twice`);
+        });
+        if (t.active !== undefined && t.keys && !ids.includes(t.active))
+          r.error(join(p, 'active'), `"${t.active}" is not the id of one of keys[] (${ids.join(', ')})`);
+      },
+    }),
   }, { required: true, doc: 'etcd v3' }),
 }, {
   optional: true,

@@ -2,6 +2,7 @@
 import { ConfigError, type ConfigIssue } from '../errors';
 import { parseValue, type SecretRef } from '../secrets/reference';
 import type { SecretStore } from '../secrets/store';
+import type { LocalSecrets } from '../secrets/resolve';
 import { secretFields } from './secret-fields';
 import type { GatewayConfig } from './types';
 
@@ -39,6 +40,8 @@ export async function resolveConfig(
   config: GatewayConfig,
   store: SecretStore,
   reread?: (ref: SecretRef) => boolean,
+  /** `$secret://local/<id>` values for this resolve only (a check of a changed built-in secret). */
+  local?: LocalSecrets,
 ): Promise<ResolvedConfig> {
   const fields = fieldsOf(config);
   const values = new Map(fields.literals);
@@ -50,6 +53,7 @@ export async function resolveConfig(
     fileMaxSize: config.file_max_size,
     fileRefreshInterval: config.file_refresh_interval,
     ...(reread ? { reread } : {}),
+    ...(local ? { local } : {}),
   });
   if (!applied.ok) {
     const byRef = new Map<string, string[]>();

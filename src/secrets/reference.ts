@@ -3,13 +3,15 @@
 // Short forms (the seeds'): `$secret://vault/<path…>/<field>` and `$secret://aws/<secret-id>[/<json-field>]`
 // go to the provider of that type marked `default: true`. Which form a text is depends on the
 // providers: its first segment is the id of a provider of that type → long, otherwise short.
+// `$secret://local/<id>`: the built-in secret store (config_store.etcd.secrets, src/store/secrets.ts).
 import type { ErrorCode } from '../errors';
 
 export type SecretRef =
   | { kind: 'env'; name: string; text: string }
   | { kind: 'file'; path: string; text: string }
   | { kind: 'vault'; provider: string; path: string; field: string; text: string }
-  | { kind: 'aws'; provider: string; secretId: string; field?: string; text: string };
+  | { kind: 'aws'; provider: string; secretId: string; field?: string; text: string }
+  | { kind: 'local'; id: string; text: string };
 
 export type ParsedValue = { ok: true; ref: SecretRef | null } | { ok: false; message: string; code?: ErrorCode };
 
@@ -22,6 +24,8 @@ export interface ProviderScope {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SEGMENT = /^[A-Za-z0-9._~@+=:%-]+$/;
+/** Ids of the built-in secret store: those of every stored object. */
+export const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function isReference(value: string): boolean {
   return value.startsWith('$env://') || value.startsWith('$file://') || value.startsWith('$secret://');
@@ -52,8 +56,14 @@ export function parseValue(value: string, providers?: readonly ProviderScope[]):
     if (parts.some((p) => !SEGMENT.test(p))) {
       return { ok: false, message: `"${value}" is not a valid $secret:// reference (empty or invalid path segment)` };
     }
+    if (manager === 'local') {
+      return rest.length === 1 && LOCAL_ID.test(rest[0]!)
+        ? { ok: true, ref: { kind: 'local', id: rest[0]!, text: value } }
+        : { ok: false, message: `"${value}" is not a valid local reference (expected $secret://local/<id>)` };
+    }
     if (manager !== 'vault' && manager !== 'aws') {
-      return { ok: false, message: `"${value}" names an unknown secret manager "${manager}" (expected vault or aws)` };
+      const m = `"${value}" names an unknown secret manager "${manager}" (expected vault, aws or local)`;
+      return { ok: false, message: m };
     }
     // Segments after the provider id: vault needs a path and a field, aws a secret id and an optional field.
     const [min, max] = manager === 'vault' ? [2, Infinity] : [1, 2];

@@ -21,6 +21,13 @@ export interface ResolveContext {
   providers: ReadonlyMap<string, SecretProvider>;
   /** Largest `$file://` value in bytes (config `file_max_size`); default 1 MiB. */
   fileMaxSize?: number;
+  /** `$secret://local/<id>`: the built-in secret store's values (absent: none configured). */
+  local?: LocalSecrets;
+}
+
+/** The decrypted values of the built-in secret store; `get` throws a SecretError naming the reference. */
+export interface LocalSecrets {
+  get(id: string, reference: string): string;
 }
 
 export const FILE_MAX_SIZE_DEFAULT = 1024 * 1024;
@@ -41,6 +48,13 @@ export async function resolveRef(ref: SecretRef, ctx: ResolveContext): Promise<s
     case 'file': {
       const p = isAbsolute(ref.path) ? ref.path : resolvePath(ctx.baseDir, ref.path);
       return readLocalFile(ref.text, p, ctx.fileMaxSize ?? FILE_MAX_SIZE_DEFAULT);
+    }
+    case 'local': {
+      if (!ctx.local) {
+        throw new SecretError('TLSGATE_E_SECRET_LOCAL', ref.text,
+          `${ref.text}: the built-in secret store needs config_store.etcd.secrets in the config file`);
+      }
+      return ctx.local.get(ref.id, ref.text);
     }
     case 'vault':
     case 'aws': {

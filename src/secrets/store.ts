@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { SecretError, type ErrorCode } from '../errors';
 import { createProvider, type ProviderConfig, type ProviderContext } from './providers';
 import { parseValue, type SecretRef } from './reference';
-import { resolveRef, type SecretProvider } from './resolve';
+import { resolveRef, type LocalSecrets, type SecretProvider } from './resolve';
 
 export interface StoreLogger {
   warn(obj: object, msg: string): void;
@@ -60,6 +60,8 @@ export interface SecretStoreOptions extends Partial<ProviderContext> {
   jitter?: number;
   /** Secrets (paths / secret ids) read in parallel per provider. */
   concurrency?: number;
+  /** `$secret://local/<id>` values (the config store's built-in secrets); settable later with setLocal(). */
+  local?: LocalSecrets;
   /** Make a provider from its config; tests may wrap it. */
   createProvider?: (cfg: ProviderConfig, ctx: ProviderContext) => Promise<SecretProvider>;
 }
@@ -83,6 +85,8 @@ export interface StorePlan {
    * primary passes the files a watcher named, so one changed file among 10k is one read.
    */
   reread?: (ref: SecretRef) => boolean;
+  /** `$secret://local/<id>` values for this apply only (a config store checking a changed secret). */
+  local?: LocalSecrets;
 }
 
 /** On failure, `partial` holds what did resolve: the config check still validates those objects. */
@@ -122,11 +126,18 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
   private closed = false;
   private fileMaxSize: number | undefined;
   private fileRefreshInterval: number | undefined;
+  private local: LocalSecrets | undefined;
 
   constructor(opts: SecretStoreOptions) {
     super();
     this.opts = opts;
     this.ctx = { baseDir: opts.baseDir ?? process.cwd(), env: opts.env ?? process.env };
+    this.local = opts.local;
+  }
+
+  /** The built-in secret store, once the config store is open. */
+  setLocal(local: LocalSecrets | undefined): void {
+    this.local = local;
   }
 
   /** Adopt the providers and references of a config. Serialized; all or nothing. */
@@ -261,23 +272,26 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
       // Local references are cheap: re-read on every apply, so a reload sees a rewritten file.
       // A secret manager is asked again only when its provider is new or was changed.
       // A short reference whose default moved to another provider is read again.
+      // A built-in secret (an in-memory map, decrypted once per etcd revision) is read on every apply.
       const held = ref.kind === 'vault' || ref.kind === 'aws' ? this.providers.get(ref.provider) : undefined;
       const reused =
         ref.kind === 'vault' || ref.kind === 'aws'
           ? old?.ref.kind === ref.kind && old.ref.provider === ref.provider &&
             held !== undefined && held === next.get(ref.provider)
-          : plan.reread !== undefined && !plan.reread(ref);
+          : ref.kind !== 'local' && plan.reread !== undefined && !plan.reread(ref);
       if (old && reused) nextEntries.set(text, old);
       else toFetch.push(ref);
     }
 
     const providers = new Map([...next].map(([id, h]) => [id, h.instance]));
     const fileMaxSize = plan.fileMaxSize ?? this.fileMaxSize;
+    const local = plan.local ?? this.local;
+    const ctx = { ...this.ctx, providers, ...(fileMaxSize ? { fileMaxSize } : {}), ...(local ? { local } : {}) };
     await eachLimited(groupBySource(toFetch), this.opts.concurrency ?? STORE_DEFAULTS.concurrency, async (refs) => {
       await Promise.all(
         refs.map(async (ref) => {
           try {
-            const value = await resolveRef(ref, { ...this.ctx, providers, ...(fileMaxSize ? { fileMaxSize } : {}) });
+            const value = await resolveRef(ref, ctx);
             nextEntries.set(ref.text, { ref, group: groupOf(ref), value });
           } catch (err) {
             errors.push(asSecretError(err, ref.text));
@@ -428,7 +442,8 @@ export class SecretStore extends EventEmitter<SecretStoreEvents> {
 }
 
 function groupOf(ref: SecretRef): string | null {
-  if (ref.kind === 'env') return null;
+  // A built-in secret changes through the config store's watch, never by polling.
+  if (ref.kind === 'env' || ref.kind === 'local') return null;
   if (ref.kind === 'file') return FILE_GROUP;
   return ref.provider;
 }
@@ -444,7 +459,9 @@ function groupBySource(refs: SecretRef[]): SecretRef[][] {
           ? `aws/${ref.provider}/${ref.secretId}`
           : ref.kind === 'file'
             ? `file/${ref.path}`
-            : `env/${ref.name}`;
+            : ref.kind === 'local'
+              ? `local/${ref.id}`
+              : `env/${ref.name}`;
     const list = by.get(key);
     if (list) list.push(ref);
     else by.set(key, [ref]);

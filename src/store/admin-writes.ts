@@ -6,10 +6,12 @@ import { auditWrite, type AuditLog } from '../primary/audit';
 import type { GatewayConfig } from '../config/types';
 import { STORED_COLLECTIONS, type StoredCollection } from '../config/load';
 import type { EtcdStore } from './etcd-store';
-import { ID, publicView, referrers } from './objects';
+import { ID, publicView, referrers, secretReferrers } from './objects';
 
 /** A JSON body larger than this is refused (an SSL object with a few PEM chains is ~10 KiB). */
 const MAX_BODY = 4 * 1024 * 1024; // 4 MiB
+/** A built-in secret's value (a PEM chain is a few KiB). */
+const MAX_SECRET = 1024 * 1024; // 1 MiB
 
 export interface WriteTarget {
   readonly configStore: EtcdStore | undefined;
@@ -28,8 +30,106 @@ export function writeRoutes(t: WriteTarget): Record<string, Handler> {
     routes[`PUT /v1/${c}/:id`] = (req, url, ctx) => audited(t, req, url, ctx, c, put);
     routes[`DELETE /v1/${c}/:id`] = (req, url, ctx) => audited(t, req, url, ctx, c, del);
   }
-  return routes;
+  return { ...routes, ...secretRoutes(t) };
 }
+
+/**
+ * The built-in secret store: write-only values. GET lists ids and metadata; PUT takes
+ * `{"value": "…"}` (Content-Type: application/json) or the value itself as the body (a PEM
+ * file: any other type); DELETE refuses while anything references `$secret://local/<id>`.
+ * The audit names the secret and hashes its record's metadata, never the value.
+ */
+function secretRoutes(t: WriteTarget): Record<string, Handler> {
+  const meta = (id: string): unknown => t.configStore?.listSecrets().find((s) => s.id === id);
+  const write = async (req: IncomingMessage, url: URL, ctx: Parameters<Handler>[2], op: Op): Promise<Reply> => {
+    const id = idOf(url);
+    const before = meta(id);
+    const r = await guarded(t, req, url, 'secrets', op);
+    const after = meta(id);
+    const body = r.body as { mod_revision?: number; revision?: number; error?: { code?: string } } | undefined;
+    const rev = body?.mod_revision ?? body?.revision;
+    auditWrite({
+      audit: t.audit, req, caller: ctx?.caller ?? null, method: req.method ?? '', collection: 'secrets', id,
+      status: r.status, before, after: r.status < 300 ? after : before,
+      ...(rev !== undefined ? { revision: rev } : {}),
+      ...(body?.error?.code !== undefined ? { error: body.error.code } : {}),
+    });
+    return r;
+  };
+  return {
+    'GET /v1/secrets': async () => {
+      const s = t.configStore;
+      return { status: 200, body: { enabled: !!s?.secretsEnabled, secrets: s?.listSecrets() ?? [] } };
+    },
+    'PUT /v1/secrets/:id': (req, url, ctx) => write(req, url, ctx, putSecret),
+    'DELETE /v1/secrets/:id': (req, url, ctx) => write(req, url, ctx, delSecret),
+    'POST /v1/secrets/rewrap': async (req, _url, ctx) => {
+      req.resume();
+      const s = t.configStore;
+      const r: Reply = !s?.secretsEnabled
+        ? notEnabled(t)
+        : await s.rewrap().then(
+            (x) => ({ status: x.failed.length ? 207 : 200, body: x }),
+            (err: Error) => fail(503, 'TLSGATE_E_STORE_UNAVAILABLE', `the config store did not answer: ${err.message}`),
+          );
+      auditWrite({ audit: t.audit, req, caller: ctx?.caller ?? null, method: 'POST', collection: 'secrets',
+        id: 'rewrap', status: r.status });
+      return r;
+    },
+  };
+}
+
+function notEnabled(t: WriteTarget): Reply {
+  return fail(409, 'TLSGATE_E_SECRET_LOCAL', `the built-in secret store is off: set config_store.etcd.secrets ` +
+    `(keys and active) in ${t.configPath} (README "Built-in secret store")`);
+}
+
+const putSecret: Op = async (s, t, req, _c, id) => {
+  if (!s.secretsEnabled) {
+    req.resume();
+    return notEnabled(t);
+  }
+  const json = /^application\/json\b/i.test(req.headers['content-type'] ?? '');
+  const raw = await readBody(req);
+  if ('error' in raw) return fail(raw.status, 'TLSGATE_E_CONFIG_INVALID', raw.error);
+  let value: unknown = raw.text;
+  if (json) {
+    try {
+      value = (JSON.parse(raw.text) as { value?: unknown } | null)?.value;
+    } catch (err) {
+      return fail(400, 'TLSGATE_E_CONFIG_INVALID', `the body is not JSON (${(err as Error).message})`);
+    }
+  }
+  if (typeof value !== 'string' || value.length === 0)
+    return fail(400, 'TLSGATE_E_CONFIG_INVALID', json
+      ? 'the body must be {"value": "<non-empty string>"}'
+      : 'the body (the value itself) is empty', [{ path: 'value', message: 'must be a non-empty string' }]);
+  // Sealed and base64-encoded it grows by a third: etcd refuses requests over 1.5 MiB by default.
+  if (Buffer.byteLength(value) > MAX_SECRET)
+    return fail(413, 'TLSGATE_E_CONFIG_INVALID', `a secret value is at most ${MAX_SECRET} bytes`);
+  return s.putSecret(id, value, ifMatch(req));
+};
+
+const delSecret: Op = async (s, t, req, _c, id) => {
+  req.resume();
+  const refs = t.config ? secretReferrers(t.config, id) : [];
+  if (refs.length) {
+    const names = refs.map((r) => `${r.collection}/${r.id}.${r.path}`).join(', ');
+    return {
+      status: 409,
+      body: {
+        error: {
+          code: 'TLSGATE_E_STORE_REFERENCED',
+          message: `secrets/${id} is referenced by ${names}: change those first`,
+          referrers: refs,
+        },
+      },
+    };
+  }
+  const r = await s.deleteSecret(id, ifMatch(req));
+  if (r === 'missing') return fail(404, 'TLSGATE_E_STORE_NOT_FOUND', `no secret "${id}" in the built-in secret store`);
+  return r;
+};
 
 /**
  * Who wrote what: the object's stored value before and after (as hashes only), the status
@@ -62,9 +162,13 @@ function idOf(url: URL): string {
   }
 }
 
-type Op = (s: EtcdStore, t: WriteTarget, req: IncomingMessage, c: StoredCollection, id: string) => Promise<Reply>;
+type Op = (
+  s: EtcdStore, t: WriteTarget, req: IncomingMessage, c: StoredCollection | 'secrets', id: string,
+) => Promise<Reply>;
 
-async function guarded(t: WriteTarget, req: IncomingMessage, url: URL, c: StoredCollection, op: Op): Promise<Reply> {
+async function guarded(
+  t: WriteTarget, req: IncomingMessage, url: URL, c: StoredCollection | 'secrets', op: Op,
+): Promise<Reply> {
   const s = t.configStore;
   if (!s) {
     req.resume();
@@ -94,7 +198,8 @@ async function guarded(t: WriteTarget, req: IncomingMessage, url: URL, c: Stored
   }
 }
 
-const put: Op = async (s, _t, req, c, id) => {
+const put: Op = async (s, _t, req, c0, id) => {
+  const c = c0 as StoredCollection;
   const body = await readJson(req);
   if ('error' in body) return fail(body.status, 'TLSGATE_E_CONFIG_INVALID', body.error);
   const v = body.value;
@@ -116,7 +221,8 @@ const put: Op = async (s, _t, req, c, id) => {
   return r;
 };
 
-const del: Op = async (s, t, req, c, id) => {
+const del: Op = async (s, t, req, c0, id) => {
+  const c = c0 as StoredCollection;
   req.resume();
   const refs = t.config ? referrers(t.config, c, id) : [];
   if (refs.length) {
@@ -145,6 +251,16 @@ function ifMatch(req: IncomingMessage): string | undefined {
 }
 
 async function readJson(req: IncomingMessage): Promise<{ value: unknown } | { status: number; error: string }> {
+  const b = await readBody(req);
+  if ('error' in b) return b;
+  try {
+    return { value: JSON.parse(b.text) };
+  } catch (err) {
+    return { status: 400, error: `the body is not JSON (${(err as Error).message})` };
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<{ text: string } | { status: number; error: string }> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
@@ -155,11 +271,7 @@ async function readJson(req: IncomingMessage): Promise<{ value: unknown } | { st
     }
     chunks.push(c);
   }
-  try {
-    return { value: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
-  } catch (err) {
-    return { status: 400, error: `the body is not JSON (${(err as Error).message})` };
-  }
+  return { text: Buffer.concat(chunks).toString('utf8') };
 }
 
 function fail(status: number, code: string, message: string, issues?: Array<{ path: string; message: string }>): Reply {

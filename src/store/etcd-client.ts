@@ -94,6 +94,22 @@ export function diagnoseTls(endpoint: string, s: EtcdSettings, timeoutMs = 2_000
   });
 }
 
+/** etcd's auth answers, named with the config field to fix (never the password). */
+export function explainAuth(message: string, s: EtcdSettings): string {
+  const user = s.auth?.username;
+  if (/authentication failed|invalid user ID or password/i.test(message))
+    return `etcd authentication failed for user "${user ?? '?'}" (config_store.etcd.auth): ${message}`;
+  if (/permission denied/i.test(message))
+    return user
+      ? `etcd user "${user}" may not read or watch ${s.prefix}/: permission denied (grant it a role with ` +
+          `readwrite on the prefix) — ${message}`
+      : `etcd refused to read ${s.prefix}/: permission denied; etcd auth is on and config_store.etcd.auth is ` +
+          `not set (or the client certificate's CN names no etcd user with that permission) — ${message}`;
+  if (/user name (is empty|not found)/i.test(message) && !user)
+    return `etcd auth is on: set config_store.etcd.auth (username, password) — ${message}`;
+  return message;
+}
+
 function explainTls(err: NodeJS.ErrnoException, host: string, port: number, s: EtcdSettings): string {
   const code = err.code ?? 'ERROR';
   const at = `TLS to etcd ${host}:${port} failed`;

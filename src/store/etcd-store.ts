@@ -1,17 +1,23 @@
 // The etcd config store of one node: lists `<prefix>/`, watches from the listed revision,
 // validates each change with the whole config before serving it (an invalid object keeps
 // its last good version), and writes objects for the Admin API with a compare on their
-// mod revision.
+// mod revision. Built-in secrets (`<prefix>/secrets/<id>`, src/store/secrets.ts) ride the same
+// list and watch: each is decrypted and checked with the objects that use it.
 import type { Etcd3, IKeyValue, ITxnResponse, IWatchResponse, Watcher } from 'etcd3';
 import { type ConfigIssue } from '../errors';
 import type { Logger } from '../log';
 import type { Overlay, StoredCollection } from '../config/load';
-import { BACKOFF_FIRST_MS, BACKOFF_MAX_MS, createClient, diagnoseTls } from './etcd-client';
-import { blame, keyOf, parseStored, readablePath, readableText, toOverlay, type StoredObject } from './objects';
+import { BACKOFF_FIRST_MS, BACKOFF_MAX_MS, createClient, diagnoseTls, explainAuth } from './etcd-client';
+import { ID, blame, keyOf, parseStored, readablePath, readableText, toOverlay, type StoredObject } from './objects';
 import type { EtcdSettings } from './settings';
+import type { LocalSecrets } from '../secrets/resolve';
+import {
+  SECRETS_COLLECTION, hashPrefix, localRefs, localView, open as openSealed, parseRecord, rewrapAll, seal,
+  type Opened, type RewrapReport, type SecretInfo,
+} from './secrets';
 
-/** Error issues of building the config with these objects (empty: it builds). */
-export type Check = (overlay: Overlay) => Promise<ConfigIssue[]>;
+/** Error issues of building the config with these objects and built-in secrets (empty: it builds). */
+export type Check = (overlay: Overlay, local?: LocalSecrets) => Promise<ConfigIssue[]>;
 
 export interface StoreError {
   key: string;
@@ -60,6 +66,10 @@ export class EtcdStore {
   private generation = 0;
   /** The value a PUT through this node validated: its watch event needs no second check. */
   private prechecked: { key: string; text: string; generation: number } | undefined;
+  /** Built-in secrets (`<prefix>/secrets/<id>`) as etcd holds them, by id. */
+  private secretsLatest = new Map<string, { text: string; modRevision: string }>();
+  /** Built-in secrets as served (decrypted and validated with their referrers), by id. */
+  private opened = new Map<string, Opened>();
 
   constructor(
     readonly settings: EtcdSettings,
@@ -128,8 +138,15 @@ export class EtcdStore {
   private async list(): Promise<void> {
     const res = await this.client.getAll().prefix(`${this.prefix}/`).exec();
     const latest = new Map<string, Latest>();
-    for (const kv of res.kvs) latest.set(kv.key.toString(), this.read(kv));
+    const secrets = new Map<string, { text: string; modRevision: string }>();
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      const sid = this.secretId(key);
+      if (sid !== undefined) secrets.set(sid, { text: kv.value.toString(), modRevision: kv.mod_revision });
+      else latest.set(key, this.read(kv));
+    }
     this.latest = latest;
+    this.secretsLatest = secrets;
     this.revision = Number(res.header.revision);
     this.found();
     this.log.info({ revision: this.revision, objects: latest.size, prefix: this.prefix }, 'config store listed');
@@ -155,7 +172,11 @@ export class EtcdStore {
     w.on('data', (res: IWatchResponse) => {
       for (const ev of res.events) {
         const key = ev.kv.key.toString();
-        if (ev.type === 'Delete') this.latest.delete(key);
+        const sid = this.secretId(key);
+        if (sid !== undefined) {
+          if (ev.type === 'Delete') this.secretsLatest.delete(sid);
+          else this.secretsLatest.set(sid, { text: ev.kv.value.toString(), modRevision: ev.kv.mod_revision });
+        } else if (ev.type === 'Delete') this.latest.delete(key);
         else this.latest.set(key, this.read(ev.kv));
       }
       this.revision = Math.max(this.revision, Number(res.header.revision));
@@ -199,7 +220,7 @@ export class EtcdStore {
     this.connected = false;
     const seq = ++this.lostSeq;
     const endpoint = this.settings.endpoints[0]!;
-    let message = (err as Error).message ?? String(err);
+    let message = explainAuth((err as Error).message ?? String(err), this.settings);
     // gRPC hides TLS failures behind "UNAVAILABLE" (or a stream that just ended): find the
     // cause with a handshake of our own.
     if (this.secure()) {
@@ -252,7 +273,17 @@ export class EtcdStore {
     }
     for (const key of this.accepted.keys()) if (!this.latest.has(key)) pending.set(key, null);
     // A refused key deleted from etcd: nothing left to refuse.
-    for (const key of [...this.refused.keys()]) if (!this.latest.has(key)) this.refused.delete(key);
+    for (const key of [...this.refused.keys()]) {
+      const sid = this.secretId(key);
+      if (sid === undefined ? !this.latest.has(key) : !this.secretsLatest.has(sid)) this.refused.delete(key);
+    }
+    const secrets = this.pendingSecrets();
+    const openedNext = new Map(this.opened);
+    for (const [id, o] of secrets) {
+      if (o) openedNext.set(id, o);
+      else openedNext.delete(id);
+    }
+    const view = localView(openedNext);
     const candidate = new Map(this.accepted);
     const put = (k: string, v: StoredObject | null | undefined): void => {
       if (v) candidate.set(k, v);
@@ -262,30 +293,53 @@ export class EtcdStore {
     const pc = this.prechecked;
     const [only] = pending.size === 1 ? [...pending] : [];
     const checked =
+      secrets.size === 0 &&
       !!only?.[1] &&
       pc?.key === only[0] &&
       pc.generation === this.generation &&
       JSON.stringify(only[1].value) === pc.text;
-    for (let round = 0; !checked && pending.size > 0 && round <= pending.size + 1; round++) {
+    // A changed secret needs a check only when an object uses it (its key must still match, …).
+    const usesChanged = (o: StoredObject | undefined): string[] =>
+      o && secrets.size ? [...localRefs(o.value)].filter((id) => secrets.has(id)) : [];
+    const secretsUsed = secrets.size > 0 && [...candidate.values()].some((o) => usesChanged(o).length > 0);
+    const total = pending.size + secrets.size;
+    for (let round = 0; !checked && (pending.size > 0 || secretsUsed) && round <= total + 1; round++) {
       const overlay = toOverlay(candidate.values(), `check:${rev}:${round}`);
-      const issues = (await this.check(overlay)).filter((i) => i.severity === 'error');
+      const issues = (await this.check(overlay, view)).filter((i) => i.severity === 'error');
       if (issues.length === 0) break;
       const blamed = new Map<string, string[]>();
       for (const i of issues) {
         const b = blame(i, overlay);
-        if (b && pending.has(b.key))
-          blamed.set(b.key, [...(blamed.get(b.key) ?? []), readableText(show(i, b.inner), overlay, this.prefix)]);
+        const text = b && readableText(show(i, b.inner), overlay, this.prefix);
+        if (b && pending.has(b.key)) blamed.set(b.key, [...(blamed.get(b.key) ?? []), text!]);
+        // An unchanged object fails with a changed secret: the secret is refused.
+        else if (b)
+          for (const id of usesChanged(candidate.get(b.key))) {
+            const sk = this.secretKey(id);
+            blamed.set(sk, [...(blamed.get(sk) ?? []), `${b.key.slice(this.prefix.length + 1)} would fail: ${text}`]);
+          }
       }
       if (blamed.size === 0) {
         // The problems sit in objects that did not change or in the file: a delete left a
         // reference dangling, or the file itself is wrong. Refuse deletes first, then all.
         const deletes = [...pending].filter(([, v]) => v === null).map(([k]) => k);
+        for (const [id, o] of secrets) if (o === null) deletes.push(this.secretKey(id));
         const why = issues
           .map((i) => readableText(`${readablePath(i, overlay, this.prefix)}: ${i.message}`, overlay, this.prefix))
           .join('; ');
-        for (const k of deletes.length ? deletes : [...pending.keys()]) blamed.set(k, [why]);
+        const all = [...pending.keys(), ...[...secrets.keys()].map((id) => this.secretKey(id))];
+        for (const k of deletes.length ? deletes : all) blamed.set(k, [why]);
       }
       for (const [k, msgs] of blamed) {
+        const sid = this.secretId(k);
+        if (sid !== undefined) {
+          this.refuse(k, this.secretsLatest.get(sid)?.modRevision ?? 'deleted', msgs.join('; '), this.opened.has(sid));
+          secrets.delete(sid);
+          const was = this.opened.get(sid);
+          if (was) openedNext.set(sid, was);
+          else openedNext.delete(sid);
+          continue;
+        }
         const l = this.latest.get(k);
         this.refuse(k, l && 'obj' in l ? l.obj.modRevision : 'deleted', msgs.join('; '));
         pending.delete(k);
@@ -293,26 +347,172 @@ export class EtcdStore {
       }
     }
     for (const k of pending.keys()) this.refused.delete(k);
+    for (const id of secrets.keys()) this.refused.delete(this.secretKey(id));
     if (pending.size) this.generation++;
     this.accepted = candidate;
+    this.opened = openedNext;
     this.applied = rev;
     this.resolveWaiters();
-    if (pending.size > 0)
+    if (pending.size > 0 || secrets.size > 0)
       this.log.info(
         {
           revision: rev,
           changed: pending.size,
+          secrets_changed: secrets.size,
           refused: this.refused.size,
           check_ms: Math.round(performance.now() - t0),
         },
         'config store changes validated',
       );
-    if (notify && pending.size > 0) this.onApplied(rev);
+    if (notify && (pending.size > 0 || secrets.size > 0)) this.onApplied(rev);
   }
 
-  private refuse(key: string, modRevision: string, message: string): void {
+  // ---- built-in secrets (src/store/secrets.ts) ---------------------------------------------
+
+  private secretId(key: string): string | undefined {
+    const head = `${this.prefix}/${SECRETS_COLLECTION}/`;
+    return key.startsWith(head) ? key.slice(head.length) : undefined;
+  }
+
+  private secretKey(id: string): string {
+    return `${this.prefix}/${SECRETS_COLLECTION}/${id}`;
+  }
+
+  /** Secrets whose record changed since served: decrypted (null: deleted); one that does not decrypt is refused. */
+  private pendingSecrets(): Map<string, Opened | null> {
+    const out = new Map<string, Opened | null>();
+    for (const [id, l] of this.secretsLatest) {
+      const key = this.secretKey(id);
+      if (this.opened.get(id)?.modRevision === l.modRevision) continue;
+      if (this.refused.get(key)?.modRevision === l.modRevision) continue;
+      const o = this.openRecord(id, l);
+      if (typeof o === 'string') this.refuse(key, l.modRevision, o, this.opened.has(id));
+      else out.set(id, o);
+    }
+    for (const id of this.opened.keys()) if (!this.secretsLatest.has(id)) out.set(id, null);
+    return out;
+  }
+
+  private openRecord(id: string, l: { text: string; modRevision: string }): Opened | string {
+    const ring = this.settings.secrets;
+    if (!ID.test(id)) return `"${id}" is not a valid secret id (1-64 letters, digits, ".", "_", "-")`;
+    if (!ring) return `secrets/${id} cannot be decrypted: config_store.etcd.secrets is not set on this node`;
+    const rec = parseRecord(l.text);
+    if (typeof rec === 'string') return `secrets/${id}: ${rec}`;
+    try {
+      const value = openSealed(id, rec, ring);
+      return { value, modRevision: l.modRevision, kek: rec.kek, created: rec.created, updated: rec.updated };
+    } catch (err) {
+      return `${(err as Error).message} [${(err as { code?: string }).code ?? 'TLSGATE_E_SECRET_DECRYPT'}]`;
+    }
+  }
+
+  /** `$secret://local/<id>` as this node serves it (for the primary's secret resolution). */
+  secretsView(): LocalSecrets {
+    return { get: (id, reference) => localView(this.opened).get(id, reference) };
+  }
+
+  get secretsEnabled(): boolean {
+    return this.settings.secrets !== undefined;
+  }
+
+  /** GET /v1/secrets: ids and metadata, never a value. */
+  listSecrets(): SecretInfo[] {
+    const out: SecretInfo[] = [];
+    for (const [id, l] of [...this.secretsLatest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const rec = parseRecord(l.text);
+      const o = this.opened.get(id);
+      const err = this.refused.get(this.secretKey(id));
+      out.push({
+        id,
+        kek: typeof rec === 'string' ? '' : rec.kek,
+        created: typeof rec === 'string' ? '' : rec.created,
+        updated: typeof rec === 'string' ? '' : rec.updated,
+        mod_revision: Number(l.modRevision),
+        sha256_prefix: o ? hashPrefix(o.value) : null,
+        ...(o && o.modRevision !== l.modRevision ? { served_mod_revision: Number(o.modRevision) } : {}),
+        ...(err ? { error: err.message } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** Seal and write secret `id` after checking the objects that use it with the new value. */
+  async putSecret(id: string, value: string, ifMatch?: string): Promise<WriteOutcome> {
+    const ring = this.settings.secrets!;
+    const key = this.secretKey(id);
+    const now = this.secretsLatest.get(id);
+    const expected = ifMatch ?? now?.modRevision ?? '0';
+    const next = new Map(this.opened);
+    next.set(id, { value, modRevision: 'candidate', kek: ring.active, created: '', updated: '' });
+    if ([...this.accepted.values()].some((o) => localRefs(o.value).has(id))) {
+      const overlay = toOverlay(this.accepted.values(), `put:${key}:${Date.now()}`);
+      const issues = (await this.check(overlay, localView(next))).filter((i) => i.severity === 'error');
+      if (issues.length)
+        return {
+          status: 400,
+          body: {
+            error: {
+              code: issues[0]!.code,
+              message: `secrets/${id} refused: objects using it would fail, ${issues.length} problem(s); ` +
+                'nothing was written',
+              issues: issues.map((i) => ({
+                path: readablePath(i, overlay, this.prefix),
+                message: readableText(i.message, overlay, this.prefix),
+                code: i.code,
+              })),
+            },
+          },
+        };
+    }
+    const old = now ? parseRecord(now.text) : undefined;
+    const text = seal(id, value, ring, old && typeof old !== 'string' && old.created ? old.created : undefined);
+    const res = await this.client
+      .if(key, 'Mod', '==', expected)
+      .then(this.client.put(key).value(text))
+      .else(this.client.get(key))
+      .commit();
+    if (!res.succeeded) return conflict(key, expected, actualRev(res));
+    const rev = Number(res.header.revision);
+    await this.waitApplied(rev);
+    this.log.info({ store_key: key, mod_revision: rev, kek: ring.active }, 'built-in secret written');
+    const info = this.listSecrets().find((s) => s.id === id);
+    return {
+      status: expected === '0' ? 201 : 200,
+      body: { ...(info ?? { id }), mod_revision: rev },
+      headers: { etag: `"${rev}"` },
+    };
+  }
+
+  async deleteSecret(id: string, ifMatch?: string): Promise<WriteOutcome | 'missing'> {
+    const key = this.secretKey(id);
+    const now = this.secretsLatest.get(id);
+    if (!now) return 'missing';
+    const expected = ifMatch ?? now.modRevision;
+    const res = await this.client
+      .if(key, 'Mod', '==', expected)
+      .then(this.client.delete().key(key))
+      .else(this.client.get(key))
+      .commit();
+    if (!res.succeeded) return conflict(key, expected, actualRev(res));
+    await this.waitApplied(Number(res.header.revision));
+    return { status: 200, body: { id, deleted: true, revision: Number(res.header.revision) } };
+  }
+
+  /**
+   * Re-seal every secret not under the active KEK with it (KEK rotation). Each write compares
+   * the record's mod revision, so a secret changed meanwhile is left to its writer.
+   */
+  async rewrap(): Promise<RewrapReport> {
+    const r = await rewrapAll(this.client, this.prefix, this.settings.secrets!);
+    if (r.revision) await this.waitApplied(r.revision);
+    this.log.info({ rewrapped: r.rewrapped, unchanged: r.unchanged, failed: r.failed.length }, 'secrets rewrapped');
+    return r;
+  }
+
+  private refuse(key: string, modRevision: string, message: string, had = this.accepted.has(key)): void {
     if (this.refused.get(key)?.modRevision === modRevision) return;
-    const kept = this.accepted.has(key) ? 'its last good version keeps serving' : 'it is not served';
+    const kept = had ? 'its last good version keeps serving' : 'it is not served';
     this.refused.set(key, { modRevision, message: `${message} (${kept})` });
     // `store_key`: the logger censors any field named `key`.
     this.log.warn(

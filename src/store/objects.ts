@@ -123,6 +123,23 @@ export function referrers(c: GatewayConfig, collection: StoredCollection, id: st
   return out;
 }
 
+/** What references the built-in secret `id` (`$secret://local/<id>`): its delete is refused while anything does. */
+export function secretReferrers(c: GatewayConfig, id: string): Referrer[] {
+  const out: Referrer[] = [];
+  for (const [path, raw] of secretFields(c)) {
+    const p = parseValue(raw);
+    if (!p.ok || p.ref?.kind !== 'local' || p.ref.id !== id) continue;
+    const m = AT.exec(path);
+    const obj = m ? (c[m[1] as StoredCollection] as Array<{ id: string }>)[Number(m[2])] : undefined;
+    out.push(
+      m && obj
+        ? { collection: m[1] as StoredCollection, id: obj.id, path: m[3]!.replace(/^\./, '') }
+        : { collection: 'listeners', id: '(file)', path },
+    );
+  }
+  return out;
+}
+
 const SENSITIVE = new Set(['key', 'keys', 'token', 'secret_id', 'password', 'secret_access_key', 'session_token']);
 const PRIVATE_PEM = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 

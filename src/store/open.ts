@@ -7,6 +7,7 @@ import { resolveConfig } from '../config/resolve';
 import { compileSnapshot } from '../snapshot/compile';
 import type { CertValidator } from '../certs/pool';
 import type { SecretStore } from '../secrets/store';
+import type { LocalSecrets } from '../secrets/resolve';
 import { EtcdStore, type Check } from './etcd-store';
 import { readStoreDecl, resolveStoreSettings } from './settings';
 
@@ -29,6 +30,7 @@ export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undef
   // Not `o`: the check lives as long as the store and must not keep the start's parse (o.source).
   const check = buildCheck({ configPath: o.configPath, secrets: o.secrets, validator: o.validator });
   const store = new EtcdStore(settings, o.log.child({ store: 'etcd' }), check, o.onApplied);
+  if (settings.secrets) o.secrets.setLocal(store.secretsView());
   await store.start();
   return store;
 }
@@ -39,10 +41,10 @@ export async function openConfigStore(o: OpenOptions): Promise<EtcdStore | undef
  * value is fetched once; the primary's next build sets the cache's reference list back.
  */
 export function buildCheck(o: Pick<OpenOptions, 'configPath' | 'secrets' | 'validator'>): Check {
-  return async (overlay: Overlay): Promise<ConfigIssue[]> => {
+  return async (overlay: Overlay, local?: LocalSecrets): Promise<ConfigIssue[]> => {
     try {
       const loaded = await loadConfigFile(o.configPath, undefined, overlay ? { overlay } : {});
-      const resolved = await resolveConfig(loaded.config, o.secrets);
+      const resolved = await resolveConfig(loaded.config, o.secrets, undefined, local);
       await compileSnapshot(resolved, o.validator);
       return [];
     } catch (err) {

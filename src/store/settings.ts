@@ -8,6 +8,7 @@ import { Reader } from '../config/reader';
 import { ConfigSource } from '../config/source';
 import { parseValue } from '../secrets/reference';
 import { SecretStore } from '../secrets/store';
+import { parseKek, type KeyRing } from './secrets';
 
 export type StoreDecl = NonNullable<Infer<typeof CONFIG>['config_store']>;
 
@@ -17,6 +18,8 @@ export interface EtcdSettings {
   prefix: string;
   tls?: { ca?: string; cert?: string; key?: string };
   auth?: { username: string; password: string };
+  /** config_store.etcd.secrets, resolved: the built-in secret store's KEKs (absent: not enabled). */
+  secrets?: KeyRing;
   startTimeout: number;
   /** `config_store` as written (references as text), for status and restart checks. */
   declared: StoreDecl;
@@ -60,6 +63,7 @@ export async function resolveStoreSettings(decl: StoreDecl, configPath: string):
   if (e.tls?.key) fields.push(['config_store.etcd.tls.key', e.tls.key]);
   if (e.auth) fields.push(['config_store.etcd.auth.username', e.auth.username]);
   if (e.auth) fields.push(['config_store.etcd.auth.password', e.auth.password]);
+  e.secrets?.keys.forEach((k, i) => fields.push([`config_store.etcd.secrets.keys[${i}].key`, k.key]));
   const refs = fields.filter(([, v]) => parseValue(v).ok && (parseValue(v) as { ref: unknown }).ref !== null);
   const store = new SecretStore({ logger: { warn: () => undefined }, baseDir: dirname(resolvePath(configPath)) });
   const values = new Map<string, string>();
@@ -79,15 +83,33 @@ export async function resolveStoreSettings(decl: StoreDecl, configPath: string):
     await store.close();
   }
   const v = (p: string): string | undefined => values.get(`config_store.etcd.${p}`);
+  const secrets = e.secrets ? keyRing(e.secrets, v) : undefined;
   const tls = e.tls ? { ca: v('tls.ca'), cert: v('tls.cert'), key: v('tls.key') } : undefined;
   return {
     endpoints: e.endpoints,
     prefix: e.prefix,
     ...(tls ? { tls: dropUndefined(tls) } : {}),
     ...(e.auth ? { auth: { username: v('auth.username')!, password: v('auth.password')! } } : {}),
+    ...(secrets ? { secrets } : {}),
     startTimeout: e.start_timeout,
     declared: decl,
   };
+}
+
+/** The KEKs, each checked for 32 bytes; every bad one named at once by its field (never its value). */
+function keyRing(decl: NonNullable<StoreDecl['etcd']['secrets']>, v: (p: string) => string | undefined): KeyRing {
+  const keys = new Map<string, Buffer>();
+  const issues: ConfigIssue[] = [];
+  decl.keys.forEach((k, i) => {
+    const path = `config_store.etcd.secrets.keys[${i}].key`;
+    const parsed = parseKek(v(`secrets.keys[${i}].key`) ?? '');
+    const shown = k.key.startsWith('$') ? k.key : 'the literal';
+    if (typeof parsed === 'string')
+      issues.push({ path, code: 'TLSGATE_E_SECRET_KEK', message: `${shown} ${parsed}`, severity: 'error' });
+    else keys.set(k.id, parsed);
+  });
+  if (issues.length) throw new ConfigError(issues);
+  return { keys, active: decl.active };
 }
 
 function dropUndefined<T extends Record<string, string | undefined>>(o: T): { [K in keyof T]?: string } {
