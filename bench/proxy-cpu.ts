@@ -10,7 +10,7 @@
 // a warm-up and after the run; user+system µs / completed requests is the figure.
 // Modes:
 //   direct   – the front answers 200 itself (TLS + node:http cost, no proxy)
-//   dispatch – UpstreamSet.handle (raw undici dispatch handler, what the gateway uses)
+//   dispatch – UpstreamSet.handle (what the gateway uses: Forward over src/proxy/h1-client.ts)
 //   request  – undici Pool.request() + pipe, same header rewriting
 //   mini     – a minimal keep-alive HTTP/1.1 client: net sockets, one string write per
 //              request, Node's own llhttp binding (_http_common HTTPParser) for the response.
@@ -90,9 +90,9 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
         pool.request({ path: req.url ?? '/', method: req.method as 'GET', headers: h.headers, body: h.hasBody ? req : null }).then(
           (r) => {
             // request() gives parsed headers; flatten them as writeHead wants, minus hop-by-hop
-            const raw: Buffer[] = [];
+            const raw: string[] = [];
             for (const [k, v] of Object.entries(r.headers)) {
-              for (const one of Array.isArray(v) ? v : [v ?? '']) raw.push(Buffer.from(k), Buffer.from(one, 'latin1'));
+              for (const one of Array.isArray(v) ? v : [v ?? '']) raw.push(k, one);
             }
             res.writeHead(r.statusCode, forwardResponseHeaders(raw));
             pipeline(r.body, res, () => {});
