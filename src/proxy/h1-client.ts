@@ -96,6 +96,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // eslint-disable-next-line no-control-regex
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const BAD_PATH = /[^\x21-\xff]/;
+function noop(): void {}
+
 /** Methods whose request without a body still says `content-length: 0` (RFC 9110 §8.6). */
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** An upstream's `Keep-Alive: timeout=N` is trusted minus this margin (the close may cross our reuse). */
@@ -263,6 +265,10 @@ class Conn {
     body.on('end', this.#onBodyEnd);
     body.on('error', this.#onBodyError);
     body.on('close', this.#onBodyClose);
+    if (body.destroyed) {
+      this.#fail(new H1Error('H1_REQ_LENGTH', 'the request body ended early (client aborted)'));
+      return;
+    }
     if (body.isPaused()) body.resume();
   }
 
@@ -590,6 +596,9 @@ export class H1Pool {
   }
 
   dispatch(req: H1Request, h: H1Handler): void {
+    // From now until the end of the body's life: a body that fails while we connect, or after we
+    // stopped reading it (the client went away), must not be an unhandled 'error' ending the worker.
+    if (req.body !== null && req.body.listenerCount('error') === 0) req.body.on('error', noop);
     if (this.#closing) {
       queueMicrotask(() => h.onError(new H1Error('H1_DESTROYED', 'the upstream pool is closed')));
       return;
