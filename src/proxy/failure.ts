@@ -15,7 +15,13 @@ const TIMEOUTS = new Set(['H1_CONNECT_TIMEOUT', 'H1_READ_TIMEOUT', 'H1_SEND_TIME
  * has no body) — a node going down, or a keep-alive connection the upstream closed as we
  * reused it.
  */
-export const RESETS: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'H1_CLOSED', 'H1_DESTROYED', 'ECONNABORTED']);
+export const RESETS: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'H1_CLOSED',
+  'H1_DESTROYED',
+  'ECONNABORTED',
+]);
 const PROTOCOL = new Set([
   'H1_BAD_RESPONSE',
   'ERR_INVALID_CHAR',
@@ -39,7 +45,7 @@ export function isTlsFailure(err: unknown): boolean {
   return CERT_CODES.test(errorCodeOf(err));
 }
 
-/** The request itself was refused (bad path, bad header, body length): the client's fault, no retry, no health mark. */
+/** The request was refused (bad path, header, body length): the client's fault, no retry, no health mark. */
 export function isRequestError(err: unknown): boolean {
   return REQUEST.has(errorCodeOf(err));
 }

@@ -57,6 +57,8 @@ export class Forward implements H1Handler {
   #retriedFrom: string | null = null;
   #sendContinue: boolean;
   #t0 = 0;
+  /** When the first try started: `retry_timeout` counts from here. */
+  #first = 0;
 
   constructor(host: ForwardHost, up: UpstreamPool, node: UpstreamNode, ex: Exchange, r: ForwardRequest) {
     this.#host = host;
@@ -71,6 +73,7 @@ export class Forward implements H1Handler {
 
   start(): void {
     this.#t0 = performance.now();
+    if (this.#retries === 0) this.#first = this.#t0;
     this.#node.client.dispatch(this.#req, this);
   }
 
@@ -200,8 +203,10 @@ export class Forward implements H1Handler {
   #retryTarget(phase: FailurePhase): [UpstreamPool, UpstreamNode] | undefined {
     const up = this.#host.current(this.#up.id);
     if (up === undefined) return undefined;
-    // Each node is tried at most once (plus one replay on a stale connection).
-    if (this.#retries >= Math.max(1, up.nodes.length - 1)) return undefined;
+    // Default: each node is tried at most once (plus one replay on a stale connection).
+    if (this.#retries >= (up.snapshot.retries ?? Math.max(1, up.nodes.length - 1))) return undefined;
+    const budget = up.snapshot.retryTimeoutMs;
+    if (budget !== undefined && performance.now() - this.#first >= budget) return undefined;
     const failed = up.nodes.find((n) => n.key === this.#node.key);
     const next = up.pick(failed);
     if (next !== undefined) return [up, next];

@@ -39,9 +39,9 @@ export class UpstreamNode implements WrrItem {
       connectTimeoutMs: up.timeout.connectMs,
       // An idle timer, refreshed per chunk, stopped while the upstream is paused for a slow client.
       readTimeoutMs: up.timeout.readMs,
-      sendTimeoutMs: 0,
-      idleTimeoutMs: o.keepAliveTimeoutMs,
-      maxIdle: Infinity,
+      sendTimeoutMs: up.timeout.sendMs ?? 0,
+      idleTimeoutMs: up.keepalive?.idleMs ?? o.keepAliveTimeoutMs,
+      maxIdle: up.keepalive?.size ?? Infinity,
       maxConnections: o.connectionsPerNode,
     });
   }

@@ -290,7 +290,13 @@ export async function compileSnapshot(
       nodes: u.nodes,
       ...(u.host ? { host: u.host } : {}),
       ...(tls ? { tls } : {}),
-      timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
+      timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read, sendMs: u.timeout.send },
+      keepalive: {
+        ...(u.keepalive.size !== undefined ? { size: u.keepalive.size } : {}),
+        idleMs: u.keepalive.idle_timeout,
+      },
+      ...(u.retries !== undefined ? { retries: u.retries } : {}),
+      ...(u.retry_timeout > 0 ? { retryTimeoutMs: u.retry_timeout } : {}),
       ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
     };
     const clientSsl = tls?.clientSsl ? sslById.get(tls.clientSsl)?.hash : undefined;
