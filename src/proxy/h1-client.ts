@@ -162,6 +162,9 @@ class Conn {
     this.#parser = p;
   }
 
+  /** While idle: when the pool must close it rather than reuse it (Date.now() ms). */
+  idleUntil = 0;
+
   get idle(): boolean {
     return this.#st === St.Idle && !this.socket.destroyed && !this.socket.readableEnded;
   }
@@ -184,6 +187,9 @@ class Conn {
   readonly #onConnected = (): void => {
     if (this.#st !== St.Connecting) return;
     this.socket.setKeepAlive(true, 60_000);
+    // Set once: each socket.setTimeout() call allocates a new timer (≈ 1-2 µs a request when it
+    // was set per request and per idle period); the idle deadline is checked by the pool instead.
+    this.socket.setTimeout(this.#pool.o.readTimeoutMs);
     if (this.#h === null) {
       this.#toIdle();
       this.#pool.released(this);
@@ -208,7 +214,6 @@ class Conn {
       h.onError(err as Error);
       return;
     }
-    this.socket.setTimeout(this.#pool.o.readTimeoutMs);
     h.onConnect(this.#abort);
     if (this.#h !== h) return; // aborted in onConnect
     this.#isHead = req.method === 'HEAD';
@@ -491,9 +496,10 @@ class Conn {
     if (this.#paused) {
       // Paused on the response's last chunk: read again (an idle close or stray byte must be seen).
       this.#paused = false;
+      this.socket.setTimeout(this.#pool.o.readTimeoutMs);
       this.socket.resume();
     }
-    this.socket.setTimeout(this.#idleMs);
+    this.idleUntil = Date.now() + this.#idleMs;
     this.#idleMs = this.#pool.o.idleTimeoutMs;
   }
 
@@ -527,6 +533,11 @@ class Conn {
           return;
         }
         this.#fail(new H1Error('H1_READ_TIMEOUT', 'read timeout'));
+        return;
+      case St.Idle:
+        // timeout.read shorter than the idle time: keep the connection to its idle deadline.
+        if (this.idleUntil > Date.now()) this.socket.setTimeout(this.#pool.o.readTimeoutMs);
+        else this.socket.destroy();
         return;
       default:
         this.socket.destroy();
@@ -603,14 +614,17 @@ export class H1Pool {
       queueMicrotask(() => h.onError(new H1Error('H1_DESTROYED', 'the upstream pool is closed')));
       return;
     }
-    for (;;) {
-      const c = this.#idle.pop();
-      if (c === undefined) break;
-      if (c.idle) {
-        c.run(req, h);
-        return;
+    if (this.#idle.length > 0) {
+      const now = Date.now();
+      for (;;) {
+        const c = this.#idle.pop();
+        if (c === undefined) break;
+        if (c.idle && c.idleUntil > now) {
+          c.run(req, h);
+          return;
+        }
+        c.destroy();
       }
-      c.destroy();
     }
     const max = this.o.maxConnections;
     if (max !== null && this.#all.size >= max) {
@@ -636,13 +650,35 @@ export class H1Pool {
     const next = this.#queue.shift();
     if (c !== null) {
       if (next !== undefined) c.run(next[0], next[1]);
-      else this.#idle.push(c);
+      else {
+        this.#idle.push(c);
+        this.#sweepLater();
+      }
     } else if (next !== undefined) {
       // The closed connection still counts until its 'close': open the next one then.
       this.#queue.unshift(next);
     }
     this.#checkEmpty();
   }
+
+  #sweeper: NodeJS.Timeout | null = null;
+
+  /** Closes idle connections past their deadline, while there are idle connections. */
+  #sweepLater(): void {
+    if (this.#sweeper !== null) return;
+    const every = Math.max(50, Math.min(1_000, this.o.idleTimeoutMs / 2));
+    this.#sweeper = setInterval(this.#sweep, every);
+    this.#sweeper.unref();
+  }
+
+  readonly #sweep = (): void => {
+    const now = Date.now();
+    for (const c of this.#idle) if (c.idleUntil <= now || !c.idle) c.destroy();
+    if (this.#idle.length === 0 && this.#sweeper !== null) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = null;
+    }
+  };
 
   gone(c: Conn, _was: number): void {
     this.#all.delete(c);
@@ -676,6 +712,8 @@ export class H1Pool {
   destroy(): Promise<void> {
     this.#closing = true;
     this.destroyed = true;
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
     const q = this.#queue.splice(0);
     for (const c of this.#all) c.destroy();
     for (const [, h] of q) h.onError(new H1Error('H1_DESTROYED', 'the upstream pool was destroyed'));
