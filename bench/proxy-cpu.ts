@@ -10,11 +10,13 @@
 // a warm-up and after the run; user+system µs / completed requests is the figure.
 // Modes:
 //   direct   – the front answers 200 itself (TLS + node:http cost, no proxy)
-//   dispatch – UpstreamSet.handle (raw undici dispatch handler, what the gateway uses)
+//   dispatch – UpstreamSet.handle (what the gateway uses: Forward over src/proxy/h1-client.ts)
 //   request  – undici Pool.request() + pipe, same header rewriting
 //   mini     – a minimal keep-alive HTTP/1.1 client: net sockets, one string write per
 //              request, Node's own llhttp binding (_http_common HTTPParser) for the response.
 //              No retries, timeouts or request bodies: it bounds what replacing undici could save.
+//   h1       – src/proxy/h1-client.ts alone (no UpstreamSet/Forward/metrics): `dispatch` minus `h1` is
+//              the cost of the request stage's proxy layers, `h1` minus `mini` the client's own.
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
@@ -25,10 +27,11 @@ import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { createCA, issue } from '../src/certs/pki';
 import { UpstreamSet } from '../src/proxy';
+import { H1Pool } from '../src/proxy/h1-client';
 import { forwardRequestHeaders, forwardResponseHeaders, requestHeaderPlan } from '../src/proxy/headers';
 import type { UpstreamSnapshot } from '../src/snapshot/types';
 
-type Mode = 'direct' | 'dispatch' | 'request' | 'mini';
+type Mode = 'direct' | 'dispatch' | 'request' | 'mini' | 'h1';
 type Msg =
   | { type: 'ready'; port: number }
   | { type: 'mark' }
@@ -69,6 +72,10 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
   const plan = requestHeaderPlan(undefined, undefined);
   const direct = Buffer.from('hello world\n');
   const mini = new MiniPool(upstreamPort);
+  const h1 = new H1Pool({
+    host: '127.0.0.1', port: upstreamPort, authority: `127.0.0.1:${upstreamPort}`, tls: null, connectTimeoutMs: 5_000,
+    readTimeoutMs: 30_000, sendTimeoutMs: 0, idleTimeoutMs: 4_000, maxIdle: Infinity, maxConnections: null,
+  });
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const ctx = { remoteAddress: req.socket.remoteAddress ?? '', proto: 'https' as const };
@@ -80,6 +87,27 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
       case 'dispatch':
         set.handle(req, res, 'api', ctx);
         return;
+      case 'h1': {
+        const h = forwardRequestHeaders(req.rawHeaders, plan, ctx);
+        h1.dispatch({ method: req.method ?? 'GET', path: req.url ?? '/', headers: h.headers, body: null }, {
+          onConnect() {},
+          onHeaders(status, headers) {
+            res.writeHead(status, forwardResponseHeaders(headers));
+            return true;
+          },
+          onData(chunk) {
+            return res.write(chunk);
+          },
+          onComplete() {
+            res.end();
+          },
+          onError() {
+            res.statusCode = 502;
+            res.end();
+          },
+        });
+        return;
+      }
       case 'mini': {
         const h = forwardRequestHeaders(req.rawHeaders, plan, ctx);
         mini.send(req.method ?? 'GET', req.url ?? '/', h.headers, res);
@@ -90,9 +118,9 @@ async function frontRole(mode: Mode, upstreamPort: number): Promise<void> {
         pool.request({ path: req.url ?? '/', method: req.method as 'GET', headers: h.headers, body: h.hasBody ? req : null }).then(
           (r) => {
             // request() gives parsed headers; flatten them as writeHead wants, minus hop-by-hop
-            const raw: Buffer[] = [];
+            const raw: string[] = [];
             for (const [k, v] of Object.entries(r.headers)) {
-              for (const one of Array.isArray(v) ? v : [v ?? '']) raw.push(Buffer.from(k), Buffer.from(one, 'latin1'));
+              for (const one of Array.isArray(v) ? v : [v ?? '']) raw.push(k, one);
             }
             res.writeHead(r.statusCode, forwardResponseHeaders(raw));
             pipeline(r.body, res, () => {});

@@ -145,7 +145,7 @@ describe('proxy: upstream failures', () => {
 
   it('connect timeout (TLS handshake never answered): 504 TLSGATE_E_UPSTREAM_TIMEOUT', async () => {
     // Deterministic stand-in for a black-holed address: TCP is accepted, the
-    // ClientHello never answered; undici's connect timer covers the handshake.
+    // ClientHello never answered; the connect timer covers the handshake.
     const silent = net.createServer((s) => void sockets.add(s));
     silent.listen(0, '127.0.0.1');
     await new Promise((r) => silent.once('listening', r));
@@ -159,7 +159,7 @@ describe('proxy: upstream failures', () => {
     assert.equal(r.status, 504);
     assert.equal(codeOf(r.text), 'TLSGATE_E_UPSTREAM_TIMEOUT');
     assert.ok(Date.now() - t0 >= 250, 'waited for the connect timeout');
-    assert.match(String(log.lines.find((l) => l.msg === 'upstream request failed')!.obj['reason']), /UND_ERR_CONNECT_TIMEOUT/);
+    assert.match(String(log.lines.find((l) => l.msg === 'upstream request failed')!.obj['reason']), /CONNECT_TIMEOUT/);
     await set.close();
   });
 

@@ -408,7 +408,20 @@ const UPSTREAM = obj({
   timeout: obj({
     connect: duration({ min: 1, default: 5_000, doc: 'connect to a node → 504' }),
     read: duration({ min: 1, default: 30_000, doc: 'between bytes of the response → 504' }),
+    send: duration({
+      min: 1, default: 60_000, doc: 'the node takes no request body byte for this long → 504 (as proxy_send_timeout)',
+    }),
   }, { doc: 'upstream timeouts' }),
+  keepalive: obj({
+    size: int({ min: 0, max: 100_000, doc: 'idle connections kept per node and worker (absent: all)' }),
+    idle_timeout: duration({
+      min: 1, default: 4_000, doc: "idle connection closed after this (or the node's Keep-Alive timeout − 1 s)",
+    }),
+  }, { doc: 'keep-alive connections to the nodes' }),
+  retries: int({
+    min: 0, max: 100, doc: 'other nodes tried on a failure before any response byte (absent: each other node once)',
+  }),
+  retry_timeout: duration({ min: 0, default: 0, doc: 'no retry starts this long after the first try (0: no limit)' }),
   client_identity_headers: IDENTITY,
   checks: obj({ active: ACTIVE_CHECK }, { optional: true, doc: 'health checks' }),
 }, {

@@ -1,19 +1,15 @@
-// How a pool opens a connection to one upstream node (TCP or TLS re-encryption).
+// How a node's connections are opened (TCP or TLS re-encryption): the h1-client options.
 import { isIP } from 'node:net';
-import { buildConnector } from 'undici';
+import type { ConnectionOptions } from 'node:tls';
 import type { CertKeyPair, UpstreamNodeSnapshot, UpstreamSnapshot } from '../snapshot/types';
 
 export interface NodeTarget {
-  /** undici origin, e.g. `https://[::1]:9443`. */
+  /** e.g. `https://[::1]:9443`, for logs. */
   origin: string;
-  /**
-   * Constant per node, passed as `servername` on every dispatch. Why: undici
-   * derives the TLS server name from the request's Host header when none is
-   * given, and reconnects whenever it changes, so a passed-through Host would pick
-   * the SNI and churn connections.
-   */
-  dispatchServername: string;
-  connect: buildConnector.connector;
+  /** `host:port`, the Host sent when a request has none. */
+  authority: string;
+  /** null: plain TCP. */
+  tls: ConnectionOptions | null;
 }
 
 /** SNI sent to the upstream: `tls.sni`, else the Host override, else the node's name (not an IP). */
@@ -23,28 +19,29 @@ export function upstreamSni(up: UpstreamSnapshot, node: UpstreamNodeSnapshot): s
   return isIP(node.host) ? undefined : node.host;
 }
 
+/**
+ * The SNI is constant per node (never taken from a passed-through Host): a client's Host
+ * neither picks the upstream certificate that is checked nor splits the keep-alive pool.
+ */
 export function nodeTarget(
   up: UpstreamSnapshot,
   node: UpstreamNodeSnapshot,
   clientPair: CertKeyPair | undefined,
 ): NodeTarget {
   const hostPart = isIP(node.host) === 6 ? `[${node.host}]` : node.host;
-  const origin = `${up.scheme}://${hostPart}:${node.port}`;
-  const sni = up.scheme === 'https' ? upstreamSni(up, node) : undefined;
-  const base = buildConnector({
-    timeout: up.timeout.connectMs,
-    ...(up.scheme === 'https'
-      ? {
-          // Node checks the certificate against `servername`, or against `host` (IP SANs) when none.
-          rejectUnauthorized: up.tls?.verify !== false,
-          ...(up.tls?.ca ? { ca: up.tls.ca } : {}),
-          ...(clientPair ? { cert: clientPair.cert, key: clientPair.key } : {}),
-          ...(sni ? { servername: sni } : {}),
-        }
-      : {}),
-  });
-  const connect: buildConnector.connector = (opts, cb) => {
-    base(sni === undefined ? { ...opts, servername: undefined } : { ...opts, servername: sni }, cb);
+  const authority = `${hostPart}:${node.port}`;
+  const origin = `${up.scheme}://${authority}`;
+  if (up.scheme !== 'https') return { origin, authority, tls: null };
+  const sni = upstreamSni(up, node);
+  return {
+    origin,
+    authority,
+    tls: {
+      // Node checks the certificate against `servername`, or against `host` (IP SANs) when none.
+      rejectUnauthorized: up.tls?.verify !== false,
+      ...(up.tls?.ca ? { ca: up.tls.ca } : {}),
+      ...(clientPair ? { cert: clientPair.cert, key: clientPair.key } : {}),
+      ...(sni ? { servername: sni } : {}),
+    },
   };
-  return { origin, dispatchServername: sni ?? node.host, connect };
 }

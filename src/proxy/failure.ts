@@ -1,4 +1,4 @@
-// undici / socket / TLS errors → one stable gateway code and HTTP status.
+// Upstream client (h1-client.ts) / socket / TLS errors → one stable gateway code and HTTP status.
 import { UpstreamError, type ErrorCode } from '../errors';
 
 export type FailurePhase = 'connect' | 'request';
@@ -9,27 +9,28 @@ interface Classified {
   reason: string;
 }
 
-const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUTS = new Set(['H1_CONNECT_TIMEOUT', 'H1_READ_TIMEOUT', 'H1_SEND_TIMEOUT', 'ETIMEDOUT']);
+/**
+ * The connection went away before any response byte: the request may be replayed (when it
+ * has no body) — a node going down, or a keep-alive connection the upstream closed as we
+ * reused it.
+ */
 export const RESETS: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'EPIPE',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_DESTROYED',
+  'H1_CLOSED',
+  'H1_DESTROYED',
   'ECONNABORTED',
 ]);
 const PROTOCOL = new Set([
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
-  'UND_ERR_HEADERS_OVERFLOW',
-  'UND_ERR_INFO',
+  'H1_BAD_RESPONSE',
   'ERR_INVALID_CHAR',
   'ERR_HTTP_INVALID_HEADER_VALUE',
   'ERR_INVALID_HTTP_TOKEN',
   'ERR_HTTP_INVALID_STATUS_CODE',
 ]);
-/** Errors about the request as the client sent it, raised by undici before any I/O. */
-const REQUEST = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH']);
+/** Errors about the request as the client sent it, raised before any byte of it left (or its body lied). */
+const REQUEST = new Set(['H1_REQ_INVALID', 'H1_REQ_LENGTH']);
 
 /** OpenSSL verification results surface as bare codes (X509_V_ERR_* without the prefix). */
 const CERT_CODES =
@@ -44,7 +45,7 @@ export function isTlsFailure(err: unknown): boolean {
   return CERT_CODES.test(errorCodeOf(err));
 }
 
-/** undici refused the request itself (bad path, bad header): the client's fault, no retry, no health mark. */
+/** The request was refused (bad path, header, body length): the client's fault, no retry, no health mark. */
 export function isRequestError(err: unknown): boolean {
   return REQUEST.has(errorCodeOf(err));
 }

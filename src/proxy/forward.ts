@@ -1,19 +1,12 @@
-// One proxied request: an undici dispatch handler that streams the upstream
-// response into the exchange's writer with backpressure, and the request body to
-// the upstream.
-//
-// Why the raw (legacy) handler methods — onConnect/onHeaders/onData/onComplete/
-// onError — and not `request()`/`stream()` or the newer onResponse* API: measured
-// in bench/proxy-cpu.ts, `request()` builds a Readable, an abort signal and a
-// parsed header object per request; the onResponse* API makes undici parse the
-// raw headers into an object we would flatten again. This path copies the raw
-// header buffers once into the flat array `writeHead` takes.
+// One proxied request: an h1-client handler that streams the upstream response into the
+// exchange's writer with backpressure (the request body goes to the upstream the same way),
+// with the retry and passive-health decisions.
 import { Transform, type Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders } from './headers';
 import { errorCodeOf, isRequestError, RESETS, toUpstreamError, type FailurePhase } from './failure';
 import { sendError } from './error-response';
 import type { Exchange } from './exchange';
+import type { H1Handler, H1Request } from './h1-client';
 import { dataPlane } from '../metrics';
 import { countRequest } from './request-metrics';
 import type { PickTicket, UpstreamNode, UpstreamPool } from './upstream-pool';
@@ -26,9 +19,6 @@ export interface ForwardHost {
   nodeOk(up: UpstreamPool, node: UpstreamNode): void;
   logFailure(fields: Record<string, unknown>): void;
 }
-
-/** undici reads `servername` from dispatch options (core/request.js); its types omit it. */
-type DispatchOpts = Dispatcher.DispatchOptions & { servername?: string };
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
@@ -53,15 +43,15 @@ export interface ForwardRequest {
   ticket?: PickTicket | undefined;
 }
 
-export class Forward implements Dispatcher.DispatchHandler {
+export class Forward implements H1Handler {
   readonly #host: ForwardHost;
   readonly #ex: Exchange;
-  readonly #opts: DispatchOpts;
+  readonly #req: H1Request;
   readonly #route: string;
   readonly #ticket: PickTicket | undefined;
   #up: UpstreamPool;
   #node: UpstreamNode;
-  #abort: ((err?: Error) => void) | null = null;
+  #abort: ((err: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #connected = false;
   #responded = false;
@@ -70,7 +60,8 @@ export class Forward implements Dispatcher.DispatchHandler {
   #retriedFrom: string | null = null;
   #sendContinue: boolean;
   #t0 = 0;
-  #status = 0;
+  /** When the first try started: `retry_timeout` counts from here. */
+  #first = 0;
 
   constructor(host: ForwardHost, up: UpstreamPool, node: UpstreamNode, ex: Exchange, r: ForwardRequest) {
     this.#host = host;
@@ -80,22 +71,14 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#route = r.route;
     this.#ticket = r.ticket;
     this.#sendContinue = r.sendContinue;
-    this.#opts = {
-      path: r.target,
-      method: ex.method as Dispatcher.HttpMethod,
-      headers: r.headers,
-      body: r.body,
-      servername: node.servername,
-      // Never pipeline behind another request: a proxied request may stream for minutes.
-      blocking: true,
-    };
+    this.#req = { method: ex.method, path: r.target, headers: r.headers, body: r.body };
     ex.res.onGone(this.#onClientGone);
   }
 
   start(): void {
     this.#t0 = performance.now();
-    this.#opts.servername = this.#node.servername;
-    this.#node.pool.dispatch(this.#opts, this);
+    if (this.#retries === 0) this.#first = this.#t0;
+    this.#node.client.dispatch(this.#req, this);
   }
 
   readonly #onClientGone = (): void => {
@@ -108,7 +91,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   /** Made on the first backpressure only: most responses never need it. */
   #onDrain: (() => void) | null = null;
 
-  onConnect(abort: (err?: Error) => void): void {
+  onConnect(abort: (err: Error) => void): void {
     this.#connected = true;
     if (this.#done) {
       abort(new ClientGoneError('client closed the connection'));
@@ -121,17 +104,20 @@ export class Forward implements Dispatcher.DispatchHandler {
     }
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true; // 1xx are not relayed (undici does not surface 100/103 bodies)
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
     this.#host.nodeOk(this.#up, this.#node);
     dataPlane.upstreamLatency.observe({ upstream: this.#up.id }, (performance.now() - this.#t0) / 1000);
     if (this.#done) return false;
     let headers = forwardResponseHeaders(rawHeaders);
     // RFC 9110 §8.6: no Content-Length in a 204 (a 304 keeps it: the representation's length).
     if (statusCode === 204) headers = withoutFraming(headers);
-    // writeHead throws on a header Node refuses: undici turns that into onError (502).
-    this.#ex.res.writeHead(statusCode, statusText || undefined, headers);
-    this.#status = statusCode;
+    try {
+      this.#ex.res.writeHead(statusCode, statusText || undefined, headers);
+    } catch (err) {
+      // A header Node refuses to send (ERR_INVALID_CHAR…): 502, the upstream's fault.
+      this.#abort?.(err as Error);
+      return false;
+    }
     this.#responded = true;
     this.#resumeFn = resume;
     countRequest(this.#route, statusCode);
@@ -155,12 +141,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     return false;
   }
 
-  onComplete(trailers: Array<string | Buffer> | null): void {
+  onComplete(trailers: string[] | null): void {
     if (this.#done) return;
     this.#done = true;
-    let t: string[] | undefined;
-    if (trailers !== null && trailers.length > 0) t = trailers.map(latin1);
-    this.#ex.res.end(undefined, t);
+    this.#ex.res.end(undefined, trailers !== null && trailers.length > 0 ? trailers : undefined);
   }
 
   onError(err: Error): void {
@@ -169,14 +153,6 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (err instanceof ClientGoneError || ex.res.gone) {
       // The client went away; nothing to answer, and nothing the upstream did wrong.
       this.#done = true;
-      return;
-    }
-    const noBody = this.#status === 204 || this.#status === 304;
-    if (this.#responded && noBody && errorCodeOf(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-      // undici 7 holds a 204/304 with a Content-Length to that many body bytes; the response
-      // has none by definition and is complete (undici drops the upstream connection).
-      this.#done = true;
-      ex.res.end();
       return;
     }
     if (err instanceof BodyTooLargeError) {
@@ -231,8 +207,10 @@ export class Forward implements Dispatcher.DispatchHandler {
   #retryTarget(phase: FailurePhase): [UpstreamPool, UpstreamNode] | undefined {
     const up = this.#host.current(this.#up.id);
     if (up === undefined) return undefined;
-    // Each node is tried at most once (plus one replay on a stale connection).
-    if (this.#retries >= Math.max(1, up.nodes.length - 1)) return undefined;
+    // Default: each node is tried at most once (plus one replay on a stale connection).
+    if (this.#retries >= (up.snapshot.retries ?? Math.max(1, up.nodes.length - 1))) return undefined;
+    const budget = up.snapshot.retryTimeoutMs;
+    if (budget !== undefined && performance.now() - this.#first >= budget) return undefined;
     const failed = up.nodes.find((n) => n.key === this.#node.key);
     const next = up.pick(failed, this.#ticket);
     if (next !== undefined) return [up, next];
@@ -241,20 +219,12 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   #canRetry(phase: FailurePhase, err: unknown): boolean {
     if (!IDEMPOTENT.has(this.#ex.method)) return false;
-    // The upstream answered, with something undici cannot take (e.g. an interim 100 Continue:
-    // undici 7 destroys the socket on it). The request reached it: never send it again.
-    if (isBadResponse(err)) return false;
     if (phase === 'connect') return true; // no byte of the request left this process
     // The upstream connection was reset before any response byte (a node going down, or
     // a keep-alive connection it closed as we reused it): safe to replay on another node
     // when there is no body to replay. nginx does the same (proxy_next_upstream error).
-    return this.#opts.body === null && RESETS.has(errorCodeOf(err));
+    return this.#req.body === null && RESETS.has(errorCodeOf(err));
   }
-}
-
-/** undici's SocketError for response bytes it refuses (a 100 Continue, data with no request). */
-function isBadResponse(err: unknown): boolean {
-  return errorCodeOf(err) === 'UND_ERR_SOCKET' && (err as Error).message === 'bad response';
 }
 
 function withoutFraming(headers: string[]): string[] {
@@ -266,13 +236,9 @@ function withoutFraming(headers: string[]): string[] {
   return out;
 }
 
-function latin1(v: string | Buffer): string {
-  return typeof v === 'string' ? v : v.toString('latin1');
-}
-
 /**
  * A body of unknown length (chunked) counted on its way upstream: past `limit` bytes the
- * stream fails with BodyTooLargeError, undici aborts the request, and the client gets 413
+ * stream fails with BodyTooLargeError, the client aborts the request, and the client gets 413
  * (or a reset when the response has started). Only such bodies pay for the extra stream.
  */
 export function limitBody(body: Readable, limit: number): Readable {

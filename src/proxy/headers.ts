@@ -1,6 +1,6 @@
 // Header rewriting in both directions. Works on Node's flat `rawHeaders` arrays
-// (name, value, name, value…) and produces flat arrays, which both undici
-// (`dispatch({ headers: string[] })`) and `res.writeHead(status, string[])` take
+// (name, value, name, value…) and produces flat arrays, which both the upstream client
+// (h1-client.ts) and `res.writeHead(status, string[])` take
 // as-is: no header objects are built per request.
 import type { ClientIdentity, ProxyContext } from './options';
 
@@ -66,7 +66,7 @@ export interface ForwardRequestHeaders {
   headers: string[];
   /** The request has a body (Content-Length > 0 or Transfer-Encoding). */
   hasBody: boolean;
-  /** `Expect: 100-continue` was sent (and is not forwarded: undici cannot relay 100). */
+  /** `Expect: 100-continue` was sent (not forwarded: the gateway answers 100 itself). */
   expectContinue: boolean;
 }
 
@@ -172,15 +172,15 @@ function pushIdentity(
 }
 
 /**
- * Upstream response headers (undici raw Buffers) → flat strings for `writeHead`,
- * without hop-by-hop fields. Values are decoded as latin1 so bytes round-trip.
+ * Upstream response headers (flat, as the parser gives them, latin1 so bytes round-trip)
+ * → flat strings for `writeHead`, without hop-by-hop fields.
  */
-export function forwardResponseHeaders(raw: readonly Buffer[]): string[] {
+export function forwardResponseHeaders(raw: readonly string[]): string[] {
   const out: string[] = [];
   let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const value = raw[i + 1]!.toString('latin1');
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
     // Only names as long as a hop-by-hop one are lower-cased and looked up.
     if (HOP_BY_HOP_LENGTHS.has(name.length)) {
       const lower = name.toLowerCase();

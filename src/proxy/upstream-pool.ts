@@ -1,8 +1,8 @@
-// One upstream as a worker sees it: its nodes, a keep-alive pool per node, the
+// One upstream as a worker sees it: its nodes, a keep-alive client per node, the
 // balancer state (balance.ts, wrr.ts) and the passive and active health of each node.
-import { Pool } from 'undici';
 import type { CertKeyPair, SslSnapshot, UpstreamNodeSnapshot, UpstreamSnapshot } from '../snapshot/types';
 import { nodeTarget } from './connector';
+import { H1Pool } from './h1-client';
 import { requestHeaderPlan, type RequestHeaderPlan } from './headers';
 import { NodeHealth, type NodeHealthView } from './node-health';
 import type { FilledProxyOptions } from './options';
@@ -16,8 +16,7 @@ export class UpstreamNode implements WrrItem {
   /** `host:port`, for logs and health carry-over. */
   readonly key: string;
   readonly origin: string;
-  readonly servername: string;
-  readonly pool: Pool;
+  readonly client: H1Pool;
   readonly health = new NodeHealth();
   current = 0;
 
@@ -33,15 +32,18 @@ export class UpstreamNode implements WrrItem {
     this.key = `${node.host}:${node.port}`;
     const t = nodeTarget(up, node, clientPair);
     this.origin = t.origin;
-    this.servername = t.dispatchServername;
-    this.pool = new Pool(t.origin, {
-      connect: t.connect,
-      connections: o.connectionsPerNode,
-      keepAliveTimeout: o.keepAliveTimeoutMs,
-      // Read timeout: both are idle timers (undici refreshes them per chunk), and the
-      // body timer does not run while we pause the upstream for a slow client.
-      headersTimeout: up.timeout.readMs,
-      bodyTimeout: up.timeout.readMs,
+    this.client = new H1Pool({
+      host: node.host,
+      port: node.port,
+      authority: t.authority,
+      tls: t.tls,
+      connectTimeoutMs: up.timeout.connectMs,
+      // An idle timer, refreshed per chunk, stopped while the upstream is paused for a slow client.
+      readTimeoutMs: up.timeout.readMs,
+      sendTimeoutMs: up.timeout.sendMs ?? 0,
+      idleTimeoutMs: up.keepalive?.idleMs ?? o.keepAliveTimeoutMs,
+      maxIdle: up.keepalive?.size ?? Infinity,
+      maxConnections: o.connectionsPerNode,
     });
   }
 }
@@ -194,13 +196,13 @@ export class UpstreamPool {
     };
   }
 
-  /** Graceful: queued and in-flight requests finish first (undici Pool semantics). */
+  /** Graceful: queued and in-flight requests finish first, idle connections close now. */
   close(): Promise<void> {
-    return Promise.all(this.nodes.map((n) => n.pool.close())).then(noop);
+    return Promise.all(this.nodes.map((n) => n.client.close())).then(noop);
   }
 
   destroy(): Promise<void> {
-    return Promise.all(this.nodes.map((n) => n.pool.destroy())).then(noop, noop);
+    return Promise.all(this.nodes.map((n) => n.client.destroy())).then(noop, noop);
   }
 }
 

@@ -460,7 +460,13 @@ function upstreamSnapshots(
       nodes: u.nodes,
       ...(u.host ? { host: u.host } : {}),
       ...(tls ? { tls } : {}),
-      timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read },
+      timeout: { connectMs: u.timeout.connect, readMs: u.timeout.read, sendMs: u.timeout.send },
+      keepalive: {
+        ...(u.keepalive.size !== undefined ? { size: u.keepalive.size } : {}),
+        idleMs: u.keepalive.idle_timeout,
+      },
+      ...(u.retries !== undefined ? { retries: u.retries } : {}),
+      ...(u.retry_timeout > 0 ? { retryTimeoutMs: u.retry_timeout } : {}),
       ...(u.client_identity_headers ? { clientIdentityHeaders: u.client_identity_headers } : {}),
       // roundrobin is left out: the hash (and the pools) of an upstream without `type` stay as they were.
       ...(u.type === 'roundrobin' ? {} : {

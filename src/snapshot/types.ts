@@ -126,7 +126,14 @@ export interface UpstreamSnapshot {
   /** Overrides the Host header sent upstream. */
   host?: string;
   tls?: UpstreamTlsSnapshot;
-  timeout: { connectMs: number; readMs: number };
+  /** sendMs: the node accepts no request body byte for that long → 504; absent: no limit. */
+  timeout: { connectMs: number; readMs: number; sendMs?: number };
+  /** size: idle connections kept per node (absent: all); idleMs absent: the proxy's default. */
+  keepalive?: { size?: number; idleMs?: number };
+  /** Retries on other nodes (absent: each other node once). */
+  retries?: number;
+  /** No retry starts this long after the first try; absent or 0: no limit. */
+  retryTimeoutMs?: number;
   /** Client identity headers for mTLS routes; undefined = not sent. */
   clientIdentityHeaders?: { subject: string; fingerprint: string; verify: string };
   /** Balancer; absent: roundrobin (snapshots of older builds). */

@@ -19,9 +19,9 @@ import '../metrics';
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
 /**
- * The data-plane modules (node engine, request stage, undici): ≈ 300-700 ms to load on this
- * machine (measured, undici alone ≈ 300 ms). Loaded after 'ready' is sent, so a respawned
- * worker loads them while the primary encodes and sends its snapshot.
+ * The data-plane modules (node engine, request stage, upstream client): hundreds of ms to
+ * load on this machine (300-700 ms measured while undici was among them). Loaded after
+ * 'ready' is sent, so a respawned worker loads them while the primary encodes and sends its snapshot.
  */
 function dataPlane(): { NodeEngine: typeof import('../engines/node').NodeEngine; UpstreamSet: typeof UpstreamSet } {
   /* eslint-disable @typescript-eslint/no-require-imports */
