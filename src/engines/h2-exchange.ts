@@ -132,7 +132,8 @@ export class H2Exchange implements Exchange, ResponseWriter {
 /**
  * The request body as its own Readable: the upstream client may destroy a body stream
  * once it has ended (undici did, the h1 client on an early answer), and destroying the
- * Http2Stream itself would reset the stream before the response is sent. Backpressure: the stream is paused while this one is full.
+ * Http2Stream itself would reset the stream before the response is sent. Backpressure: the
+ * stream is paused while this one is full.
  */
 class H2Body extends Readable {
   readonly #s: ServerHttp2Stream;
