@@ -63,7 +63,8 @@ function objects(mtls: boolean): { ssls: Obj[]; upstreams: Obj[]; routes: Obj[] 
     { id: 1, name: 'web', type: 'roundrobin', nodes: { [`127.0.0.1:${webPort}`]: 1 },
       checks: { active: { http_path: '/', timeout: 2, concurrency: 5, healthy: { interval: 2, successes: 1 },
         unhealthy: { interval: 1, http_failures: 2 } }, passive: { unhealthy: { http_failures: 3 } } },
-      timeout: { connect: 2, send: 5, read: 10 }, retries: 2 },
+      timeout: { connect: 2, send: 5, read: 10 }, retries: 2, retry_timeout: 1.5,
+      keepalive_pool: { size: 16, idle_timeout: 30, requests: 500 } },
     { id: 'secure', scheme: 'https', type: 'least_conn', pass_host: 'rewrite', upstream_host: 'api.internal',
       nodes: [{ host: '127.0.0.1', port: securePort, weight: 3 }], tls: { client_cert_id: 9 } },
   ];
@@ -141,8 +142,9 @@ describe('import --from apisix: a standalone file', () => {
         assert.match(r.out, /upstreams upstreams\[0\] \(id 1\): checks\.passive dropped/);
         assert.match(r.out, /checks\.active\.concurrency dropped: each node has its own probe timer/);
         assert.doesNotMatch(r.out, /type "(least_conn|chash)" dropped|hash_on dropped|key dropped/);
-        assert.match(r.out, /retries dropped/);
-        assert.match(r.out, /timeout\.send dropped/);
+        // Retries, send timeout and pool settings are carried (issue 17); only keepalive_pool.requests is not.
+        assert.doesNotMatch(r.out, /retries|retry_timeout|timeout\.send|keepalive_pool\.(size|idle_timeout)/);
+        assert.match(r.out, /\(id 1\): keepalive_pool\.requests dropped: tlsgate does not cap requests/);
         assert.match(r.out, /\(id 4\): not imported: disabled in APISIX/);
         assert.doesNotMatch(r.out, /imported as a prefix|translated to/);
         if (mtls) {
@@ -173,7 +175,12 @@ describe('import --from apisix: a standalone file', () => {
         const ups = cfg.upstreams as Obj[];
         assert.deepEqual(ups[0]!.checks, { active: { timeout: '2000ms', http_path: '/',
           healthy: { interval: '2000ms', successes: 1 }, unhealthy: { interval: '1000ms', http_failures: 2 } } });
+        assert.deepEqual(ups[0]!.timeout, { connect: '2000ms', send: '5000ms', read: '10000ms' });
+        assert.equal(ups[0]!.retries, 2);
+        assert.equal(ups[0]!.retry_timeout, '1500ms');
+        assert.deepEqual(ups[0]!.keepalive, { size: 16, idle_timeout: '30000ms' });
         assert.equal(ups[1]!.type, 'least_conn');
+        for (const k of ['retries', 'retry_timeout', 'keepalive']) assert.equal(ups[1]![k], undefined);
         if (mtls) {
           const inline = ups.find((u) => u.id === 'route-partner-api')!;
           assert.deepEqual([inline.type, inline.hash_on, inline.key], ['chash', 'header', 'x-user']);
@@ -346,6 +353,31 @@ describe('import --from apisix: hostile or broken input', () => {
     assert.match(r.err, /certs exists and is not a directory \[TLSGATE_E_IMPORT_EXISTS\]/);
     assert.deepEqual(readdirSync(elsewhere), []);
     rmSync(dir, { recursive: true });
+  });
+
+  it('retries, retry_timeout, timeout.send, keepalive_pool out of tlsgate\'s range: printed, the rest valid', () => {
+    const d = base();
+    Object.assign(d.upstreams[0]!, {
+      retries: 500, retry_timeout: -1, timeout: { send: 0, read: 0.0001, connect: 3, linger: 1 },
+      keepalive_pool: { size: 1.5, idle_timeout: 0, requests: 10, extra: true },
+    });
+    d.upstreams.push({ id: 'u2', nodes: { '127.0.0.1:81': 1 }, retries: 0, retry_timeout: 0,
+      keepalive_pool: { size: 0 } });
+    const r = importOne(d);
+    assert.equal(r.status, 0, r.err + r.out);
+    assert.match(r.out, /gateway\.yaml: valid/);
+    for (const re of [/retries 500 dropped: tlsgate takes 0-100/, /retry_timeout -1 dropped/,
+      /timeout\.send 0 dropped/, /timeout\.read 0\.0001 dropped/, /timeout\.linger dropped/,
+      /keepalive_pool\.size 1\.5 dropped/, /keepalive_pool\.idle_timeout 0 dropped: tlsgate closes an idle/,
+      /keepalive_pool\.requests dropped/, /keepalive_pool\.extra dropped/]) assert.match(r.out, re);
+    const ups = (parse(readFileSync(join(r.dir, 'out', 'gateway.yaml'), 'utf8')) as Obj).upstreams as Obj[];
+    assert.deepEqual(ups[0]!.timeout, { connect: '3000ms' });
+    for (const k of ['retries', 'retry_timeout', 'keepalive']) assert.equal(ups[0]![k], undefined);
+    // 0 means "no retry" and "no limit" in both: carried as 0, not dropped as falsy.
+    assert.equal(ups[1]!.retries, 0);
+    assert.equal(ups[1]!.retry_timeout, '0ms');
+    assert.deepEqual(ups[1]!.keepalive, { size: 0 });
+    rmSync(r.dir, { recursive: true });
   });
 
   it('an output that does not validate says why (SNI not covered by the certificate)', () => {

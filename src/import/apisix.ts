@@ -278,9 +278,6 @@ function importSsl(c: Ctx, at: string, v: Obj): Obj | undefined {
 }
 
 const UPSTREAM_DROPS: Record<string, string> = {
-  retries: 'tlsgate retries a failed connect once, on another node',
-  retry_timeout: 'tlsgate retries a failed connect once, on another node',
-  keepalive_pool: 'tlsgate keeps its own connection pool per worker (not configurable)',
   discovery_type: 'service discovery is not available: list the nodes',
   service_name: 'service discovery is not available: list the nodes',
   discovery_args: 'service discovery is not available: list the nodes',
@@ -366,6 +363,54 @@ function importChecks(c: Ctx, where: string, checks: unknown, out: Obj): void {
   out.checks = { active: o };
 }
 
+/**
+ * `retries`, `retry_timeout` (seconds) and `keepalive_pool` → tlsgate's `retries`, `retry_timeout` and
+ * `keepalive` (README "Proxying"). A value tlsgate's declaration would refuse is printed, not carried, so the
+ * output still validates.
+ */
+function importRetries(c: Ctx, where: string, v: Obj, out: Obj): void {
+  const ms = (x: number): string => `${Math.round(x * 1000)}ms`;
+  if (v.retries !== undefined) {
+    if (Number.isInteger(v.retries) && (v.retries as number) >= 0 && (v.retries as number) <= 100) {
+      out.retries = v.retries;
+    } else {
+      c.note(where, `retries ${JSON.stringify(v.retries)} dropped: tlsgate takes 0-100 (absent: each other node once)`);
+    }
+  }
+  if (v.retry_timeout !== undefined) {
+    // APISIX and tlsgate both read 0 as "no limit".
+    if (typeof v.retry_timeout === 'number' && v.retry_timeout >= 0) out.retry_timeout = ms(v.retry_timeout);
+    else c.note(where, `retry_timeout ${JSON.stringify(v.retry_timeout)} dropped: not a number of seconds >= 0`);
+  }
+  const pool = v.keepalive_pool;
+  if (pool === undefined) return;
+  if (!isObj(pool)) return c.note(where, 'keepalive_pool dropped: not a mapping');
+  const ka: Obj = {};
+  if (pool.size !== undefined) {
+    if (Number.isInteger(pool.size) && (pool.size as number) >= 0 && (pool.size as number) <= 100_000) {
+      ka.size = pool.size;
+    } else c.note(where, `keepalive_pool.size ${JSON.stringify(pool.size)} dropped: tlsgate takes 0-100000`);
+  }
+  if (pool.idle_timeout !== undefined) {
+    // APISIX's 0 keeps idle connections forever; tlsgate always closes them (default 4s).
+    if (typeof pool.idle_timeout === 'number' && Math.round(pool.idle_timeout * 1000) >= 1) {
+      ka.idle_timeout = ms(pool.idle_timeout);
+    } else {
+      c.note(where, `keepalive_pool.idle_timeout ${JSON.stringify(pool.idle_timeout)} dropped: tlsgate closes an ` +
+        'idle connection after keepalive.idle_timeout (at least 1ms; default 4s)');
+    }
+  }
+  if (pool.requests !== undefined) {
+    c.note(where, 'keepalive_pool.requests dropped: tlsgate does not cap requests per connection ' +
+      '(a connection is reused until it idles out or the node closes it)');
+  }
+  for (const k of Object.keys(pool)) {
+    if (['size', 'idle_timeout', 'requests'].includes(k)) continue;
+    c.note(where, `keepalive_pool.${k} dropped: no tlsgate equivalent`);
+  }
+  if (Object.keys(ka).length > 0) out.keepalive = ka;
+}
+
 function importUpstream(
   c: Ctx, at: string, v: Obj, id: string | undefined, refs: Map<string, string>,
 ): Obj | undefined {
@@ -412,11 +457,17 @@ function importUpstream(
   }
   if (isObj(v.timeout)) {
     const t: Obj = {};
-    if (typeof v.timeout.connect === 'number') t.connect = `${Math.round(v.timeout.connect * 1000)}ms`;
-    if (typeof v.timeout.read === 'number') t.read = `${Math.round(v.timeout.read * 1000)}ms`;
-    if (v.timeout.send !== undefined) c.note(where, 'timeout.send dropped: tlsgate has connect and read timeouts');
+    for (const k of ['connect', 'send', 'read']) {
+      const x = v.timeout[k];
+      if (typeof x === 'number' && Math.round(x * 1000) >= 1) t[k] = `${Math.round(x * 1000)}ms`;
+      else if (x !== undefined) c.note(where, `timeout.${k} ${JSON.stringify(x)} dropped: not a number of seconds > 0`);
+    }
+    for (const k of Object.keys(v.timeout)) {
+      if (!['connect', 'send', 'read'].includes(k)) c.note(where, `timeout.${k} dropped: no tlsgate equivalent`);
+    }
     if (Object.keys(t).length) out.timeout = t;
   }
+  importRetries(c, where, v, out);
   if (isObj(v.tls) || scheme === 'https') {
     const tls = isObj(v.tls) ? v.tls : {};
     const o: Obj = {};
@@ -454,7 +505,7 @@ function importUpstream(
   }
   for (const k of Object.keys(v)) {
     const known = ['id', 'name', 'desc', 'labels', 'scheme', 'nodes', 'type', 'pass_host', 'upstream_host', 'timeout',
-      'tls', 'create_time', 'update_time', 'hash_on', 'key', 'checks'];
+      'tls', 'create_time', 'update_time', 'hash_on', 'key', 'checks', 'retries', 'retry_timeout', 'keepalive_pool'];
     if (!known.includes(k) && !(k in UPSTREAM_DROPS)) c.note(where, `${k} dropped: no tlsgate equivalent`);
   }
   return out;
