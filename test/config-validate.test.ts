@@ -252,6 +252,25 @@ routes: [{ id: r, paths: /, upstream: u1, respond: { status: 200, headers: [a] }
   assert.match(r.out, /routes\[0\]\.respond\.headers: must be a mapping \{header-name: value\}, got a list/);
 });
 
+test('nodes as the APISIX mapping {"host:port": weight}: each entry named by its key when refused', async () => {
+  const ok = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443 }]
+upstreams: [{ id: u, nodes: { "10.0.0.1:80": 2, "[::1]:8080": 1, "api.internal:81": 0 } }]
+routes: [{ id: r, paths: [/], upstream: u }]
+`);
+  assert.equal(ok.code, 0, ok.out);
+  const bad = await validate(`
+listeners: [{ name: public, listen: 127.0.0.1:8443 }]
+upstreams: [{ id: u, nodes: { "10.0.0.1": 1, "[::1]:99999": 1, "h:80": -2, "a b:80": 1 } }]
+routes: [{ id: r, paths: [/], upstream: u }]
+`);
+  assert.equal(bad.code, 1);
+  assert.match(bad.out, /upstreams\[0\]\.nodes\["10\.0\.0\.1"\]\.port: is required/);
+  assert.match(bad.out, /upstreams\[0\]\.nodes\["\[::1\]:99999"\]\.port: must be between 1 and 65535/);
+  assert.match(bad.out, /upstreams\[0\]\.nodes\["h:80"\]\.weight: must be between 0 and 10000/);
+  assert.match(bad.out, /upstreams\[0\]\.nodes\["a b:80"\]\.host: /);
+});
+
 test('one refused object does not set off "not the id" errors in its referrers', async () => {
   const r = await validate(`
 listeners: [{ name: public, listen: 127.0.0.1:8443, default_ssl: site }]

@@ -57,7 +57,8 @@ ssls:
   - { id: secure-front, snis: [secure.app.test], cert: "$file://secureFront.crt", key: "$file://secureFront.key", client: { ca: "$file://clients.pem" } }
   - { id: gw-client, type: client, cert: "$file://gatewayClient.crt", key: "$file://gatewayClient.key" }
 upstreams:
-  - { id: plain, nodes: [{ host: 127.0.0.1, port: ${deadPort} }, { host: 127.0.0.1, port: ${(plain.address() as AddressInfo).port} }], client_identity_headers: true }
+  # APISIX's nodes mapping {"host:port": weight}: read as the list form
+  - { id: plain, nodes: { "127.0.0.1:${deadPort}": 1, "127.0.0.1:${(plain.address() as AddressInfo).port}": 1 }, client_identity_headers: true }
   - { id: tls, scheme: https, nodes: [{ host: 127.0.0.1, port: ${(tlsUp.address() as AddressInfo).port} }], tls: { ca: "$file://ca.pem", sni: backend.internal, client_ssl: gw-client } }
 routes:
   - { id: api, paths: [/api], upstream: plain }

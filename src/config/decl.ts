@@ -355,6 +355,8 @@ type ListOpts<T> = {
   nonEmpty?: string;
   /** Repeated items: dropped silently, or refused with this message (`%s` = the item). */
   repeat?: 'drop' | { message: string; code: ErrorCode };
+  /** A mapping accepted in place of the list: each entry becomes the item to read (APISIX `nodes`). */
+  fromMapping?: (key: string, value: unknown) => unknown;
 };
 
 export function list<T, O extends ListOpts<T>>(item: Field<T>, o: O) {
@@ -367,16 +369,22 @@ export function list<T, O extends ListOpts<T>>(item: Field<T>, o: O) {
     shape: o.shape,
     ...(o.default === undefined ? {} : { fallback: () => [...o.default!] }),
     read: (r: Reader, v: unknown, p: string) => {
+      let at = (i: number): string => `${p}[${i}]`;
+      if (o.fromMapping && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+        const entries = Object.entries(v);
+        v = entries.map(([k, x]) => o.fromMapping!(k, x));
+        at = (i) => `${p}[${JSON.stringify(entries[i]![0])}]`;
+      }
       if (!Array.isArray(v)) {
         return void r.error(p, `must be a list${o.shape ? ` of ${o.shape}` : ''}, got ${describe(v)}`);
       }
       if (v.length === 0 && o.nonEmpty) r.error(p, o.nonEmpty);
       const out: T[] = [];
       v.forEach((x, i) => {
-        const got = item.read(r, x, `${p}[${i}]`);
+        const got = item.read(r, x, at(i));
         if (got === undefined) return;
         if (o.repeat && out.includes(got)) {
-          if (o.repeat !== 'drop') r.error(`${p}[${i}]`, o.repeat.message.replace('%s', String(got)), o.repeat.code);
+          if (o.repeat !== 'drop') r.error(at(i), o.repeat.message.replace('%s', String(got)), o.repeat.code);
           return;
         }
         out.push(got);

@@ -376,6 +376,16 @@ export const CHASH_VARS = ['remote_addr', 'uri', 'request_uri', 'query_string', 
 const CHASH_PREFIXED = /^(http|arg|cookie)_([A-Za-z0-9_-]{1,64})$/;
 const COOKIE_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
 
+/**
+ * `"host:port": weight` (APISIX's nodes form) → the list item; `[v6]:port` for IPv6. A key
+ * without a port is left with none, so the item's reader names the missing port.
+ */
+function nodeFromMapping(key: string, weight: unknown): unknown {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d{1,5})$/.exec(key);
+  if (m === null) return { host: key, weight };
+  return { host: m[1] ?? m[2], port: Number(m[3]), weight };
+}
+
 const UPSTREAM = obj({
   id: id('upstream id'),
   ...META,
@@ -394,7 +404,9 @@ const UPSTREAM = obj({
     port: int({ required: true, min: 1, max: 65535, doc: 'port' }),
     weight: int({ min: 0, max: 10_000, default: 1, doc: 'relative share, per worker (0: no traffic)' }),
   }, { doc: '' }), {
-    required: true, shape: '{host, port, weight}', nonEmpty: 'must hold at least one node', doc: 'servers',
+    required: true, shape: '{host, port, weight}', nonEmpty: 'must hold at least one node',
+    doc: 'servers; or the APISIX mapping {"host:port": weight}',
+    fromMapping: nodeFromMapping,
   }),
   host: str({ format: hostHeader, type: 'host[:port]', doc: "Host sent upstream (absent: the client's Host)" }),
   tls: obj({
