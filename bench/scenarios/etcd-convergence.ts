@@ -60,6 +60,9 @@ ${storeBlock(etcd, g.dir)}
 `);
       }
       const a = nodes[0]!;
+      // The bench's own client: Node's global fetch loads its undici on first use (~200 ms in
+      // this process), which the first PUT's figure showed as a 340-370 ms outlier.
+      await adminWrite(a.adminPort, a.apiKey, 'GET', '/v1/status');
       const both: number[] = [];
       const onB: number[] = [];
       const putMs: number[] = [];
@@ -91,6 +94,11 @@ ${storeBlock(etcd, g.dir)}
           ctx.log(`  etcd-convergence: ${errorText(err)}`);
         }
         await sleep(20);
+      }
+      // Where the PUTs' time went (node A's log: check against the running config, etcd commit, applied).
+      const parts = nodes[0]!.logs.filter((l) => l.msg === 'config store object written').slice(0, 3);
+      for (const l of parts) {
+        ctx.log(`  etcd-convergence: PUT parts check ${l.check_ms} ms, write ${l.write_ms} ms, seen ${l.seen_ms} ms`);
       }
       const p = (xs: number[], q: number): number => percentile(xs, q);
       r.rows.push({
