@@ -3,10 +3,14 @@
 // worker built from a decoded snapshot serves exactly what the primary compiled.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { decodeSnapshot, encodeSnapshot } from '../src/snapshot/codec';
 import type { Snapshot, SslSnapshot } from '../src/snapshot/types';
 
-const KEY = '-----BEGIN PRIVATE KEY-----\nshared\n-----END PRIVATE KEY-----\n';
+// One key shared by every object (as in the bench's 10k fixtures), made here: no key in the tree.
+const KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
 
 function ssl(i: number, o: Partial<SslSnapshot> = {}): SslSnapshot {
   return {
