@@ -9,6 +9,7 @@ import { connect, isIP, type Socket } from 'node:net';
 import type { UpstreamConfig } from '../config/types';
 import type { SslSnapshot, UpstreamNodeSnapshot, UpstreamSnapshot } from '../snapshot/types';
 import type { ProxyLogger } from './options';
+import { upstreamSni } from './connector';
 
 export type ActiveCheck = NonNullable<NonNullable<UpstreamConfig['checks']>['active']>;
 
@@ -269,13 +270,6 @@ export class ActiveHealth {
   }
 }
 
-/** SNI as the proxy sends it (connector.ts upstreamSni): tls.sni, the Host override, or the node's name. */
-function sniOf(up: UpstreamSnapshot, node: UpstreamNodeSnapshot): string | undefined {
-  if (up.tls?.sni) return up.tls.sni;
-  if (up.host) return up.host.replace(/:\d+$/, '');
-  return isIP(node.host) ? undefined : node.host;
-}
-
 function probeTarget(
   up: UpstreamSnapshot,
   node: UpstreamNodeSnapshot,
@@ -289,7 +283,8 @@ function probeTarget(
     type, host: node.host, port, path: check.http_path, hostHeader: check.host ?? up.host ?? `${bare}:${port}`,
   };
   if (type === 'https') {
-    const sni = sniOf(up, node);
+    // The SNI the proxy sends (connector.ts, which no longer loads undici).
+    const sni = upstreamSni(up, node);
     // The upstream's own TLS settings: a probe verifies the node as a request would.
     t.tls = {
       rejectUnauthorized: up.tls?.verify !== false,
