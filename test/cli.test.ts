@@ -4,8 +4,8 @@
 // an aws provider never loads the AWS SDK.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, Gateway, ROOT, freePort } from './helpers/gateway';
@@ -30,6 +30,24 @@ function curl(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => {
       resolve({ code: err ? 1 : 0, out: stdout + stderr });
+    });
+  });
+}
+
+/**
+ * `tlsgate` with stderr in a file, not a pipe: NODE_DEBUG=module writes ~200 KB there, and a
+ * pipe the parent has not drained yet can hold the end back when the CLI calls process.exit()
+ * (the SDK's load line, near the end, was missing in one CI run).
+ */
+function tlsgateStderrToFile(args: string[], env: NodeJS.ProcessEnv, file: string): Promise<Run> {
+  const fd = openSync(file, 'w');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', fd], timeout: 30_000,
+    });
+    child.on('close', (code) => {
+      closeSync(fd);
+      resolve({ code: code ?? -1, stdout: '', stderr: readFileSync(file, 'utf8') });
     });
   });
 }
@@ -174,7 +192,7 @@ describe('the AWS SDK is loaded only for an aws provider', () => {
   test('validate without an aws provider loads no @aws-sdk module; with one, it does', async () => {
     const without = join(dir, 'without.yaml');
     writeFileSync(without, base);
-    const a = await tlsgate(['validate', '-c', without], { NODE_DEBUG: 'module' });
+    const a = await tlsgateStderrToFile(['validate', '-c', without], { NODE_DEBUG: 'module' }, join(dir, 'a.err'));
     assert.equal(a.code, 0, a.stderr.slice(-2000));
     assert.match(a.stderr, /MODULE \d+: load /);
     assert.doesNotMatch(a.stderr, /@aws-sdk/);
@@ -182,7 +200,7 @@ describe('the AWS SDK is loaded only for an aws provider', () => {
     // Positive control: the same check sees the SDK when a provider needs it.
     const withAws = join(dir, 'with.yaml');
     writeFileSync(withAws, `${base}secret_providers: [{ id: aws-main, type: aws, region: eu-west-1 }]\n`);
-    const b = await tlsgate(['validate', '-c', withAws], { NODE_DEBUG: 'module' });
+    const b = await tlsgateStderrToFile(['validate', '-c', withAws], { NODE_DEBUG: 'module' }, join(dir, 'b.err'));
     assert.equal(b.code, 0, b.stderr.slice(-2000));
     assert.match(b.stderr, /MODULE \d+: load "[^"]*@aws-sdk\/client-secrets-manager/);
   });
