@@ -94,7 +94,7 @@ describe('validation cache', () => {
     const n = 100;
     const inputs: ValidateInput[] = Array.from({ length: n }, (_, i) => {
       const cert = server(ca, [`k${i}.test`], { key: sharedKey }).cert;
-      const key = i === 41 ? stranger.key : i === 57 ? shared.key.replace(/[A-Za-z]{8}\n/, 'AAAAAAAA\n') : shared.key;
+      const key = i === 41 ? stranger.key : i === 57 ? shared.key.replace(/\n[A-Za-z0-9+/=]+\n-----END/, '\nAAAA\n-----END') : shared.key;
       return { ...input(cert, key, [`k${i}.test`]), id: `k${i}`, path: `ssls[${i}]`,
         pairs: [{ certPath: `ssls[${i}].cert`, cert, keyPath: `ssls[${i}].key`, key }] };
     });
@@ -108,8 +108,7 @@ describe('validation cache', () => {
       const bad = refused(first).sort((a, b) => a[1]!.localeCompare(b[1]!));
       assert.equal(bad.length, 2, JSON.stringify(bad));
       assert.deepEqual(bad[0], ['TLSGATE_E_CERT_KEY_MISMATCH', 'ssls[41].key']);
-      assert.equal(bad[1]![1], 'ssls[57].key');
-      assert.ok(['TLSGATE_E_KEY_PARSE', 'TLSGATE_E_CERT_KEY_MISMATCH'].includes(bad[1]![0]!), bad[1]![0]);
+      assert.deepEqual(bad[1], ['TLSGATE_E_KEY_PARSE', 'ssls[57].key']);
       // The same certificates again, #7's key now the stranger's: its content is another
       // entry of both caches (verdicts and parsed keys), so it is checked and refused.
       const keyOf = (i: number): string => (i === 7 ? stranger.key : shared.key);
