@@ -75,6 +75,7 @@ const FAST = [
   'a: y\nb: x\n',
   'routes:\n  - id: r\n    paths: ["/", "/api"]\n    respond: { status: 200, body: "ok" }\n',
   'a:\n-\n  - x\n- y\nb: [ a , b ]\n',
+  'p: /a[0]{1}\nq:\n- key:value\n- ./path\n- id: a\n  snis:\n  - x.test\n  - "*.x.test"\n',
 ];
 
 /** Outside the fast shape (or refused by `yaml`): the fast path steps aside. */
