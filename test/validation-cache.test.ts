@@ -85,6 +85,41 @@ describe('validation cache', () => {
     });
   });
 
+  test('objects sharing one key: the key is parsed once, yet a wrong or changed key is refused by name', async () => {
+    // Pool batches (64 objects each) and the in-thread cache of parsed keys: every object
+    // shares `shared`'s key except #41 (another key) and #57 (a key that does not parse).
+    const shared = server(ca, ['k0.test']);
+    const sharedKey = (await import('node:crypto')).createPrivateKey(shared.key);
+    const stranger = server(ca, ['stranger.test']);
+    const n = 100;
+    const inputs: ValidateInput[] = Array.from({ length: n }, (_, i) => {
+      const cert = server(ca, [`k${i}.test`], { key: sharedKey }).cert;
+      const key = i === 41 ? stranger.key : i === 57 ? shared.key.replace(/\n[A-Za-z0-9+/=]+\n-----END/, '\nAAAA\n-----END') : shared.key;
+      return { ...input(cert, key, [`k${i}.test`]), id: `k${i}`, path: `ssls[${i}]`,
+        pairs: [{ certPath: `ssls[${i}].cert`, cert, keyPath: `ssls[${i}].key`, key }] };
+    });
+    const file = join(mkdtempSync(join(root, 'shared-key-')), 'cache.json');
+    const refused = (out: Array<{ issues: Array<{ code: string; path: string }> }>): string[][] =>
+      out.flatMap((o) => o.issues.map((x) => [x.code, x.path]));
+    const v = new CertValidator(2);
+    v.persist(cacheAt(file).cache);
+    try {
+      const first = await v.validate(inputs);
+      const bad = refused(first).sort((a, b) => a[1]!.localeCompare(b[1]!));
+      assert.equal(bad.length, 2, JSON.stringify(bad));
+      assert.deepEqual(bad[0], ['TLSGATE_E_CERT_KEY_MISMATCH', 'ssls[41].key']);
+      assert.deepEqual(bad[1], ['TLSGATE_E_KEY_PARSE', 'ssls[57].key']);
+      // The same certificates again, #7's key now the stranger's: its content is another
+      // entry of both caches (verdicts and parsed keys), so it is checked and refused.
+      const keyOf = (i: number): string => (i === 7 ? stranger.key : shared.key);
+      const next = inputs.map((x, i) => ({ ...x, pairs: [{ ...x.pairs[0]!, key: keyOf(i) }] }));
+      const second = await v.validate(next);
+      assert.deepEqual(refused(second), [['TLSGATE_E_CERT_KEY_MISMATCH', 'ssls[7].key']]);
+    } finally {
+      await v.close();
+    }
+  });
+
   test('a cached verdict still checks the SNIs of the object using it', async () => {
     const file = join(mkdtempSync(join(root, 'sni-')), 'cache.json');
     await withValidator(file, async (v, c) => {

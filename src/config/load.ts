@@ -83,11 +83,12 @@ export function parseConfigText(
 
 function parseSource(source: ConfigSource, overlay?: Overlay): { config: GatewayConfig; issues: ConfigIssue[] } {
   const file = source.file;
-  const { doc, lineCounter } = source.document();
-  if (doc.errors.length > 0) {
+  // The fast reader's text is well-formed; any other is parsed by `yaml`, for its errors' positions.
+  const { doc, lineCounter } = source.readFast() ? { doc: undefined, lineCounter: undefined } : source.document();
+  if (doc && doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => ({
-        path: `${file}:${position(lineCounter, e.pos[0])}`,
+        path: `${file}:${position(lineCounter!, e.pos[0])}`,
         code: 'TLSGATE_E_CONFIG_PARSE' as const,
         message: e.message.split('\n')[0]!,
         severity: 'error' as const,

@@ -5,10 +5,13 @@ import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import type { ConfigIssue } from '../errors';
+import { fastYaml } from './fast-yaml';
 
 export class ConfigSource {
   private parsed: { doc: Document.Parsed; lineCounter: LineCounter } | undefined;
   private js: { value: unknown } | { error: unknown } | undefined;
+  /** The fast reader's result (fast-yaml.ts): null when the text is outside its shape. */
+  private fast: { value: unknown } | null | undefined;
 
   private constructor(
     /** Absolute path. */
@@ -52,10 +55,23 @@ export class ConfigSource {
   }
 
   /**
+   * True when the text was read by the fast reader: it is well-formed YAML and value() is its
+   * data, with no Document made. Otherwise document() has the errors, with their positions.
+   */
+  readFast(): boolean {
+    if (this.fast === undefined) {
+      const v = this.text === undefined ? undefined : fastYaml(this.text);
+      this.fast = v === undefined ? null : { value: v };
+    }
+    return this.fast !== null;
+  }
+
+  /**
    * The document as plain data, whether or not it has YAML errors (each reader decides);
    * throws what the conversion throws (too many aliases), every time. Readers must not mutate it.
    */
   value(): unknown {
+    if (this.js === undefined && this.readFast()) this.js = this.fast!;
     if (this.js === undefined) {
       try {
         this.js = { value: this.document().doc.toJS({ maxAliasCount: 100 }) };
@@ -69,7 +85,9 @@ export class ConfigSource {
 
   /** The data of a readable, well-formed file; undefined otherwise (the build reports why). */
   validValue(): unknown {
-    if (this.text === undefined || this.document().doc.errors.length > 0) return undefined;
+    if (this.text === undefined) return undefined;
+    if (this.readFast()) return this.value();
+    if (this.document().doc.errors.length > 0) return undefined;
     try {
       return this.value();
     } catch {

@@ -244,14 +244,22 @@ export class Primary {
       ...(source ? { source } : {}),
     });
     const first = { ...this.loadOptions(), ...(source ? { source } : {}) };
+    let forked: Array<Promise<void>> = [];
     const initial = loadConfigFile(this.configPath, undefined, first).then(async (loaded) => {
       this.loaded = loaded;
-      return this.build({ config: await this.compose(loaded.config), warnings: loaded.issues });
+      const config = await this.compose(loaded.config);
+      // Workers start now, while the first build runs: their process start and module load
+      // (~0.5-1 s on this 2-core machine, measured) overlap the compile instead of following it.
+      forked = this.forkEarly(config.workers);
+      return this.build({ config, warnings: loaded.issues });
     });
     // A reload asked for while the first build runs (a secret refresh) waits for it.
     this.initial = initial.catch(() => undefined);
     try {
       built = await initial;
+    } catch (err) {
+      for (const slot of this.slots.values()) slot.worker.process.kill('SIGKILL'); // no snapshot to drain
+      throw err;
     } finally {
       // Armed right after the first read (and re-checked against what was read): a file
       // replaced while 10k objects compile is noticed, not lost until a restart.
@@ -275,19 +283,10 @@ export class Primary {
     // The admin API answers before any worker serves: a change made while workers start
     // can be reloaded and observed.
     await this.startAdmin();
-    // Workers share the listening socket and the kernel spreads connections:
-    // no extra hop through the primary per connection. Must be set before
-    // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:
-    // measured, the primary accepted every connection and handed it over IPC).
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
-    // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
-    // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
-    // never lands inside the JSON log stream.
-    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1], execArgv: workerExecArgv() });
-    cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
-    const started = Array.from({ length: n }, () => this.fork());
-    await Promise.all(started);
+    // Forked during the build: those already waiting get the first snapshot now (the others at 'ready').
+    for (const slot of this.slots.values()) if (slot.ready) this.sendState(slot, compiled);
+    await Promise.all(forked);
     this.started = true;
     this.syncStandby();
     // Expiry: checked at load (validation warnings) and daily while running.
@@ -500,9 +499,27 @@ export class Primary {
    * Resolves at the worker's first ack (a standby: once promoted and listening); rejects if
    * it cannot apply its first snapshot or exits before.
    */
+  /** The first workers, forked once the config is parsed (before the first build ends). */
+  private forkEarly(n: number): Array<Promise<void>> {
+    // Workers share the listening socket and the kernel spreads connections:
+    // no extra hop through the primary per connection. Must be set before
+    // setupPrimary(), which freezes the policy (set after it, Node kept round-robin:
+    // measured, the primary accepted every connection and handed it over IPC).
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
+    // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
+    // never lands inside the JSON log stream.
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1], execArgv: workerExecArgv() });
+    cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
+    const forked = Array.from({ length: n }, () => this.fork());
+    // Awaited after the build; a worker that dies during it must not be an unhandled rejection meanwhile.
+    for (const f of forked) f.catch(() => undefined);
+    return forked;
+  }
+
   private fork(role: 'serving' | 'standby' = 'serving'): Promise<void> {
     const worker = cluster.fork({
-      TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info',
+      TLSGATE_LOG_LEVEL: (this.config ?? this.loaded?.config)?.log.level ?? 'info',
       TLSGATE_LOG_FD: String(WORKER_LOG_FD),
       ...(role === 'standby' ? { TLSGATE_STANDBY: '1' } : {}),
     });
