@@ -15,13 +15,14 @@ const ROTATIONS = 80; // more than the old cap of 64 spares
 
 describe('uws: every freed app is reused as a later generation', () => {
   const ca = createCA('Spares CA');
-  const key = server(ca, ['s0.test']).key;
+  const first = server(ca, ['s0.test']);
+  const key = first.key;
   const gw = new Gateway();
   let port = 0;
 
   before(async () => {
     [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
-    gw.write('s0.crt', server(ca, ['s0.test']).cert);
+    gw.write('s0.crt', first.cert);
     gw.write('s0.key', key);
     await gw.start(`
   workers: 1
@@ -63,9 +64,9 @@ describe('uws: every freed app is reused as a later generation', () => {
     // On a slow machine the first batch outlives the 30 s reap delay and reuses spares itself,
     // so fewer than 64 apps exist and the old cap is not reached: still checked, but weaker.
     if (spares <= 64) t.diagnostic(`only ${spares} spares (the old cap was 64): the cap is not exercised`);
-    const first = rotated().length;
+    const before = rotated().length;
     for (let i = 0; i < spares; i++) await rotate();
-    const second = rotated().slice(first);
+    const second = rotated().slice(before);
     assert.equal(second.length, spares);
     const fresh = second.filter((l) => (l.uses ?? 1) < 2).map((l) => l.generation);
     assert.deepEqual(fresh, [], 'generations that made a new app instead of reusing a freed one');
