@@ -155,7 +155,12 @@ export const certRotation: Scenario = {
         'object; start = spawn → a handshake for the last object served; RSS = mean VmRSS of the worker processes,',
         'after start and after the rotations (no forced GC); respawn = SIGKILL of a worker → the first new',
         'handshake served (one worker: by its replacement) / → its replacement acked in GET /v1/status',
-        '(nginx: forked).',
+        '(nginx: forked). Under load (--rotation-load S, a separate phase after those rotations): wrk, 4 keep-alive',
+        'connections on the rotated name (timeout 10 s), plus new connections 2 at a time (full TLS 1.3 handshake,',
+        'verified, one GET) over the rotated name and two others, while one file is replaced again and again; every',
+        'non-2xx, socket error, timeout, handshake or response error counts as failed. Soak (--soak N, tlsgate only):',
+        'one file replaced N times back to back, each waiting for every worker\'s ack (GET /v1/status) then one',
+        'handshake checking the serial; worker RSS before/after with and without two forced full GCs (SIGUSR2 hook).',
       ].join(' '),
       [
         { key: 'startMs', label: 'start → serving', unit: 'ms' },
