@@ -31,7 +31,7 @@ import { processTree, rssBytes } from '../lib/proc';
 import { chartsByCase, newScenario, type ScenarioResult } from '../lib/report';
 import { summarize } from '../lib/stats';
 import { allAcked } from '../targets/gateway';
-import type { RunningServer, Target } from '../targets/types';
+import type { GatewayControl, GatewayStatus, RunningServer, Target } from '../targets/types';
 import { by, errorText, withServer, type Context, type Scenario } from './context';
 
 const MB = 2 ** 20;
@@ -77,10 +77,26 @@ function workerPids(pid: number): number[] {
     .map((p) => p.pid);
 }
 
+/**
+ * GET /v1/status, retried: at 100k objects on the loaded 2-core machine one call took more
+ * than its 5 s timeout now and then (the primary busy), which used to abort the whole size.
+ */
+async function statusOf(g: GatewayControl, timeoutMs = 120_000): Promise<GatewayStatus> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await g.status();
+    } catch (err) {
+      if (performance.now() > deadline) throw err;
+      await sleep(100);
+    }
+  }
+}
+
 /** The processes that serve: tlsgate's status lists its serving workers (its standby is a child too, not serving). */
 async function servingPids(s: RunningServer): Promise<number[]> {
   if (!s.gateway) return workerPids(s.pid);
-  return (await s.gateway.status()).workers.map((w) => w.pid);
+  return (await statusOf(s.gateway)).workers.map((w) => w.pid);
 }
 
 function rssOf(pids: number[]): { mean: number; each: number[] } {
@@ -679,7 +695,7 @@ async function soakPhase(
   let made = 0;
   for (; made < count && performance.now() < hardEnd; made++) {
     if (made > 0 && made % every === 0) samples.push({ rotations: made, mb: mean() });
-    const v0 = (await g.status()).version;
+    const v0 = (await statusOf(g)).version;
     const next = reissueSni(base, idx);
     writeFileSync(`${file}.tmp`, next.cert);
     const r0 = performance.now();
