@@ -26,7 +26,7 @@ export interface Knobs {
   rotateOne?: boolean;
   /** --rotation-load: seconds of the under-load phase (wrk keep-alive + new connections while rotating); 0 = off. */
   loadS?: number;
-  /** --soak: rotations of one file back to back on each tlsgate engine, RSS sampled, forced GC at both ends; 0 = off. */
+  /** --soak: rotations of one file back to back per tlsgate engine, RSS sampled, forced GC at both ends; 0 = off. */
   soak?: number;
   /** --soak-heap: also write a worker heap snapshot before and after the soak (kept, path logged). */
   soakHeap?: boolean;
