@@ -2,6 +2,7 @@
 //   [--only handshake,keepalive,rotation,scale,streaming,h2,cert-rotation,etcd-convergence,route-match,
 //    etcd-cold,etcd-outage] [--targets nginx,haproxy,node-https,tlsgate]
 //   [--rotation-sizes 1000,10000] [--rotations N] [--rotation-budget S] [--respawns N] [--rotation-peer-max N] [--rotate-one]
+//   [--rotation-load S] [--soak N] [--soak-heap]
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { baseFixtures } from './lib/fixtures';
@@ -185,11 +186,14 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--respawns') knobs.respawns = int(argv[++i], a, 0);
     else if (a === '--rotation-peer-max') knobs.peerMax = int(argv[++i], a, 0);
     else if (a === '--rotate-one') knobs.rotateOne = true;
+    else if (a === '--rotation-load') knobs.loadS = int(argv[++i], a, 0);
+    else if (a === '--soak') knobs.soak = int(argv[++i], a, 0);
+    else if (a === '--soak-heap') knobs.soakHeap = true;
     else {
       throw new Error(
         `unknown option ${a} (--quick, --workers N, --only SCENARIO[,…], --targets NAME[,…], ` +
           '--rotation-sizes N[,…], --rotations N, --rotation-budget S, --respawns N, --rotation-peer-max N, ' +
-          '--rotate-one)',
+          '--rotate-one, --rotation-load S, --soak N, --soak-heap)',
       );
     }
   }

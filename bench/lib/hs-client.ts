@@ -15,6 +15,8 @@ export interface HsClientOptions {
   concurrency: number;
   durationMs: number;
   resume: boolean;
+  /** Names taken in turn (SNI and Host), instead of `servername` alone. */
+  servernames?: string[];
 }
 
 export interface HsClientResult {
@@ -28,7 +30,12 @@ export interface HsClientResult {
   wallMs: number;
 }
 
-function once(o: HsClientOptions, ca: Buffer, session: Buffer | undefined): Promise<{ ms: number; resumed: boolean; session?: Buffer }> {
+function once(
+  o: HsClientOptions,
+  ca: Buffer,
+  session: Buffer | undefined,
+  servername = o.servername,
+): Promise<{ ms: number; resumed: boolean; session?: Buffer }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let ms = 0;
@@ -37,7 +44,7 @@ function once(o: HsClientOptions, ca: Buffer, session: Buffer | undefined): Prom
     const s: TLSSocket = connect({
       host: '127.0.0.1',
       port: o.port,
-      servername: o.servername,
+      servername,
       ca,
       minVersion: o.protocol,
       maxVersion: o.protocol,
@@ -48,7 +55,7 @@ function once(o: HsClientOptions, ca: Buffer, session: Buffer | undefined): Prom
     s.once('secureConnect', () => {
       ms = performance.now() - t0;
       resumed = s.isSessionReused(); // false once the socket is closed: read it now
-      s.write(`GET / HTTP/1.1\r\nHost: ${o.servername}\r\nConnection: close\r\n\r\n`);
+      s.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
     });
     let head = '';
     s.on('data', (d: Buffer) => {
@@ -73,9 +80,10 @@ export async function runHsClient(o: HsClientOptions): Promise<HsClientResult> {
   const loop = async (): Promise<void> => {
     let session: Buffer | undefined;
     while (started < o.count && performance.now() < deadline) {
+      const name = o.servernames?.length ? o.servernames[started % o.servernames.length] : o.servername;
       started++;
       try {
-        const r = await once(o, ca, o.resume ? session : undefined);
+        const r = await once(o, ca, o.resume ? session : undefined, name);
         samples.push(r.ms);
         if (r.resumed) resumed++;
         if (r.session) session = r.session;

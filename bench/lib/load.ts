@@ -97,6 +97,8 @@ export interface WrkOptions {
   threads?: number;
   /** Count handshakes with the shim; `forceFull` also makes every reconnect a full handshake. */
   forceFull?: boolean;
+  /** wrk's per-request timeout (its default: 2 s), counted in socketErrors.timeout. */
+  timeoutS?: number;
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
@@ -104,6 +106,7 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   if (!bin) throw new Error('wrk is not installed (apt-get install wrk)');
   const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.durationS}s`, '--latency', '-s', wrkResolveScript()];
   if (o.close) args.push('-H', 'Connection: close');
+  if (o.timeoutS) args.push('--timeout', `${o.timeoutS}s`);
   args.push(`https://${o.servername}:${o.port}${o.path}`);
   const sh = wrkShim();
   let env: NodeJS.ProcessEnv | undefined;

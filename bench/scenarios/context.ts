@@ -24,6 +24,12 @@ export interface Knobs {
   peerMax?: number;
   /** --rotate-one: every rotation replaces the same object's file (the issue-13 soak), not a different one. */
   rotateOne?: boolean;
+  /** --rotation-load: seconds of the under-load phase (wrk keep-alive + new connections while rotating); 0 = off. */
+  loadS?: number;
+  /** --soak: rotations of one file back to back per tlsgate engine, RSS sampled, forced GC at both ends; 0 = off. */
+  soak?: number;
+  /** --soak-heap: also write a worker heap snapshot before and after the soak (kept, path logged). */
+  soakHeap?: boolean;
 }
 
 export interface Context {

@@ -98,7 +98,7 @@ export function gatewayTarget(
       const t0 = performance.now();
       const proc = startProcess(name, cmd.cmd, cmd.args, {
         cpus: spec.cpus,
-        env: cmd.env,
+        env: spec.env ? { ...(cmd.env ?? process.env), ...spec.env } : cmd.env,
         cwd: configDir,
         onLine(line) {
           if (compileMs !== null || !line.includes('compile_ms')) return;

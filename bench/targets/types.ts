@@ -17,6 +17,8 @@ export interface ServerSpec {
   cpus?: string;
   /** A fresh temp dir for this server's config, pid and log files. */
   workDir: string;
+  /** Extra environment for a gateway's processes (cert-rotation: the bench's GC hook). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface GatewayStatus {
