@@ -23,7 +23,9 @@ import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
 import { AuditLog, type AuditState } from './audit';
 import { checkFdLimit } from './fd-limit';
-import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
+import {
+  isWorkerMessage, WORKER_SNAPSHOT_FD, type PrimaryMessage, type WorkerMessage, type WorkerStats,
+} from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { FileWatch } from './file-watch';
 import { ValidationCache, validationCacheFile } from '../certs/validation-cache';
@@ -283,7 +285,7 @@ export class Primary {
     // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
     // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
     // never lands inside the JSON log stream.
-    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1], execArgv: workerExecArgv() });
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1, 'pipe'], execArgv: workerExecArgv() });
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const n = compiled.resolved.config.workers;
     const started = Array.from({ length: n }, () => this.fork());
@@ -486,7 +488,7 @@ export class Primary {
       }
       send(slot.worker, { type: 'delta', base: slot.sent, version, bytes });
     } else {
-      send(slot.worker, { type: 'snapshot', version, bytes: this.fullBytes(c) });
+      sendFull(slot.worker, version, this.fullBytes(c));
     }
     slot.sent = version;
   }
@@ -507,6 +509,8 @@ export class Primary {
       ...(role === 'standby' ? { TLSGATE_STANDBY: '1' } : {}),
     });
     const pid = worker.process.pid ?? 0;
+    // A worker that dies mid-snapshot breaks its pipe (EPIPE): its exit is handled in onExit.
+    snapshotPipe(worker)?.on('error', () => undefined);
     const slot: WorkerSlot = {
       worker, pid, role, version: 0, staged: 0, listening: false, ready: false, sent: 0, bornAt: Date.now(),
     };
@@ -1194,6 +1198,19 @@ function workerExecArgv(): string[] {
 function send(w: ClusterWorker, m: PrimaryMessage): boolean {
   if (w.isDead() || !w.isConnected()) return false;
   w.send(m, undefined, () => undefined);
+  return true;
+}
+
+function snapshotPipe(w: ClusterWorker): import('node:stream').Writable | undefined {
+  return (w.process.stdio as ReadonlyArray<unknown>)[WORKER_SNAPSHOT_FD] as import('node:stream').Writable | undefined;
+}
+
+/** A full snapshot: its bytes on the worker's snapshot pipe (worker/protocol.ts WORKER_SNAPSHOT_FD), else over IPC. */
+function sendFull(w: ClusterWorker, version: number, bytes: Uint8Array): boolean {
+  const pipe = snapshotPipe(w);
+  if (!pipe?.writable) return send(w, { type: 'snapshot', version, bytes });
+  if (!send(w, { type: 'snapshot-pipe', version, size: bytes.length })) return false;
+  pipe.write(bytes);
   return true;
 }
 
