@@ -7,7 +7,8 @@ import type { NodeHealthMessage } from '../proxy/active-health';
  * The worker's fd of its snapshot pipe (cluster stdio index; 4 is the log fd). A full snapshot
  * goes there, not over IPC: IPC reads a message in 64 KB chunks that stay in the C heap, fragmented
  * and never returned, after the message is freed (100k objects, 131 MB: 129 MB of [heap] RSS per
- * worker); one blocking read into one buffer is returned to the system when that buffer is freed.
+ * worker); the pipe's chunks are copied as they arrive into one buffer (worker/snapshot-pipe.ts), which
+ * is returned to the system when freed.
  */
 export const WORKER_SNAPSHOT_FD = 5;
 

@@ -10,15 +10,12 @@ import type { DataPlaneState, Engine, StateChange } from '../engines/engine';
 import type { UpstreamSet } from '../proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
-import { readSync } from 'node:fs';
-import { isPrimaryMessage, WORKER_SNAPSHOT_FD, type WorkerMessage } from './protocol';
+import { isPrimaryMessage, type WorkerMessage } from './protocol';
+import { SnapshotPipe } from './snapshot-pipe';
 import { Model } from './model';
 // prom-client's IPC responder, before 'ready': the primary's scrape waits for 'ready' from
 // every forked worker (a standby included), never for one that cannot answer yet.
 import '../metrics';
-
-/** Atomics.wait target for a pipe read that would block (a pipe left non-blocking). */
-const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 const CONTEXT_CACHE_MAX = 10_000; // ≈ 240 MB at 24 KB per context: the ceiling, not the norm
 
@@ -54,6 +51,7 @@ export class Worker {
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private pipe: SnapshotPipe | undefined;
   private served = false;
   /** A standby holds the state but has no listener until promoted at this version (or later). */
   private promoteAt: number | undefined;
@@ -76,9 +74,9 @@ export class Worker {
         return;
       case 'snapshot-pipe':
         // Read in the queue's turn: the pipe carries the snapshots in the order of their messages.
-        this.queue = this.queue.then(() => {
-          const bytes = this.readPipe(m.size);
-          return bytes ? this.apply(bytes, m.version) : undefined;
+        this.queue = this.queue.then(async () => {
+          const bytes = await this.readPipe(m.size);
+          if (bytes) await this.apply(bytes, m.version);
         });
         return;
       case 'delta':
@@ -149,32 +147,17 @@ export class Worker {
   }
 
   /**
-   * `size` bytes of the snapshot pipe, read at once into one buffer (the event loop waits: the
-   * decode that follows is synchronous too). A pipe that fails or ends mid-snapshot cannot be
+   * `size` bytes of the snapshot pipe. A pipe that fails or ends mid-snapshot cannot be
    * resynchronised: the worker exits and the primary forks a new one.
    */
-  private readPipe(size: number): Uint8Array | undefined {
-    const buf = Buffer.allocUnsafeSlow(size);
-    let at = 0;
+  private async readPipe(size: number): Promise<Uint8Array | undefined> {
     try {
-      while (at < size) {
-        let n: number;
-        try {
-          n = readSync(WORKER_SNAPSHOT_FD, buf, at, size - at, null);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-          Atomics.wait(PAUSE, 0, 0, 1);
-          continue;
-        }
-        if (n === 0) throw new Error(`the snapshot pipe ended after ${at} of ${size} bytes`);
-        at += n;
-      }
+      return await (this.pipe ??= new SnapshotPipe()).read(size);
     } catch (err) {
       this.log.error({ err }, 'cannot read the snapshot pipe; exiting');
       setImmediate(() => process.exit(1));
       return undefined;
     }
-    return buf;
   }
 
   /**
