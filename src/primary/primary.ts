@@ -39,6 +39,9 @@ import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load
 import { openConfigStore } from '../store/open';
 import type { EtcdStore, StoreStatus } from '../store/etcd-store';
 
+/** glibc malloc arenas per worker (workerMallocEnv). */
+const WORKER_MALLOC_ARENAS = 1;
+
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
 
@@ -506,6 +509,7 @@ export class Primary {
     const worker = cluster.fork({
       TLSGATE_LOG_LEVEL: this.config?.log.level ?? 'info',
       TLSGATE_LOG_FD: String(WORKER_LOG_FD),
+      ...workerMallocEnv(),
       ...(role === 'standby' ? { TLSGATE_STANDBY: '1' } : {}),
     });
     const pid = worker.process.pid ?? 0;
@@ -1192,6 +1196,17 @@ function workerExecArgv(): string[] {
   const own = flags.some((a) => a.includes('semi-space-size'));
   const gc = flags.some((a) => a.includes('expose-gc') || a.includes('expose_gc'));
   return [...process.execArgv, ...(own ? [] : ['--max-semi-space-size=2']), ...(gc ? [] : ['--expose-gc'])];
+}
+
+/**
+ * glibc malloc arenas for a worker, unless the operator set MALLOC_ARENA_MAX: with glibc's
+ * default (8 per core) what rotations freed stayed in arenas that new allocations did not reuse.
+ * 10k objects, node engine, 400 rotations of one file, then 20 s idle (a GC ran): worker RSS
+ * +11.6 / +12.5 MB with the default, +7.5 MB with 2 arenas, +2.3 MB with 1 (and no growth from
+ * rotation 200 to 400). The worker's hot path is one thread; V8's helper threads share it.
+ */
+function workerMallocEnv(): Record<string, string> {
+  return process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: String(WORKER_MALLOC_ARENAS) } : {};
 }
 
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */
