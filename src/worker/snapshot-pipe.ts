@@ -1,9 +1,10 @@
 // The worker's end of its snapshot pipe (protocol.ts WORKER_SNAPSHOT_FD): full snapshots, one
-// after the other, each `size` bytes announced by its IPC message. Each chunk read is copied at
-// once into the snapshot's own buffer, so at most a few 64 KB chunks are alive at a time (IPC
-// keeps every chunk of a message until its last arrives, and the C heap keeps them afterwards).
-// Read without blocking: the worker serves while a snapshot arrives.
-import { Socket } from 'node:net';
+// after the other, each `size` bytes announced by its IPC message. The socket reads straight into
+// the snapshot's own buffer (net.Socket `onread`): no 64 KB chunk per read, which IPC keeps until
+// a message's last chunk arrives and the C heap keeps afterwards, and which 'data' events leave
+// to the GC (88 MB at 100k objects: 22-37 MB of [heap]). Read without blocking: the worker serves
+// while a snapshot arrives.
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { WORKER_SNAPSHOT_FD } from './protocol';
 
 interface Want {
@@ -19,6 +20,7 @@ export class SnapshotPipe {
   /** Bytes read past the snapshot being read: the start of the next one. */
   private extra: Buffer | undefined;
   private failed: Error | undefined;
+  private scratch: Buffer | undefined;
 
   constructor(private readonly fd = WORKER_SNAPSHOT_FD) {}
 
@@ -36,9 +38,28 @@ export class SnapshotPipe {
   }
 
   private open(): Socket {
-    const s = new Socket({ fd: this.fd, readable: true, writable: false });
+    const s = new Socket(<SocketConstructorOpts & { onread: OnReadOpts }>{
+      fd: this.fd,
+      readable: true,
+      writable: false,
+      onread: {
+        // Straight into the snapshot being read; with none asked for, into a scratch buffer kept for the next.
+        buffer: () => (this.want ? this.want.buf.subarray(this.want.at) : (this.scratch ??= Buffer.alloc(65_536))),
+        callback: (n: number, buf: Uint8Array) => {
+          const w = this.want;
+          if (!w || buf.buffer !== w.buf.buffer) {
+            this.feed(Buffer.from(buf.subarray(0, n)));
+            return this.want !== undefined;
+          }
+          w.at += n;
+          if (w.at < w.buf.length) return true;
+          this.want = undefined;
+          w.resolve(w.buf);
+          return false;
+        },
+      },
+    });
     s.unref();
-    s.on('data', (c: Buffer) => this.feed(c));
     const fail = (err?: Error): void => {
       this.failed ??= err ?? new Error('the snapshot pipe ended');
       const w = this.want;
