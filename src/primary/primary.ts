@@ -23,7 +23,9 @@ import type { Logger } from '../log';
 import { SecretStore } from '../secrets/store';
 import { AuditLog, type AuditState } from './audit';
 import { checkFdLimit } from './fd-limit';
-import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerStats } from '../worker/protocol';
+import {
+  isWorkerMessage, WORKER_SNAPSHOT_FD, type PrimaryMessage, type WorkerMessage, type WorkerStats,
+} from '../worker/protocol';
 import { adminRoutes } from './admin-routes';
 import { FileWatch } from './file-watch';
 import { ValidationCache, validationCacheFile } from '../certs/validation-cache';
@@ -36,6 +38,9 @@ import { ActiveHealth, type ActiveCheck } from '../proxy/active-health';
 import { engineLoadIssues, reusePortMigrationWarning } from '../engines/uws-load';
 import { openConfigStore } from '../store/open';
 import type { EtcdStore, StoreStatus } from '../store/etcd-store';
+
+/** glibc malloc arenas per worker (workerMallocEnv). */
+const WORKER_MALLOC_ARENAS = 1;
 
 /** The worker's fd for log lines: index of our stdout in the cluster stdio array. */
 const WORKER_LOG_FD = 4;
@@ -485,7 +490,7 @@ export class Primary {
       }
       send(slot.worker, { type: 'delta', base: slot.sent, version, bytes });
     } else {
-      send(slot.worker, { type: 'snapshot', version, bytes: this.fullBytes(c) });
+      sendFull(slot.worker, version, this.fullBytes(c));
     }
     slot.sent = version;
   }
@@ -509,7 +514,7 @@ export class Primary {
     // Worker fd 1 and 2 → our stderr; worker fd 4 → our stdout, where workers log (TLSGATE_LOG_FD).
     // Native code in a worker (uWS prints debug lines from domain()) writes to fd 1 and so
     // never lands inside the JSON log stream.
-    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1], execArgv: workerExecArgv() });
+    cluster.setupPrimary({ serialization: 'advanced', stdio: [0, 2, 2, 'ipc', 1, 'pipe'], execArgv: workerExecArgv() });
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     const forked = Array.from({ length: n }, () => this.fork());
     // Awaited after the build; a worker that dies during it must not be an unhandled rejection meanwhile.
@@ -521,9 +526,12 @@ export class Primary {
     const worker = cluster.fork({
       TLSGATE_LOG_LEVEL: (this.config ?? this.loaded?.config)?.log.level ?? 'info',
       TLSGATE_LOG_FD: String(WORKER_LOG_FD),
+      ...workerMallocEnv(),
       ...(role === 'standby' ? { TLSGATE_STANDBY: '1' } : {}),
     });
     const pid = worker.process.pid ?? 0;
+    // A worker that dies mid-snapshot breaks its pipe (EPIPE): its exit is handled in onExit.
+    snapshotPipe(worker)?.on('error', () => undefined);
     const slot: WorkerSlot = {
       worker, pid, role, version: 0, staged: 0, listening: false, ready: false, sent: 0, bornAt: Date.now(),
     };
@@ -1207,10 +1215,34 @@ function workerExecArgv(): string[] {
   return [...process.execArgv, ...(own ? [] : ['--max-semi-space-size=2']), ...(gc ? [] : ['--expose-gc'])];
 }
 
+/**
+ * glibc malloc arenas for a worker, unless the operator set MALLOC_ARENA_MAX: with glibc's
+ * default (8 per core) what rotations freed stayed in arenas that new allocations did not reuse.
+ * 10k objects, node engine, 400 rotations of one file, then 20 s idle (a GC ran): worker RSS
+ * +11.6 / +12.5 MB with the default, +7.5 MB with 2 arenas, +2.3 MB with 1 (and no growth from
+ * rotation 200 to 400). The worker's hot path is one thread; V8's helper threads share it.
+ */
+function workerMallocEnv(): Record<string, string> {
+  return process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: String(WORKER_MALLOC_ARENAS) } : {};
+}
+
 /** To a worker that may be exiting: a failed send is that worker's exit, handled in onExit. */
 function send(w: ClusterWorker, m: PrimaryMessage): boolean {
   if (w.isDead() || !w.isConnected()) return false;
   w.send(m, undefined, () => undefined);
+  return true;
+}
+
+function snapshotPipe(w: ClusterWorker): import('node:stream').Writable | undefined {
+  return (w.process.stdio as ReadonlyArray<unknown>)[WORKER_SNAPSHOT_FD] as import('node:stream').Writable | undefined;
+}
+
+/** A full snapshot: its bytes on the worker's snapshot pipe (worker/protocol.ts WORKER_SNAPSHOT_FD), else over IPC. */
+function sendFull(w: ClusterWorker, version: number, bytes: Uint8Array): boolean {
+  const pipe = snapshotPipe(w);
+  if (!pipe?.writable) return send(w, { type: 'snapshot', version, bytes });
+  if (!send(w, { type: 'snapshot-pipe', version, size: bytes.length })) return false;
+  pipe.write(bytes);
   return true;
 }
 

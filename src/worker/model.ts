@@ -3,6 +3,7 @@
 // context cache point at the same SslSnapshot), and counts content hashes so a context
 // is dropped when the last object using it goes.
 import type { SnapshotDelta } from '../snapshot/delta';
+import { hasClientCa } from '../snapshot/lazy-ssl';
 import type { ListenerSnapshot, RouteSnapshot, Snapshot, SslSnapshot, UpstreamSnapshot } from '../snapshot/types';
 
 export class Model {
@@ -145,7 +146,7 @@ export class Model {
   private putSsl(ssl: SslSnapshot): void {
     this.ssls.set(ssl.id, ssl);
     this.hashRefs.set(ssl.hash, (this.hashRefs.get(ssl.hash) ?? 0) + 1);
-    if (ssl.type === 'server' && ssl.clientCa !== undefined) this.mtlsCount++;
+    if (ssl.type === 'server' && hasClientCa(ssl)) this.mtlsCount++;
   }
 
   private dropSsl(id: string): void {
@@ -156,6 +157,6 @@ export class Model {
     const n = (this.hashRefs.get(ssl.hash) ?? 1) - 1;
     if (n > 0) this.hashRefs.set(ssl.hash, n);
     else this.hashRefs.delete(ssl.hash);
-    if (ssl.type === 'server' && ssl.clientCa !== undefined) this.mtlsCount--;
+    if (ssl.type === 'server' && hasClientCa(ssl)) this.mtlsCount--;
   }
 }

@@ -11,6 +11,7 @@ import type { UpstreamSet } from '../proxy';
 import { createLogger, type Logger } from '../log';
 import { TlsgateError } from '../errors';
 import { isPrimaryMessage, type WorkerMessage } from './protocol';
+import { SnapshotPipe } from './snapshot-pipe';
 import { Model } from './model';
 // prom-client's IPC responder, before 'ready': the primary's scrape waits for 'ready' from
 // every forked worker (a standby included), never for one that cannot answer yet.
@@ -50,6 +51,7 @@ export class Worker {
   private readonly engines = new Map<string, Engine>();
   private proxy: UpstreamSet | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private pipe: SnapshotPipe | undefined;
   private served = false;
   /** A standby holds the state but has no listener until promoted at this version (or later). */
   private promoteAt: number | undefined;
@@ -69,6 +71,13 @@ export class Worker {
       case 'snapshot':
         // Snapshots and deltas apply in order, one at a time.
         this.queue = this.queue.then(() => this.apply(m.bytes, m.version));
+        return;
+      case 'snapshot-pipe':
+        // Read in the queue's turn: the pipe carries the snapshots in the order of their messages.
+        this.queue = this.queue.then(async () => {
+          const bytes = await this.readPipe(m.size);
+          if (bytes) await this.apply(bytes, m.version);
+        });
         return;
       case 'delta':
         this.queue = this.queue.then(() => this.applyDelta(m.bytes, m.base, m.version));
@@ -134,6 +143,20 @@ export class Worker {
       }
     } catch (err) {
       this.refuse(err, stage, version);
+    }
+  }
+
+  /**
+   * `size` bytes of the snapshot pipe. A pipe that fails or ends mid-snapshot cannot be
+   * resynchronised: the worker exits and the primary forks a new one.
+   */
+  private async readPipe(size: number): Promise<Uint8Array | undefined> {
+    try {
+      return await (this.pipe ??= new SnapshotPipe()).read(size);
+    } catch (err) {
+      this.log.error({ err }, 'cannot read the snapshot pipe; exiting');
+      setImmediate(() => process.exit(1));
+      return undefined;
     }
   }
 
