@@ -13,7 +13,7 @@ import type { GatewayConfig } from '../config/types';
 import { defaults } from '../config/defaults';
 import { CertValidator } from '../certs/pool';
 import type { ValidateInput } from '../certs/validate';
-import { CompileCache, compileSnapshot, sslTableDigest, type SslDetails } from '../snapshot/compile';
+import { CompileCache, compileSnapshot, sslTableDigest, type SslDetails, type SslPatch } from '../snapshot/compile';
 import { encodeSnapshot } from '../snapshot/codec';
 import { diffSnapshots, encodeDelta, ownBytes, sniById } from '../snapshot/delta';
 import type { Snapshot } from '../snapshot/types';
@@ -117,6 +117,8 @@ export interface Current {
   compileMs: number;
   /** Where compileMs went: resolve (secret store), compile (validation), hash; ms. */
   phases?: { resolve: number; compile: number; hash: number; changed: number };
+  /** From the compile's rotation path: which SSL objects differ from `sslPatch.from` (O(change) diff). */
+  sslPatch?: SslPatch;
 }
 
 export class Primary {
@@ -395,7 +397,7 @@ export class Primary {
     );
     // The SNI table follows from each object's type, status and SNIs: hashed per object.
     const status = statusOf(config);
-    h.update(sslTableDigest(this.compileCache, body.ssls, status));
+    h.update(sslTableDigest(this.compileCache, body.ssls, status, c.sslPatch));
     const contentHash = h.digest('hex');
     const snapshot: Snapshot = { ...body, version: 0, createdAt: Date.now() };
     const t3 = performance.now();
@@ -404,7 +406,10 @@ export class Primary {
     const r = (x: number): number => Math.round(x * 10) / 10;
     const phases = { resolve: r(t1 - t0), compile: r(t2 - t1), hash: r(t3 - t2), changed: c.recompiled };
     return {
-      compiled: { snapshot, bytes: undefined, contentHash, resolved, details: c.details, compileMs, phases },
+      compiled: {
+        snapshot, bytes: undefined, contentHash, resolved, details: c.details, compileMs, phases,
+        ...(c.sslPatch ? { sslPatch: c.sslPatch } : {}),
+      },
       warnings: [...readIssues, ...c.warnings],
     };
   }
@@ -507,7 +512,7 @@ export class Primary {
     if (base) {
       let bytes = deltas?.get(slot.sent);
       if (!bytes) {
-        const d = diffSnapshots(base.snapshot, c.snapshot, this.sniIndex(base), this.sniIndex(c));
+        const d = diffSnapshots(base.snapshot, c.snapshot, this.sniIndex(base), this.sniIndex(c), c.sslPatch);
         this.mark('diffed');
         bytes = encodeDelta(d);
         this.mark('encoded');
@@ -1215,6 +1220,12 @@ function changedObjects(a: Current, b: Current): { before: AuditState; after: Au
     details: idx.map((i) => c.details[i]!),
     ssls: idx.map((i) => c.snapshot.ssls[i]!),
   });
+  const patch = b.sslPatch;
+  if (patch && patch.from === a.snapshot.ssls && a.resolved.config.ssls === b.resolved.config.ssls) {
+    // The compile says which objects it replaced: O(change), not a pass over every object.
+    const idx = patch.indices.filter((i) => a.snapshot.ssls[i] !== b.snapshot.ssls[i] || a.details[i] !== b.details[i]);
+    return { before: pick(a, idx), after: pick(b, idx), removed: [] };
+  }
   if (a.resolved.config.ssls === b.resolved.config.ssls) {
     // The same objects in the same order (a rotation): identity per index, no maps.
     const idx: number[] = [];
