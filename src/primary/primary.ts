@@ -854,6 +854,7 @@ export class Primary {
     const changeAt = this.changeAt ?? Date.now();
     this.changeAt = undefined;
     if (compiled.contentHash === this.current?.contentHash) {
+      this.trace = undefined;
       this.metrics.reloads.inc({ result: 'unchanged' });
       const warned = warnings.map(formatIssue);
       return (this.lastReload = { ok: true, version: this.version, at, source, errors: [], warnings: warned });
