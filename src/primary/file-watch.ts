@@ -24,7 +24,7 @@ import { dirSignature } from '../config/ssl-dirs';
 
 export interface FileWatchOptions {
   /** Called once the changed files are stable; `paths` are the files that changed. */
-  onStable: (paths: string[]) => void;
+  onStable: (paths: string[], timing: WatchTiming) => void;
   onError: (err: Error, dir: string) => void;
   debounceMs?: number;
   quietMs?: number;
@@ -40,6 +40,17 @@ export const FILE_WATCH_DEFAULTS = {
   maxRounds: 40, // a file still changing after ~6 s is applied as it is then (the whole config is still validated)
   maxReadBytes: 64 * 1024 * 1024,
 } as const;
+
+/** When the reported change was seen (epoch ms, sub-ms): the first event, the end of the debounce. */
+export interface WatchTiming {
+  eventAt: number;
+  settleAt: number;
+}
+
+/** Epoch ms with the monotonic clock's resolution (phases of one change, logged at debug). */
+export function nowMs(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 10) / 10;
+}
 
 interface Dir {
   watcher: FSWatcher;
@@ -60,6 +71,8 @@ export class FileWatch {
   /** Dirty paths that saw a `change` event (a write into the file): never the fast path. */
   private readonly written = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** The first event not yet reported. */
+  private eventAt: number | undefined;
   private settling = false;
   private closed = false;
 
@@ -145,6 +158,7 @@ export class FileWatch {
   }
 
   private schedule(): void {
+    this.eventAt ??= nowMs();
     if (this.closed || this.settling) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.settle(), this.o.debounceMs ?? FILE_WATCH_DEFAULTS.debounceMs);
@@ -152,6 +166,8 @@ export class FileWatch {
 
   private async settle(): Promise<void> {
     this.settling = true;
+    const timing: WatchTiming = { eventAt: this.eventAt ?? nowMs(), settleAt: nowMs() };
+    this.eventAt = undefined;
     const quiet = this.o.quietMs ?? FILE_WATCH_DEFAULTS.quietMs;
     const first = this.probeAll();
     const whole = [...first].filter(([p, v]) => v.pem && !this.written.has(p)).map(([p]) => p);
@@ -166,7 +182,7 @@ export class FileWatch {
           this.dirty.delete(p);
           first.delete(p);
         }
-        this.o.onStable(fast);
+        this.o.onStable(fast, timing);
       }
     }
     if (first.size === 0 || this.closed) {
@@ -189,7 +205,7 @@ export class FileWatch {
       this.dirty.delete(p);
       this.written.delete(p);
     }
-    this.o.onStable(paths);
+    this.o.onStable(paths, timing);
     if (this.dirty.size > 0) this.schedule();
   }
 

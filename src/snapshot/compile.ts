@@ -28,6 +28,13 @@ export interface Compiled {
   warnings: ConfigIssue[];
   /** SSL objects validated by this compile (the others came from the cache). */
   recompiled: number;
+  /** The rotation path: `snapshot.ssls` is `from` with only these indices replaced (O(change) diff and digest). */
+  sslPatch?: SslPatch;
+}
+
+export interface SslPatch {
+  from: readonly SslSnapshot[];
+  indices: readonly number[];
 }
 
 /** Why OpenSSL would not load a client CRL bundle, or undefined. */
@@ -52,7 +59,7 @@ function crlProblem(pem: string): string | undefined {
 export class CompileCache {
   readonly ssls = new Map<string, CachedSsl>();
   /** sslTableDigest's last input and chunk digests. */
-  digest: { refs: SslSnapshot[]; status: string[]; chunks: string[] } | undefined;
+  digest: { refs: readonly SslSnapshot[]; status: readonly string[]; chunks: string[] } | undefined;
   /** The last successful compile: a rotation (ResolvedConfig.changedFrom) patches it. */
   last: LastCompile | undefined;
 }
@@ -90,8 +97,25 @@ const DIGEST_CHUNK = 256;
  * the last call keeps its digest, so one changed object re-hashes 256 lines, not 10k (the
  * full pass was 5-7 ms of each rotation at 10k objects, profiled).
  */
-export function sslTableDigest(cache: CompileCache, ssls: readonly SslSnapshot[], status: readonly string[]): string {
+export function sslTableDigest(
+  cache: CompileCache,
+  ssls: readonly SslSnapshot[],
+  status: readonly string[],
+  patch?: SslPatch,
+): string {
   const prev = cache.digest;
+  const final = (chunks: string[]): string =>
+    createHash('sha256').update(`${ssls.length}\n${chunks.join('\n')}`).digest('hex');
+  // The last digest was of `patch.from` (a rotation): only the chunks of the patched
+  // objects, not an identity pass over every object (5-50 ms at 100k objects, profiled).
+  if (prev && patch && prev.refs === patch.from && prev.status === status && ssls.length === patch.from.length) {
+    const chunks = prev.chunks.slice();
+    for (const c of new Set(patch.indices.map((i) => Math.floor(i / DIGEST_CHUNK)))) {
+      chunks[c] = chunkDigest(ssls, status, c);
+    }
+    cache.digest = { refs: ssls, status, chunks };
+    return final(chunks);
+  }
   const chunks: string[] = [];
   for (let c = 0; c * DIGEST_CHUNK < ssls.length; c++) {
     const from = c * DIGEST_CHUNK;
@@ -103,15 +127,20 @@ export function sslTableDigest(cache: CompileCache, ssls: readonly SslSnapshot[]
       chunks.push(prev!.chunks[c]!);
       continue;
     }
-    const h = createHash('sha256');
-    for (let i = from; i < to; i++) {
-      const x = ssls[i]!;
-      h.update(`${x.id}\0${x.type}\0${status[i]}\0${x.snis.join(',')}\0${x.hash}\n`);
-    }
-    chunks.push(h.digest('hex'));
+    chunks.push(chunkDigest(ssls, status, c));
   }
-  cache.digest = { refs: ssls.slice(), status: status.slice(), chunks };
-  return createHash('sha256').update(`${ssls.length}\n${chunks.join('\n')}`).digest('hex');
+  // Kept, not copied: a compile makes a new array and nothing writes into it afterwards.
+  cache.digest = { refs: ssls, status, chunks };
+  return final(chunks);
+}
+
+function chunkDigest(ssls: readonly SslSnapshot[], status: readonly string[], c: number): string {
+  const h = createHash('sha256');
+  for (let i = c * DIGEST_CHUNK; i < Math.min(ssls.length, (c + 1) * DIGEST_CHUNK); i++) {
+    const x = ssls[i]!;
+    h.update(`${x.id}\0${x.type}\0${status[i]}\0${x.snis.join(',')}\0${x.hash}\n`);
+  }
+  return h.digest('hex');
 }
 
 interface CachedSsl {
@@ -351,6 +380,7 @@ export async function compileSnapshot(
       details,
       warnings: [...issues, ...fast.tail],
       recompiled: todo.length,
+      sslPatch: { from: o.ssls, indices: only! },
     };
     cache.last = { ...fast, rc, out, sslIssues };
     return out;
