@@ -13,45 +13,51 @@ import { createCA, server } from './helpers/pki';
 
 const ROTATIONS = 80; // more than the old cap of 64 spares
 
-describe('uws: every freed app is reused as a later generation', () => {
-  const ca = createCA('Spares CA');
-  const first = server(ca, ['s0.test']);
-  const key = first.key;
+/** One worker, one uws listener, one SSL object `<n>.test` read from files; rotate() makes a generation. */
+function uwsOne(n: string): {
+  gw: Gateway;
+  rotated: () => Array<{ generation?: number; uses?: number }>;
+  rotate: () => Promise<void>;
+} {
+  const ca = createCA(`${n} CA`);
+  const first = server(ca, [`${n}.test`]);
   const gw = new Gateway();
   let port = 0;
-
   before(async () => {
     [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
-    gw.write('s0.crt', first.cert);
-    gw.write('s0.key', key);
+    gw.write(`${n}.crt`, first.cert);
+    gw.write(`${n}.key`, first.key);
     await gw.start(`
   workers: 1
   standby_worker: false
   log: { level: debug }
   admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
   listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: uws }]
-  ssls: [{ id: s0, snis: [s0.test], cert: "$file://s0.crt", key: "$file://s0.key" }]
+  ssls: [{ id: ${n}, snis: [${n}.test], cert: "$file://${n}.crt", key: "$file://${n}.key" }]
   routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
   `);
   });
   after(() => gw.stop());
-
   const rotated = (): Array<{ generation?: number; uses?: number }> =>
     gw.logs.filter((l) => l.msg === 'uws generation rotated') as Array<{ generation?: number; uses?: number }>;
-
-  /** Install s0.test in the current generation (a handshake), then replace its certificate: a new generation. */
+  /** Install the name in the current generation (a handshake), then replace its certificate: a new generation. */
   async function rotate(): Promise<void> {
     const before = rotated().length;
-    const h = await handshake(port, { servername: 's0.test' });
+    const h = await handshake(port, { servername: `${n}.test` });
     assert.equal(h.ok, true, h.error);
     const { version } = await gw.status();
-    const next = server(ca, ['s0.test'], { key: createPrivateKey(key) });
-    gw.write('s0.crt', next.cert);
+    const next = server(ca, [`${n}.test`], { key: createPrivateKey(first.key) });
+    gw.write(`${n}.crt`, next.cert);
     await gw.waitVersion(version + 1, 15_000);
     await waitFor(() => rotated().length > before || undefined, 'a new generation');
-    const served = await handshake(port, { servername: 's0.test' });
+    const served = await handshake(port, { servername: `${n}.test` });
     assert.equal(served.cert?.fingerprint256, new X509Certificate(next.cert).fingerprint256);
   }
+  return { gw, rotated, rotate };
+}
+
+describe('uws: every freed app is reused as a later generation', () => {
+  const { gw, rotated, rotate } = uwsOne('s0');
 
   test(`${ROTATIONS} retired generations freed, then as many rotations as spares all reuse one`, async (t) => {
     for (let i = 0; i < ROTATIONS; i++) await rotate();
@@ -77,43 +83,11 @@ describe('uws: every freed app is reused as a later generation', () => {
 // each rotation and their apps reused, so a burst of rotations does not leave one app per
 // rotation allocated for good (the bench's 1,000-rotation soak: +29 MB per worker before).
 describe('uws: a burst of rotations frees idle retired generations before the reap delay', () => {
-  const ca = createCA('Burst CA');
-  const first = server(ca, ['b0.test']);
-  const gw = new Gateway();
-  let port = 0;
-
-  before(async () => {
-    [port, gw.adminPort] = await Promise.all([freePort(), freePort()]);
-    gw.write('b0.crt', first.cert);
-    gw.write('b0.key', first.key);
-    await gw.start(`
-  workers: 1
-  standby_worker: false
-  log: { level: debug }
-  admin: { listen: 127.0.0.1:${gw.adminPort}, api_keys: ["${gw.apiKey}"] }
-  listeners: [{ name: public, listen: 127.0.0.1:${port}, engine: uws }]
-  ssls: [{ id: b0, snis: [b0.test], cert: "$file://b0.crt", key: "$file://b0.key" }]
-  routes: [{ id: r, paths: [/], respond: { status: 200, body: ok } }]
-  `);
-  });
-  after(() => gw.stop());
+  const { rotated, rotate } = uwsOne('b0');
 
   test('60 rotations: freed generations are reused within the burst, each rotation serves its certificate', async (t) => {
-    const rotated = (): Array<{ uses?: number }> =>
-      gw.logs.filter((l) => l.msg === 'uws generation rotated') as Array<{ uses?: number }>;
     const t0 = performance.now();
-    for (let i = 0; i < 60; i++) {
-      const before = rotated().length;
-      const h = await handshake(port, { servername: 'b0.test' }); // installs the name: the next rotation is a generation
-      assert.equal(h.ok, true, h.error);
-      const { version } = await gw.status();
-      const next = server(ca, ['b0.test'], { key: createPrivateKey(first.key) });
-      gw.write('b0.crt', next.cert);
-      await gw.waitVersion(version + 1, 15_000);
-      await waitFor(() => rotated().length > before || undefined, 'a new generation');
-      const served = await handshake(port, { servername: 'b0.test' });
-      assert.equal(served.cert?.fingerprint256, new X509Certificate(next.cert).fingerprint256);
-    }
+    for (let i = 0; i < 60; i++) await rotate();
     const s = (performance.now() - t0) / 1000;
     // A burst longer than the 30 s delay reuses apps even without the pressure rule: then this proves less.
     if (s > 25) t.diagnostic(`the burst took ${s.toFixed(1)} s: the 30 s reap may have freed generations too`);
